@@ -1,0 +1,181 @@
+//! Encoding and decoding of frames.
+//!
+//! Decoding is strict: a frame must be consumed exactly (trailing bytes are an error) and must
+//! not exceed the caller's size limit. Errors say what was wrong without echoing the input.
+
+use serde::Serialize;
+
+use crate::{ClientFrame, ServerFrame};
+
+/// Why bytes were not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("frame is empty")]
+    Empty,
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { len: usize, limit: usize },
+    #[error("unknown frame or request type")]
+    UnknownType,
+    #[error("frame is truncated")]
+    Truncated,
+    #[error("frame has {0} unexpected trailing bytes")]
+    TrailingBytes(usize),
+    #[error("frame is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+fn map_err(e: postcard::Error) -> DecodeError {
+    use postcard::Error as E;
+    match e {
+        E::DeserializeUnexpectedEnd => DecodeError::Truncated,
+        E::DeserializeBadEnum => DecodeError::UnknownType,
+        E::DeserializeBadVarint => DecodeError::Malformed("bad integer encoding"),
+        E::DeserializeBadUtf8 => DecodeError::Malformed("text is not UTF-8"),
+        E::DeserializeBadBool => DecodeError::Malformed("bad boolean"),
+        E::DeserializeBadOption => DecodeError::Malformed("bad option tag"),
+        E::DeserializeBadChar => DecodeError::Malformed("bad character"),
+        E::SerdeDeCustom => DecodeError::Malformed("a field failed validation"),
+        _ => DecodeError::Malformed("undecodable"),
+    }
+}
+
+fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], limit: usize) -> Result<T, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if bytes.len() > limit {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            limit,
+        });
+    }
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(map_err)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(value)
+}
+
+/// Decode a frame received by the server. `limit` is the largest frame accepted, in bytes.
+pub fn decode_client_frame(bytes: &[u8], limit: usize) -> Result<ClientFrame, DecodeError> {
+    // serde reports an unknown enum variant as a generic custom error, indistinguishable from a
+    // failed field check; look at the type tags first so the client is told which it was.
+    if let Some((tag, used)) = varint(bytes) {
+        let unknown = match tag {
+            0 => varint(&bytes[used..])
+                .and_then(|(_, id_len)| varint(&bytes[used + id_len..]))
+                .is_some_and(|(req, _)| req >= crate::frame::REQUEST_VARIANTS),
+            t => t >= crate::frame::CLIENT_FRAME_VARIANTS,
+        };
+        if unknown && bytes.len() <= limit {
+            return Err(DecodeError::UnknownType);
+        }
+    }
+    decode(bytes, limit)
+}
+
+/// A postcard (LEB128) unsigned varint at the start of `bytes`, with its length in bytes.
+fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &b) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// Decode a frame received by a client.
+pub fn decode_server_frame(bytes: &[u8], limit: usize) -> Result<ServerFrame, DecodeError> {
+    decode(bytes, limit)
+}
+
+/// Encode any frame. Encoding our own well-formed types cannot fail short of memory exhaustion.
+pub fn encode<T: Serialize>(frame: &T) -> Vec<u8> {
+    postcard::to_allocvec(frame).expect("postcard serialisation of protocol types is infallible")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::*;
+
+    fn sample_frames() -> Vec<ClientFrame> {
+        vec![
+            ClientFrame::Request {
+                id: 7,
+                body: Request::Send {
+                    message_id: MessageId([1; 16]),
+                    to: vec![Recipient {
+                        account: AccountId([2; 16]),
+                        devices: vec![DeviceId(1), DeviceId(2)],
+                    }],
+                    payload: vec![9; 300],
+                },
+            },
+            ClientFrame::Request {
+                id: 8,
+                body: Request::RequestCode {
+                    phone: Phone::parse("+15550000001").unwrap(),
+                },
+            },
+            ClientFrame::Ack { seqs: vec![1, 2, u64::MAX] },
+        ]
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        for f in sample_frames() {
+            let bytes = encode(&f);
+            assert_eq!(decode_client_frame(&bytes, 1 << 20).unwrap(), f);
+        }
+        let s = ServerFrame::Push(Envelope {
+            seq: 42,
+            message_id: MessageId([3; 16]),
+            from: DeviceAddress {
+                account: AccountId([4; 16]),
+                device: DeviceId(1),
+            },
+            server_ts: 1_700_000_000_000,
+            payload: b"opaque".to_vec(),
+        });
+        assert_eq!(decode_server_frame(&encode(&s), 1 << 20).unwrap(), s);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        for f in sample_frames() {
+            let bytes = encode(&f);
+            for cut in 0..bytes.len() {
+                assert!(decode_client_frame(&bytes[..cut], 1 << 20).is_err(), "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_types_trailing_bytes_and_oversize() {
+        assert_eq!(decode_client_frame(&[], 10), Err(DecodeError::Empty));
+        assert_eq!(decode_client_frame(&[5], 10), Err(DecodeError::UnknownType));
+        assert_eq!(decode_client_frame(&[0, 1, 99], 10), Err(DecodeError::UnknownType));
+        assert_eq!(decode_client_frame(&[0, 1, 7], 10), Ok(ClientFrame::Request { id: 1, body: Request::Ping }));
+        let mut bytes = encode(&ClientFrame::Request {
+            id: 1,
+            body: Request::Ping,
+        });
+        bytes.push(0);
+        assert_eq!(decode_client_frame(&bytes, 100), Err(DecodeError::TrailingBytes(1)));
+        assert_eq!(
+            decode_client_frame(&[1; 11], 10),
+            Err(DecodeError::TooLarge { len: 11, limit: 10 })
+        );
+    }
+
+    #[test]
+    fn a_huge_declared_length_does_not_allocate_or_panic() {
+        // Ack with a declared Vec length of ~2^63 and no elements.
+        let bytes = [1u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+        assert_eq!(decode_client_frame(&bytes, 100), Err(DecodeError::Truncated));
+    }
+}

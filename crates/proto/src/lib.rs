@@ -1,0 +1,35 @@
+//! The Sirr wire protocol.
+//!
+//! Everything a client and `sirrd` say to each other travels as a binary WebSocket message holding
+//! exactly one frame: a [`ClientFrame`] upstream or a [`ServerFrame`] downstream, encoded with
+//! [`postcard`]. This crate owns those types and their codec and nothing else: it does no IO, so
+//! the server, the native clients, the fuzzers and (later) the WASM web client share one
+//! definition of the bytes.
+//!
+//! Two layers of payload are distinguished on purpose:
+//! - the *envelope* ([`Envelope`]) is what the server sees: routing metadata plus opaque bytes;
+//! - the *content* ([`content::Content`]) is what the sending client put inside those bytes. The
+//!   server never decodes it. Today it is padded plaintext; with MLS it becomes the plaintext of an
+//!   MLS application message, and the server sees only ciphertext.
+//!
+//! **Invariant:** every decoder here accepts arbitrary bytes from the network and returns a typed
+//! [`DecodeError`]; none may panic. The fuzz targets in `fuzz/` hold it to that.
+
+pub mod codec;
+pub mod content;
+mod frame;
+mod ids;
+pub mod padding;
+mod phone;
+
+pub use codec::{DecodeError, decode_client_frame, decode_server_frame, encode};
+pub use frame::*;
+pub use ids::{AccountId, DeviceAddress, DeviceId, MessageId, Secret};
+pub use phone::{Phone, PhoneError};
+
+/// Version of the frame format spoken by this crate. A client sends it in
+/// [`Request::Hello`]; the server refuses versions it does not speak.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The most devices one account may have (its first device included).
+pub const MAX_DEVICES_PER_ACCOUNT: usize = 5;

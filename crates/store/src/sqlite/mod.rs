@@ -1,0 +1,377 @@
+//! The embedded default backend: one SQLite database in WAL mode.
+//!
+//! ## Concurrency design
+//! SQLite allows one writer at a time, so writes are funnelled to a single **writer thread**
+//! that owns the only write connection. It takes every operation waiting in its channel (up to
+//! [`SqliteOptions::max_batch`]) and applies them in one transaction: one commit, one `fsync`,
+//! for the whole batch (group commit). Callers wait on a oneshot for the commit. Under light load
+//! a batch is a single operation and latency is one `fsync`; under heavy load batches grow and
+//! throughput follows.
+//!
+//! The channel is bounded ([`SqliteOptions::write_queue`]); enqueueing into a full channel fails
+//! at once with [`StoreError::Overloaded`], which the server turns into "retry after".
+//!
+//! Reads run on a small pool of read-only connections on tokio's blocking threads. WAL lets them
+//! proceed while the writer commits.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sirr_proto::{AccountId, DeviceAddress, DeviceId, MessageId};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::*;
+use writer::Op;
+
+/// How hard commits try to reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: every commit is fsynced before it is acknowledged. Survives power loss.
+    Full,
+    /// `synchronous=NORMAL`: survives a killed process but not a power cut. Faster on slow disks.
+    Normal,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    pub durability: Durability,
+    /// Operations that may wait for the writer before new ones are refused.
+    pub write_queue: usize,
+    /// Most operations applied in one transaction.
+    pub max_batch: usize,
+    /// Read connections.
+    pub readers: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Full,
+            write_queue: 16_384,
+            max_batch: 4_096,
+            readers: 4,
+        }
+    }
+}
+
+/// A handle to the SQLite store. Cloning is cheap (reference counts); all clones share the one
+/// writer thread and reader pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writes: mpsc::Sender<Op>,
+    readers: Mutex<Vec<Connection>>,
+    reader_permits: Semaphore,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn open_connection(path: &Path, durability: Durability, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA busy_timeout = 5000;
+         PRAGMA foreign_keys = ON;
+         PRAGMA synchronous = {sync};
+         PRAGMA secure_delete = ON;"
+    ))
+    .map_err(backend)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+    let version: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(backend)?;
+    if version > schema::MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "database schema version {version} is newer than this sirrd ({}); refusing to open",
+            schema::MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.pragma_update(None, "user_version", i + 1).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        tracing::info!(version = i + 1, "applied database migration");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Open (creating and migrating if needed) the database at `path`. `listener` hears about
+    /// every committed message, in order.
+    pub fn open(path: &Path, options: SqliteOptions, listener: Arc<dyn QueueListener>) -> Result<Self> {
+        let mut conn = open_connection(path, options.durability, false)?;
+        migrate(&mut conn)?;
+        let mut readers = Vec::with_capacity(options.readers);
+        for _ in 0..options.readers.max(1) {
+            readers.push(open_connection(path, options.durability, true)?);
+        }
+        let (tx, rx) = mpsc::channel(options.write_queue.max(1));
+        let handle = writer::spawn(conn, rx, options.max_batch.max(1), listener)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writes: tx,
+                reader_permits: Semaphore::new(readers.len()),
+                readers: Mutex::new(readers),
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Operations waiting for the writer (a gauge for metrics).
+    pub fn write_backlog(&self) -> usize {
+        self.inner.writes.max_capacity() - self.inner.writes.capacity()
+    }
+
+    /// Submit a write that must not be refused for load (acks, account changes): waits for room.
+    async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .writes
+            .send(make(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Run `f` on a read connection.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _permit = self
+            .inner
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let conn = self
+            .inner
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .pop()
+            .ok_or(StoreError::Closed)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = f(&conn).map_err(backend);
+            if let Ok(mut pool) = inner.readers.lock() {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+}
+
+fn blob16(v: Vec<u8>) -> rusqlite::Result<[u8; 16]> {
+    v.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))
+}
+
+fn blob32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
+    v.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob))
+}
+
+pub(crate) fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        key: DeviceKey(r.get(0)?),
+        address: DeviceAddress {
+            account: AccountId(blob16(r.get(1)?)?),
+            device: DeviceId(r.get(2)?),
+        },
+        name: r.get(3)?,
+        secret_hash: blob32(r.get(4)?)?,
+        created_day: r.get(5)?,
+    })
+}
+
+pub(crate) const DEVICE_COLUMNS: &str = "key, account, device, name, secret_hash, created_day";
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn put_verification(&self, phone: PhoneKey, v: Verification) -> Result<()> {
+        self.submit(|reply| Op::PutVerification { phone, v, reply }).await
+    }
+
+    async fn verification(&self, phone: PhoneKey) -> Result<Option<Verification>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT code_hash, expires_at, attempts FROM verifications WHERE phone_key = ?")?
+                .query_row([&phone.0[..]], |r| {
+                    Ok(Verification {
+                        code_hash: blob32(r.get(0)?)?,
+                        expires_at: r.get(1)?,
+                        attempts: r.get(2)?,
+                    })
+                })
+                .optional()
+        })
+        .await
+    }
+
+    async fn fail_verification(&self, phone: PhoneKey) -> Result<()> {
+        self.submit(|reply| Op::FailVerification { phone, reply }).await
+    }
+
+    async fn delete_verification(&self, phone: PhoneKey) -> Result<()> {
+        self.submit(|reply| Op::DeleteVerification { phone, reply }).await
+    }
+
+    async fn purge_verifications(&self, now_ms: u64) -> Result<u64> {
+        self.submit(|reply| Op::PurgeVerifications { now_ms, reply }).await
+    }
+
+    async fn register_device(&self, new: NewDevice) -> Result<Registration> {
+        self.submit(|reply| Op::Register { new, reply }).await
+    }
+
+    async fn device(&self, address: DeviceAddress) -> Result<Option<DeviceRecord>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE account = ? AND device = ?"
+            ))?
+            .query_row(params![&address.account.0[..], address.device.0], device_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn account_by_phone(&self, phone: PhoneKey) -> Result<Option<(AccountId, Vec<DeviceId>)>> {
+        self.read(move |c| {
+            let account: Option<Vec<u8>> = c
+                .prepare_cached("SELECT id FROM accounts WHERE phone_key = ?")?
+                .query_row([&phone.0[..]], |r| r.get(0))
+                .optional()?;
+            let Some(account) = account else {
+                return Ok(None);
+            };
+            let devices = c
+                .prepare_cached("SELECT device FROM devices WHERE account = ? ORDER BY device")?
+                .query_map([&account], |r| Ok(DeviceId(r.get(0)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some((AccountId(blob16(account)?), devices)))
+        })
+        .await
+    }
+
+    async fn devices(&self, account: AccountId) -> Result<Vec<DeviceRecord>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE account = ? ORDER BY device"
+            ))?
+            .query_map([&account.0[..]], device_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn remove_device(&self, address: DeviceAddress) -> Result<bool> {
+        self.submit(|reply| Op::RemoveDevice { address, reply }).await
+    }
+}
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn enqueue(&self, message: NewMessage, to: Vec<DeviceKey>) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .writes
+            .try_send(Op::Enqueue { message, to, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn fetch(&self, device: DeviceKey, after: u64, limit: usize) -> Result<Vec<QueuedMessage>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT seq, message_id, sender_account, sender_device, server_ts, payload
+                 FROM queue WHERE device = ? AND seq > ? ORDER BY seq LIMIT ?",
+            )?
+            .query_map(params![device.0, after as i64, limit as i64], |r| {
+                Ok(QueuedMessage {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    message_id: MessageId(blob16(r.get(1)?)?),
+                    from: DeviceAddress {
+                        account: AccountId(blob16(r.get(2)?)?),
+                        device: DeviceId(r.get(3)?),
+                    },
+                    server_ts: r.get::<_, i64>(4)? as u64,
+                    payload: r.get::<_, Vec<u8>>(5)?.into(),
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn ack(&self, device: DeviceKey, seqs: Vec<u64>) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        self.submit(|reply| Op::Ack { device, seqs, reply }).await
+    }
+
+    async fn queue_len(&self, device: DeviceKey) -> Result<u64> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT COUNT(*) FROM queue WHERE device = ?")?
+                .query_row([device.0], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn expire(&self, cutoff_ms: u64) -> Result<u64> {
+        self.submit(|reply| Op::Expire { cutoff_ms, reply }).await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn close(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        if self.inner.writes.send(Op::Shutdown { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self.inner.writer.lock().map_err(|_| StoreError::Closed)?.take();
+        if let Some(h) = handle {
+            tokio::task::spawn_blocking(move || h.join())
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+                .map_err(|_| StoreError::Backend("writer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+}

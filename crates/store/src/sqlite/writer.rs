@@ -1,0 +1,399 @@
+//! The writer thread: the single owner of the write connection. See the module docs of
+//! [`super`] for why it exists and how batching works.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sirr_proto::{DeviceAddress, MAX_DEVICES_PER_ACCOUNT};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{DEVICE_COLUMNS, backend, device_from_row};
+use crate::*;
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// A unit of work for the writer. Each carries the channel its result goes back on; results are
+/// sent only after the transaction holding the operation has committed.
+pub(super) enum Op {
+    Enqueue {
+        message: NewMessage,
+        to: Vec<DeviceKey>,
+        reply: Reply<()>,
+    },
+    Ack {
+        device: DeviceKey,
+        seqs: Vec<u64>,
+        reply: Reply<()>,
+    },
+    PutVerification {
+        phone: PhoneKey,
+        v: Verification,
+        reply: Reply<()>,
+    },
+    FailVerification {
+        phone: PhoneKey,
+        reply: Reply<()>,
+    },
+    DeleteVerification {
+        phone: PhoneKey,
+        reply: Reply<()>,
+    },
+    Register {
+        new: NewDevice,
+        reply: Reply<Registration>,
+    },
+    RemoveDevice {
+        address: DeviceAddress,
+        reply: Reply<bool>,
+    },
+    Expire {
+        cutoff_ms: u64,
+        reply: Reply<u64>,
+    },
+    PurgeVerifications {
+        now_ms: u64,
+        reply: Reply<u64>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+pub(super) fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<Op>,
+    max_batch: usize,
+    listener: Arc<dyn QueueListener>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let next_seq: i64 = conn
+        .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM queue", [], |r| r.get(0))
+        .map_err(backend)?;
+    let mut writer = Writer {
+        conn,
+        next_seq: next_seq as u64,
+        listener,
+    };
+    std::thread::Builder::new()
+        .name("sirr-store-writer".into())
+        .spawn(move || writer.run(rx, max_batch))
+        .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))
+}
+
+struct Writer {
+    conn: Connection,
+    next_seq: u64,
+    listener: Arc<dyn QueueListener>,
+}
+
+/// What to do once the batch's fate is known.
+enum Done {
+    Enqueued(Reply<()>, Vec<(DeviceKey, QueuedMessage)>),
+    Reply(Box<dyn FnOnce(Option<&StoreError>) + Send>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+fn finish<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Done {
+    Done::Reply(Box::new(move |commit_err| {
+        let _ = reply.send(match commit_err {
+            Some(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+            None => result,
+        });
+    }))
+}
+
+impl Writer {
+    fn run(&mut self, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+        let mut batch = Vec::with_capacity(max_batch);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let stop = self.apply(&mut batch);
+            if stop {
+                break;
+            }
+        }
+        // Dropping `rx` fails every waiting caller with `Closed`.
+        tracing::debug!("store writer stopped");
+    }
+
+    /// Apply a batch in one transaction. Returns true after a shutdown request.
+    fn apply(&mut self, batch: &mut Vec<Op>) -> bool {
+        let mut done = Vec::with_capacity(batch.len());
+        let began = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(backend);
+        let mut failure = began.err();
+        for op in batch.drain(..) {
+            if failure.is_some() {
+                // The transaction is unusable; everything in it fails alike.
+                done.push(self.skip(op));
+                continue;
+            }
+            match self.one(op) {
+                Ok(d) => done.push(d),
+                Err((e, d)) => {
+                    failure = Some(e);
+                    done.push(d);
+                }
+            }
+        }
+        let commit_err = match failure {
+            Some(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Some(e)
+            }
+            None => self.conn.execute_batch("COMMIT").map_err(backend).err(),
+        };
+        if let Some(e) = &commit_err {
+            tracing::error!(error = %e, "store batch failed; rolled back");
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        let mut stop = false;
+        for d in done {
+            match d {
+                Done::Enqueued(reply, queued) => {
+                    if commit_err.is_none() {
+                        for (device, m) in &queued {
+                            self.listener.queued(*device, m);
+                        }
+                        let _ = reply.send(Ok(()));
+                    } else {
+                        let _ = reply.send(Err(StoreError::Backend("commit failed".into())));
+                    }
+                }
+                Done::Reply(f) => f(commit_err.as_ref()),
+                Done::Shutdown(reply) => {
+                    let _ = reply.send(());
+                    stop = true;
+                }
+            }
+        }
+        stop
+    }
+
+    fn skip(&self, op: Op) -> Done {
+        fn e<T>() -> Result<T> {
+            Err(StoreError::Backend("transaction failed".into()))
+        }
+        match op {
+            Op::Enqueue { reply, .. } => Done::Enqueued(reply, Vec::new()),
+            Op::Ack { reply, .. }
+            | Op::PutVerification { reply, .. }
+            | Op::FailVerification { reply, .. }
+            | Op::DeleteVerification { reply, .. } => finish(reply, e()),
+            Op::Register { reply, .. } => finish(reply, e()),
+            Op::RemoveDevice { reply, .. } => finish(reply, e()),
+            Op::Expire { reply, .. } | Op::PurgeVerifications { reply, .. } => finish(reply, e()),
+            Op::Shutdown { reply } => Done::Shutdown(reply),
+        }
+    }
+
+    /// Apply one operation. An `Err` poisons the whole batch (an IO-level failure).
+    fn one(&mut self, op: Op) -> std::result::Result<Done, (StoreError, Done)> {
+        match op {
+            Op::Enqueue { message, to, reply } => match self.enqueue(&message, &to) {
+                Ok(queued) => Ok(Done::Enqueued(reply, queued)),
+                Err(e) => Err((e, Done::Enqueued(reply, Vec::new()))),
+            },
+            Op::Ack { device, seqs, reply } => self.plain(reply, |c| {
+                let mut stmt = c.prepare_cached("DELETE FROM queue WHERE seq = ? AND device = ?")?;
+                for seq in seqs {
+                    stmt.execute(params![seq as i64, device.0])?;
+                }
+                Ok(())
+            }),
+            Op::PutVerification { phone, v, reply } => self.plain(reply, |c| {
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO verifications (phone_key, code_hash, expires_at, attempts)
+                     VALUES (?, ?, ?, ?)",
+                )?
+                .execute(params![&phone.0[..], &v.code_hash[..], v.expires_at as i64, v.attempts])?;
+                Ok(())
+            }),
+            Op::FailVerification { phone, reply } => self.plain(reply, |c| {
+                c.prepare_cached("UPDATE verifications SET attempts = attempts + 1 WHERE phone_key = ?")?
+                    .execute([&phone.0[..]])?;
+                Ok(())
+            }),
+            Op::DeleteVerification { phone, reply } => self.plain(reply, |c| {
+                c.prepare_cached("DELETE FROM verifications WHERE phone_key = ?")?
+                    .execute([&phone.0[..]])?;
+                Ok(())
+            }),
+            Op::Register { new, reply } => self.in_savepoint(reply, |c| register(c, new)),
+            Op::RemoveDevice { address, reply } => self.in_savepoint(reply, |c| {
+                let key: Option<i64> = c
+                    .prepare_cached("SELECT key FROM devices WHERE account = ? AND device = ?")
+                    .map_err(backend)?
+                    .query_row(params![&address.account.0[..], address.device.0], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                let Some(key) = key else { return Ok(false) };
+                c.execute("DELETE FROM queue WHERE device = ?", [key]).map_err(backend)?;
+                c.execute("DELETE FROM devices WHERE key = ?", [key]).map_err(backend)?;
+                Ok(true)
+            }),
+            Op::Expire { cutoff_ms, reply } => self.plain(reply, |c| {
+                // Rows are in rowid order of acceptance, so the expired ones are a prefix.
+                let mut total = 0u64;
+                loop {
+                    let n = c.execute(
+                        "DELETE FROM queue WHERE seq IN
+                           (SELECT seq FROM queue ORDER BY seq LIMIT 10000) AND server_ts < ?",
+                        [cutoff_ms as i64],
+                    )?;
+                    total += n as u64;
+                    if n < 10000 {
+                        return Ok(total);
+                    }
+                }
+            }),
+            Op::PurgeVerifications { now_ms, reply } => self.plain(reply, |c| {
+                let n = c.execute("DELETE FROM verifications WHERE expires_at < ?", [now_ms as i64])?;
+                Ok(n as u64)
+            }),
+            Op::Shutdown { reply } => Ok(Done::Shutdown(reply)),
+        }
+    }
+
+    fn enqueue(&mut self, m: &NewMessage, to: &[DeviceKey]) -> Result<Vec<(DeviceKey, QueuedMessage)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO queue (seq, device, message_id, sender_account, sender_device, server_ts, payload)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .map_err(backend)?;
+        let mut queued = Vec::with_capacity(to.len());
+        for &device in to {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            stmt.execute(params![
+                seq as i64,
+                device.0,
+                &m.message_id.0[..],
+                &m.from.account.0[..],
+                m.from.device.0,
+                m.server_ts as i64,
+                &m.payload[..],
+            ])
+            .map_err(backend)?;
+            queued.push((
+                device,
+                QueuedMessage {
+                    seq,
+                    message_id: m.message_id,
+                    from: m.from,
+                    server_ts: m.server_ts,
+                    payload: m.payload.clone(),
+                },
+            ));
+        }
+        Ok(queued)
+    }
+
+    /// An operation whose SQL errors are IO-level: they poison the batch.
+    fn plain<T: Send + 'static>(
+        &mut self,
+        reply: Reply<T>,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> std::result::Result<Done, (StoreError, Done)> {
+        match f(&self.conn) {
+            Ok(v) => Ok(finish(reply, Ok(v))),
+            Err(e) => {
+                let e = backend(e);
+                let text = e.to_string();
+                Err((e, finish(reply, Err(StoreError::Backend(text)))))
+            }
+        }
+    }
+
+    /// An operation that may fail for a domain reason (a limit, a conflict): its writes are
+    /// undone alone, and the rest of the batch commits.
+    fn in_savepoint<T: Send + 'static>(
+        &mut self,
+        reply: Reply<T>,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> std::result::Result<Done, (StoreError, Done)> {
+        if let Err(e) = self.conn.execute_batch("SAVEPOINT op") {
+            let e = backend(e);
+            return Err((StoreError::Backend(e.to_string()), finish(reply, Err(e))));
+        }
+        let result = f(&self.conn);
+        let end = if result.is_ok() {
+            "RELEASE op"
+        } else {
+            "ROLLBACK TO op; RELEASE op"
+        };
+        match self.conn.execute_batch(end) {
+            Ok(()) => Ok(finish(reply, result)),
+            Err(e) => {
+                let e = backend(e);
+                Err((StoreError::Backend(e.to_string()), finish(reply, Err(e))))
+            }
+        }
+    }
+}
+
+fn register(c: &Connection, new: NewDevice) -> Result<Registration> {
+    if new.consume_verification {
+        let n = c
+            .prepare_cached("DELETE FROM verifications WHERE phone_key = ?")
+            .and_then(|mut s| s.execute([&new.phone_key.0[..]]))
+            .map_err(backend)?;
+        if n == 0 {
+            return Err(StoreError::Conflict("verification already used"));
+        }
+    }
+    let existing: Option<(Vec<u8>, u32)> = c
+        .prepare_cached("SELECT id, next_device FROM accounts WHERE phone_key = ?")
+        .and_then(|mut s| {
+            s.query_row([&new.phone_key.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(backend)?;
+    let (account, device_no, new_account) = match existing {
+        Some((id, next)) => {
+            let count: i64 = c
+                .query_row("SELECT COUNT(*) FROM devices WHERE account = ?", [&id], |r| r.get(0))
+                .map_err(backend)?;
+            if count as usize >= MAX_DEVICES_PER_ACCOUNT {
+                return Err(StoreError::DeviceLimit);
+            }
+            (id, next, false)
+        }
+        None => {
+            c.execute(
+                "INSERT INTO accounts (id, phone_key, created_day, next_device) VALUES (?, ?, ?, 1)",
+                params![&new.fresh_account_id.0[..], &new.phone_key.0[..], new.day],
+            )
+            .map_err(backend)?;
+            (new.fresh_account_id.0.to_vec(), 1, true)
+        }
+    };
+    c.execute(
+        "UPDATE accounts SET next_device = ? WHERE id = ?",
+        params![device_no + 1, &account],
+    )
+    .map_err(backend)?;
+    c.execute(
+        "INSERT INTO devices (account, device, name, secret_hash, created_day) VALUES (?, ?, ?, ?, ?)",
+        params![&account, device_no, &new.name, &new.secret_hash[..], new.day],
+    )
+    .map_err(backend)?;
+    let device = c
+        .query_row(
+            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE key = last_insert_rowid()"),
+            [],
+            device_from_row,
+        )
+        .map_err(backend)?;
+    Ok(Registration {
+        account: device.address.account,
+        device,
+        new_account,
+    })
+}
