@@ -97,6 +97,42 @@ pub fn encode<T: Serialize>(frame: &T) -> Vec<u8> {
     postcard::to_allocvec(frame).expect("postcard serialisation of protocol types is infallible")
 }
 
+/// Encode `ServerFrame::Push` straight from borrowed parts, without first copying the payload
+/// into an [`crate::Envelope`]. Produces exactly the bytes `encode(&ServerFrame::Push(..))` would.
+pub fn encode_push(
+    seq: u64,
+    message_id: crate::MessageId,
+    from: crate::DeviceAddress,
+    server_ts: u64,
+    payload: &[u8],
+) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct EnvelopeRef<'a> {
+        seq: u64,
+        message_id: crate::MessageId,
+        from: crate::DeviceAddress,
+        server_ts: u64,
+        payload: &'a [u8],
+    }
+    // Mirrors `ServerFrame` up to its `Push` variant, so the variant index matches.
+    #[derive(Serialize)]
+    #[allow(dead_code)]
+    enum Frame<'a> {
+        Response(()),
+        Push(EnvelopeRef<'a>),
+    }
+    let mut out = Vec::with_capacity(payload.len() + 64);
+    let frame = Frame::Push(EnvelopeRef {
+        seq,
+        message_id,
+        from,
+        server_ts,
+        payload,
+    });
+    out = postcard::to_extend(&frame, out).expect("serialising into a Vec is infallible");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +178,12 @@ mod tests {
             payload: b"opaque".to_vec(),
         });
         assert_eq!(decode_server_frame(&encode(&s), 1 << 20).unwrap(), s);
+        let ServerFrame::Push(e) = &s else { unreachable!() };
+        assert_eq!(
+            encode_push(e.seq, e.message_id, e.from, e.server_ts, &e.payload),
+            encode(&s),
+            "the borrowed encoder writes the same bytes"
+        );
     }
 
     #[test]

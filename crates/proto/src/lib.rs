@@ -22,7 +22,7 @@ mod ids;
 pub mod padding;
 mod phone;
 
-pub use codec::{DecodeError, decode_client_frame, decode_server_frame, encode};
+pub use codec::{DecodeError, decode_client_frame, decode_server_frame, encode, encode_push};
 pub use frame::*;
 pub use ids::{AccountId, DeviceAddress, DeviceId, MessageId, Secret};
 pub use phone::{Phone, PhoneError};

@@ -55,6 +55,9 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A submitted write whose commit is awaited.
+pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
+
 /// A pending phone verification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verification {
@@ -150,13 +153,18 @@ pub trait AccountStore: Send + Sync + 'static {
 /// Per-device message queues.
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
-    /// Store one message for each recipient device; returns once durable for all of them.
-    async fn enqueue(&self, message: NewMessage, to: Vec<DeviceKey>) -> Result<()>;
+    /// Submit one message for each recipient device. The submission happens during this call,
+    /// so messages submitted by successive calls are committed (and get `seq`s) in call order;
+    /// the returned future resolves once the message is durable for every recipient. A saturated
+    /// store fails the future at once with [`StoreError::Overloaded`].
+    fn enqueue(&self, message: NewMessage, to: Vec<DeviceKey>) -> Pending;
     /// Up to `limit` messages with `seq > after`, in order.
     async fn fetch(&self, device: DeviceKey, after: u64, limit: usize) -> Result<Vec<QueuedMessage>>;
     /// Forget delivered messages. Unknown sequence numbers are ignored.
     async fn ack(&self, device: DeviceKey, seqs: Vec<u64>) -> Result<()>;
     async fn queue_len(&self, device: DeviceKey) -> Result<u64>;
+    /// Envelopes waiting in all queues (for metrics).
+    async fn queued_total(&self) -> Result<u64>;
     /// Drop messages accepted before `cutoff_ms`; returns how many.
     async fn expire(&self, cutoff_ms: u64) -> Result<u64>;
 }
@@ -164,6 +172,9 @@ pub trait QueueStore: Send + Sync + 'static {
 /// Everything `sirrd` needs from storage.
 #[async_trait]
 pub trait Store: AccountStore + QueueStore {
+    /// Writes waiting to be applied (a gauge for metrics and load shedding).
+    fn write_backlog(&self) -> usize;
+
     /// Finish pending writes and release the backend. Later calls fail with [`StoreError::Closed`].
     async fn close(&self) -> Result<()>;
 }

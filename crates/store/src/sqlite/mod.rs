@@ -148,11 +148,6 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// Operations waiting for the writer (a gauge for metrics).
-    pub fn write_backlog(&self) -> usize {
-        self.inner.writes.max_capacity() - self.inner.writes.capacity()
-    }
-
     /// Submit a write that must not be refused for load (acks, account changes): waits for room.
     async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
         let (tx, rx) = oneshot::channel();
@@ -302,16 +297,20 @@ impl AccountStore for SqliteStore {
 
 #[async_trait]
 impl QueueStore for SqliteStore {
-    async fn enqueue(&self, message: NewMessage, to: Vec<DeviceKey>) -> Result<()> {
+    fn enqueue(&self, message: NewMessage, to: Vec<DeviceKey>) -> Pending {
         let (reply, rx) = oneshot::channel();
-        self.inner
+        let submitted = self
+            .inner
             .writes
             .try_send(Op::Enqueue { message, to, reply })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-            })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+            });
+        Box::pin(async move {
+            submitted?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
     }
 
     async fn fetch(&self, device: DeviceKey, after: u64, limit: usize) -> Result<Vec<QueuedMessage>> {
@@ -353,6 +352,11 @@ impl QueueStore for SqliteStore {
         .await
     }
 
+    async fn queued_total(&self) -> Result<u64> {
+        self.read(|c| c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0)).map(|n| n as u64))
+            .await
+    }
+
     async fn expire(&self, cutoff_ms: u64) -> Result<u64> {
         self.submit(|reply| Op::Expire { cutoff_ms, reply }).await
     }
@@ -360,6 +364,10 @@ impl QueueStore for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn write_backlog(&self) -> usize {
+        self.inner.writes.max_capacity() - self.inner.writes.capacity()
+    }
+
     async fn close(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         if self.inner.writes.send(Op::Shutdown { reply }).await.is_ok() {

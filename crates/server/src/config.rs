@@ -1,0 +1,330 @@
+//! The one configuration struct, and how it is assembled: built-in defaults, then a TOML file,
+//! then `SIRR_*` environment variables, then command-line flags, each overriding the previous.
+//!
+//! Nested keys use `__` in the environment: `SIRR_LIMITS__SEND__BURST=1000`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything `sirrd` can be told. Every field has a safe default; see [`Config::default`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:7700`: reachable from this machine only.
+    pub listen: SocketAddr,
+    /// Directory for the database and the server key. Created if missing.
+    pub data: PathBuf,
+    /// Development mode: the verification code `000000` is accepted for every number and codes
+    /// are written to the log. Never use it with real users.
+    pub dev: bool,
+    /// PEM certificate chain; with `tls_key`, serve TLS (wss://).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    pub delivery: DeliveryConfig,
+    pub verification: VerificationConfig,
+    pub limits: LimitsConfig,
+    pub storage: StorageConfig,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Largest payload accepted, in bytes (default 256 KiB).
+    pub max_payload: usize,
+    /// Days an undelivered message is kept before it expires (default 30).
+    pub retention_days: u32,
+    /// Pushes a device may have unacknowledged before the server waits (default 256).
+    pub push_window: usize,
+    /// Requests one connection may have in progress before the server stops reading from it.
+    pub max_inflight: usize,
+    /// WebSocket connections the server holds at most; past it new ones get 503 + Retry-After.
+    pub max_connections: usize,
+    /// Seconds a new connection has to authenticate or register before it is closed.
+    pub handshake_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerificationConfig {
+    /// Where to POST `{"phone","code","message"}` as JSON for an SMS gateway to deliver.
+    /// Required unless `dev` is set.
+    pub webhook_url: Option<String>,
+    /// Seconds a code stays valid (default 600).
+    pub code_ttl_secs: u64,
+    /// Wrong codes tolerated before the code is void (default 5).
+    pub max_attempts: u32,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub burst: u32,
+    pub per_second: f64,
+}
+
+impl Rate {
+    pub const fn new(burst: u32, per_second: f64) -> Self {
+        Self { burst, per_second }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Verification codes requested per phone number.
+    pub code_per_phone: Rate,
+    /// Verification codes requested per number prefix (`prefix_digits` digits): number blocks.
+    pub code_per_prefix: Rate,
+    /// Digits of the number (after `+`) that form a prefix.
+    pub prefix_digits: usize,
+    /// Registration requests (codes, verifications, failed logins) per client IP.
+    pub registration_per_ip: Rate,
+    /// Messages sent per account.
+    pub send: Rate,
+    /// Phone numbers looked up per account (contact discovery).
+    pub lookup: Rate,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `full` (fsync each group commit; survives power loss) or `normal` (survives a killed
+    /// process, not a power cut).
+    pub durability: Durability,
+    /// Writes that may wait for the disk before new sends get "retry after".
+    pub write_queue: usize,
+    /// Most writes in one transaction.
+    pub max_batch: usize,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    Full,
+    Normal,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            data: PathBuf::from("./sirr-data"),
+            dev: false,
+            tls_cert: None,
+            tls_key: None,
+            log_format: LogFormat::Text,
+            delivery: DeliveryConfig::default(),
+            verification: VerificationConfig::default(),
+            limits: LimitsConfig::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_payload: 256 * 1024,
+            retention_days: 30,
+            push_window: 256,
+            max_inflight: 256,
+            max_connections: 200_000,
+            handshake_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for VerificationConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            code_ttl_secs: 600,
+            max_attempts: 5,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            code_per_phone: Rate::new(3, 1.0 / 300.0),
+            code_per_prefix: Rate::new(100, 1.0),
+            prefix_digits: 6,
+            registration_per_ip: Rate::new(30, 0.5),
+            send: Rate::new(200, 20.0),
+            lookup: Rate::new(2_000, 1.0),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Full,
+            write_queue: 16_384,
+            max_batch: 4_096,
+        }
+    }
+}
+
+/// Flags that override the file and the environment. Only flags actually given are applied.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Flags {
+    /// Address to listen on [default: 127.0.0.1:7700]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Data directory [default: ./sirr-data]
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// TOML configuration file
+    #[arg(long, env = "SIRR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Development mode: accept code 000000 for every number. Never in production.
+    #[arg(long)]
+    pub dev: bool,
+    /// PEM certificate chain for TLS
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Assemble the configuration: defaults < TOML file < `SIRR_*` environment < flags.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &flags.config {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("SIRR_").ignore(&["config"]).split("__"));
+        if let Some(v) = flags.listen {
+            fig = fig.merge(("listen", v));
+        }
+        if let Some(v) = &flags.data {
+            fig = fig.merge(("data", v));
+        }
+        if flags.dev {
+            fig = fig.merge(("dev", true));
+        }
+        if let Some(v) = &flags.tls_cert {
+            fig = fig.merge(("tls_cert", v));
+        }
+        if let Some(v) = &flags.tls_key {
+            fig = fig.merge(("tls_key", v));
+        }
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |s: &str| Err(ConfigError::Invalid(s.to_owned()));
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key go together");
+        }
+        if !self.dev && self.verification.webhook_url.is_none() {
+            return bad(
+                "no way to send verification codes: set verification.webhook_url \
+                 (SIRR_VERIFICATION__WEBHOOK_URL) or run with --dev for development",
+            );
+        }
+        if self.delivery.max_payload == 0 || self.delivery.max_payload > 64 * 1024 * 1024 {
+            return bad("delivery.max_payload must be between 1 byte and 64 MiB");
+        }
+        for (name, r) in [
+            ("code_per_phone", self.limits.code_per_phone),
+            ("code_per_prefix", self.limits.code_per_prefix),
+            ("registration_per_ip", self.limits.registration_per_ip),
+            ("send", self.limits.send),
+            ("lookup", self.limits.lookup),
+        ] {
+            if r.burst == 0 || r.per_second.is_nan() || r.per_second <= 0.0 {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name}: burst and per_second must be positive"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "sirr.toml",
+                "listen = \"127.0.0.1:9000\"\ndev = true\n[limits.send]\nburst = 5\nper_second = 1.0\n",
+            )?;
+            jail.set_env("SIRR_LISTEN", "127.0.0.1:9001");
+            jail.set_env("SIRR_DELIVERY__RETENTION_DAYS", "7");
+            let flags = Flags {
+                config: Some("sirr.toml".into()),
+                data: Some("/tmp/x".into()),
+                ..Flags::default()
+            };
+            let c = Config::load(&flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9001, "env beats file");
+            assert_eq!(c.data, PathBuf::from("/tmp/x"), "flag beats default");
+            assert!(c.dev, "file beats default");
+            assert_eq!(c.limits.send.burst, 5);
+            assert_eq!(c.delivery.retention_days, 7);
+            assert_eq!(c.delivery.max_payload, 256 * 1024, "untouched default");
+            let flags = Flags { listen: Some("127.0.0.1:9002".parse().unwrap()), ..flags };
+            assert_eq!(Config::load(&flags).map_err(|e| e.to_string())?.listen.port(), 9002);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn refuses_to_run_without_a_code_sender_outside_dev() {
+        figment::Jail::expect_with(|_| {
+            let err = Config::load(&Flags::default()).unwrap_err().to_string();
+            assert!(err.contains("webhook_url"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("sirr.toml", "dev = true\nlisten_addr = \"x\"\n")?;
+            let flags = Flags { config: Some("sirr.toml".into()), ..Flags::default() };
+            assert!(Config::load(&flags).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,110 @@
+//! The server's own secret and the keyed hashes built from it.
+//!
+//! One 256-bit key, created at first start in `DATA/server.key` (mode 0600). It keys the hashes
+//! of phone numbers and verification codes, so the database alone reveals neither. Losing the
+//! key makes existing phone numbers unfindable: back it up with the database.
+
+use std::io::Write;
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sirr_proto::{Phone, Secret};
+use sirr_store::PhoneKey;
+use subtle::ConstantTimeEq;
+
+#[derive(Clone)]
+pub struct ServerKey([u8; 32]);
+
+impl std::fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerKey(<redacted>)")
+    }
+}
+
+impl ServerKey {
+    /// Load `dir/server.key`, creating it with fresh randomness if absent.
+    pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
+        let path = dir.join("server.key");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let key: [u8; 32] = bytes.try_into().map_err(|_| {
+                    std::io::Error::other(format!("{} is not a 32-byte key", path.display()))
+                })?;
+                Ok(Self(key))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                rand::rng().fill_bytes(&mut key);
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let mut f = opts.open(&path)?;
+                f.write_all(&key)?;
+                f.sync_all()?;
+                Ok(Self(key))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mac(&self, domain: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        m.update(domain);
+        for p in parts {
+            m.update(&(p.len() as u32).to_be_bytes());
+            m.update(p);
+        }
+        m.finalize().into_bytes().into()
+    }
+
+    pub fn phone_key(&self, phone: &Phone) -> PhoneKey {
+        PhoneKey(self.mac(b"sirr phone v1", &[phone.as_str().as_bytes()]))
+    }
+
+    pub fn code_hash(&self, phone: &Phone, code: &str) -> [u8; 32] {
+        self.mac(b"sirr code v1", &[phone.as_str().as_bytes(), code.as_bytes()])
+    }
+}
+
+/// SHA-256 of a device secret: what the database keeps.
+pub fn secret_hash(secret: &Secret) -> [u8; 32] {
+    Sha256::digest(secret.0).into()
+}
+
+/// Constant-time equality of two hashes.
+pub fn hashes_match(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
+pub fn random_secret() -> Secret {
+    let mut s = [0u8; 32];
+    rand::rng().fill_bytes(&mut s);
+    Secret(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_created_once_private_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ServerKey::load_or_create(dir.path()).unwrap();
+        let b = ServerKey::load_or_create(dir.path()).unwrap();
+        let p = Phone::parse("+15550000001").unwrap();
+        assert_eq!(a.phone_key(&p), b.phone_key(&p));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("server.key")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let other = tempfile::tempdir().unwrap();
+        let c = ServerKey::load_or_create(other.path()).unwrap();
+        assert_ne!(a.phone_key(&p), c.phone_key(&p), "keys are random per server");
+        assert_ne!(a.code_hash(&p, "123456"), a.code_hash(&p, "123457"));
+    }
+}

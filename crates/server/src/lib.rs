@@ -1,0 +1,166 @@
+//! `sirrd`, the Sirr server, as a library: [`run`] composes storage, the hub, rate limits and the
+//! WebSocket gateway from a [`Config`]. The binary (`main.rs`) only parses flags and calls it.
+//!
+//! Module map:
+//! - `config`: the one configuration struct and its layered loading;
+//! - `http`: routes (`/v1/websocket`, `/health`, `/metrics`);
+//! - `session`: one WebSocket connection (handshake, then a device session);
+//! - `service`: what requests do, independent of transport;
+//! - `hub`: live sessions on this node, fed by storage commits;
+//! - `limits`: in-memory token buckets; `keys`: the server key and keyed hashes;
+//! - `verify`: verification-code senders (log for dev, webhook for an SMS gateway);
+//! - `metrics`: Prometheus counters.
+
+pub mod config;
+mod http;
+pub mod hub;
+pub mod keys;
+pub mod limits;
+pub mod metrics;
+pub mod service;
+mod session;
+pub mod verify;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sirr_store::Store;
+use sirr_store::sqlite::{Durability, SqliteOptions, SqliteStore};
+use tokio::sync::watch;
+
+pub use config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("storage: {0}")]
+    Store(#[from] sirr_store::StoreError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("verification sender: {0}")]
+    Sender(#[from] verify::SendError),
+}
+
+/// Install the process-wide rustls crypto provider (ring). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Run the server until `shutdown` resolves, then drain: sessions are told to close, in-flight
+/// requests finish, storage flushes its last batch, and this returns.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    install_crypto_provider();
+    let data = config.data.clone();
+    let data_err = |source| ServerError::DataDir { path: data.display().to_string(), source };
+    std::fs::create_dir_all(&data).map_err(data_err)?;
+    let key = keys::ServerKey::load_or_create(&data).map_err(data_err)?;
+
+    let hub = Arc::new(hub::Hub::default());
+    let options = SqliteOptions {
+        durability: match config.storage.durability {
+            config::Durability::Full => Durability::Full,
+            config::Durability::Normal => Durability::Normal,
+        },
+        write_queue: config.storage.write_queue,
+        max_batch: config.storage.max_batch,
+        ..SqliteOptions::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("sirr.db"), options, hub.clone())?);
+
+    let sender: Arc<dyn verify::VerificationSender> = match &config.verification.webhook_url {
+        Some(url) => Arc::new(verify::WebhookSender::new(url.clone(), client_tls())?),
+        None => Arc::new(verify::LogSender),
+    };
+    if config.dev {
+        for _ in 0..3 {
+            tracing::warn!(
+                "DEVELOPMENT MODE: the code {} is accepted for EVERY phone number. Never expose this server to real users.",
+                service::DEV_CODE
+            );
+        }
+    }
+
+    let svc = Arc::new(service::Service::new(config.clone(), store.clone(), hub, key, sender));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = http::router(http::AppState { svc: svc.clone(), shutdown: stop_rx.clone() });
+
+    let housekeeping = {
+        let svc = svc.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => svc.housekeeping().await,
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+
+    let handle = axum_server::Handle::new();
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+    let bound = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server = {
+        let handle = handle.clone();
+        match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|e| ServerError::Tls(e.to_string()))?;
+                tokio::spawn(async move {
+                    axum_server::from_tcp_rustls(listener, tls)
+                        .map_err(|e| e.to_string())?
+                        .handle(handle)
+                        .serve(service)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            }
+            _ => tokio::spawn(async move {
+                axum_server::from_tcp(listener)
+                    .map_err(|e| e.to_string())?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+        }
+    };
+    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    tracing::info!(address = %bound, "sirrd listening on {scheme}://{bound}");
+
+    shutdown.await;
+    tracing::info!("shutting down: closing sessions and flushing storage");
+    let _ = stop_tx.send(true);
+    handle.graceful_shutdown(Some(Duration::from_secs(10)));
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "server task failed"),
+    }
+    let _ = housekeeping.await;
+    store.close().await?;
+    tracing::info!("sirrd stopped cleanly");
+    Ok(())
+}
+
+/// TLS settings for outgoing HTTPS (the SMS webhook): ring, Mozilla's roots.
+fn client_tls() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}

@@ -1,0 +1,322 @@
+//! One WebSocket connection, from upgrade to close.
+//!
+//! A session has two phases. In the **handshake** it answers only registration requests and
+//! `Hello`, one at a time, under a deadline. After a successful `Hello` it becomes a **device
+//! session**: a single task that multiplexes
+//! - requests from the client (sends are validated and submitted to storage in arrival order,
+//!   then their commits are awaited concurrently, up to `max_inflight`);
+//! - pushes of the device's queue, first caught up from storage, then live from the hub, never
+//!   more than `push_window` unacknowledged;
+//! - acknowledgements, which free the window and delete the messages.
+//!
+//! The push cursor `delivered_upto` is the highest `seq` pushed in this session. Because storage
+//! assigns `seq` in commit order and the hub hears commits in that order, a message with
+//! `seq <= delivered_upto` has been pushed already and is dropped as a duplicate.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use sirr_proto::{ClientFrame, ErrorBody, ErrorCode, Request, ServerFrame, decode_client_frame, encode, encode_push};
+use sirr_store::{QueuedMessage, StoreError};
+use tokio::sync::watch;
+
+use crate::service::{Authed, Service};
+
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
+type Work = Pin<Box<dyn Future<Output = Option<ServerFrame>> + Send>>;
+
+/// Largest page read from storage while catching up.
+const PAGE: usize = 128;
+/// A write to a client that takes longer than this ends the session.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn run(socket: WebSocket, svc: Arc<Service>, ip: IpAddr, shutdown: watch::Receiver<bool>) {
+    svc.metrics.connections.inc();
+    let (mut sink, mut stream) = socket.split();
+    let mut shutdown = shutdown;
+    if let Some(authed) = handshake(&svc, &mut sink, &mut stream, ip, &mut shutdown).await {
+        svc.metrics.sessions.inc();
+        device_session(&svc, authed, &mut sink, &mut stream, &mut shutdown).await;
+        svc.metrics.sessions.dec();
+    }
+    let _ = sink.close().await;
+    svc.metrics.connections.dec();
+}
+
+async fn write(sink: &mut Sink, frame: &ServerFrame) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Binary(encode(frame).into()))).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Tell the client why the session ends, then close the WebSocket with `code`.
+async fn close(sink: &mut Sink, body: ErrorBody, code: u16) {
+    let reason = body.message.chars().take(100).collect::<String>();
+    let _ = write(sink, &ServerFrame::Closing(body)).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))),
+    )
+    .await;
+}
+
+/// What one incoming WebSocket message turned out to be.
+enum Incoming {
+    Frame(ClientFrame),
+    /// Already answered with a `Closing`; end the session.
+    Fatal,
+    /// Control traffic (ping/pong): nothing to do.
+    Nothing,
+    Closed,
+}
+
+async fn receive(svc: &Service, sink: &mut Sink, msg: Option<Result<Message, axum::Error>>) -> Incoming {
+    let limit = svc.config.delivery.max_payload + 64 * 1024;
+    match msg {
+        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Incoming::Closed,
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Nothing,
+        Some(Ok(Message::Text(_))) => {
+            svc.metrics.malformed_frames.inc();
+            close(sink, ErrorBody::new(ErrorCode::MalformedFrame, "frames must be binary"), 1003).await;
+            Incoming::Fatal
+        }
+        Some(Ok(Message::Binary(bytes))) => match decode_client_frame(&bytes, limit) {
+            Ok(f) => Incoming::Frame(f),
+            Err(e) => {
+                svc.metrics.malformed_frames.inc();
+                tracing::debug!(error = %e, "malformed frame");
+                close(sink, ErrorBody::new(ErrorCode::MalformedFrame, e.to_string()), 1007).await;
+                Incoming::Fatal
+            }
+        },
+    }
+}
+
+async fn handshake(
+    svc: &Arc<Service>,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    ip: IpAddr,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Authed> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(svc.config.delivery.handshake_timeout_secs);
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = tokio::time::sleep_until(deadline) => {
+                close(sink, ErrorBody::new(ErrorCode::Unauthorized, "no Hello in time"), 1008).await;
+                return None;
+            }
+            _ = shutdown.changed() => {
+                close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
+                return None;
+            }
+        };
+        let frame = match receive(svc, sink, msg).await {
+            Incoming::Frame(f) => f,
+            Incoming::Nothing => continue,
+            Incoming::Fatal | Incoming::Closed => return None,
+        };
+        let ClientFrame::Request { id, body } = frame else {
+            close(sink, ErrorBody::new(ErrorCode::WrongState, "acknowledgement before Hello"), 1008).await;
+            return None;
+        };
+        let (result, authed) = match body {
+            Request::RequestCode { phone } => (svc.request_code(phone, ip).await, None),
+            Request::Register { phone, code, device_name } => (svc.register(phone, code, device_name, ip).await, None),
+            Request::Hello { protocol, account, device, secret } => {
+                match svc.authenticate(protocol, account, device, &secret, ip).await {
+                    Ok((authed, welcome)) => (Ok(welcome), Some(authed)),
+                    Err(e) => (Err(e), None),
+                }
+            }
+            Request::Ping => (Ok(sirr_proto::Response::Pong), None),
+            _ => (
+                Err(ErrorBody::new(ErrorCode::WrongState, "authenticate with Hello first")),
+                None,
+            ),
+        };
+        if !write(sink, &ServerFrame::Response { id, result }).await {
+            return None;
+        }
+        if authed.is_some() {
+            return authed;
+        }
+    }
+}
+
+/// Push-side state of a device session.
+struct Pusher {
+    delivered_upto: u64,
+    unacked: usize,
+    catching_up: bool,
+    told_empty: bool,
+}
+
+async fn device_session(
+    svc: &Arc<Service>,
+    me: Authed,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let window = svc.config.delivery.push_window.max(1);
+    let max_inflight = svc.config.delivery.max_inflight.max(1);
+    let mut sub = svc.hub.subscribe(me.key, window * 2);
+    let link = sub.link.clone();
+    let mut p = Pusher { delivered_upto: 0, unacked: 0, catching_up: true, told_empty: false };
+    let mut work: FuturesUnordered<Work> = FuturesUnordered::new();
+    type Fetch = Pin<Box<dyn Future<Output = Result<Vec<QueuedMessage>, StoreError>> + Send>>;
+    let mut fetch: Option<Fetch> = None;
+    let mut fetch_limit = PAGE;
+
+    loop {
+        if p.catching_up && fetch.is_none() && p.unacked < window {
+            let store = svc.store.clone();
+            let (key, after, limit) = (me.key, p.delivered_upto, PAGE.min(window - p.unacked));
+            fetch_limit = limit;
+            fetch = Some(Box::pin(async move { store.fetch(key, after, limit).await }));
+        }
+        // Messages were dropped for us: once what is buffered is pushed, re-read from storage.
+        if !p.catching_up && sub.rx.is_empty() && link.lagged.load(Ordering::Acquire) {
+            link.lagged.store(false, Ordering::Release);
+            p.catching_up = true;
+            continue;
+        }
+        let ok = tokio::select! {
+            _ = shutdown.changed() => {
+                close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
+                break;
+            }
+            _ = link.evicted.notified() => {
+                close(sink, ErrorBody::new(ErrorCode::Unauthorized, "this device signed in elsewhere or was removed"), 1008).await;
+                break;
+            }
+            msg = stream.next(), if work.len() < max_inflight => {
+                match receive(svc, sink, msg).await {
+                    Incoming::Frame(ClientFrame::Ack { seqs }) => {
+                        p.unacked = p.unacked.saturating_sub(seqs.len());
+                        let svc = svc.clone();
+                        work.push(Box::pin(async move { svc.ack(me, seqs).await; None }));
+                        true
+                    }
+                    Incoming::Frame(ClientFrame::Request { id, body }) => {
+                        match request(svc, me, id, body).await {
+                            Ok(w) => { work.push(w); true }
+                            Err(frame) => write(sink, &frame).await,
+                        }
+                    }
+                    Incoming::Nothing => true,
+                    Incoming::Fatal | Incoming::Closed => break,
+                }
+            }
+            Some(done) = work.next(), if !work.is_empty() => match done {
+                Some(frame) => write(sink, &frame).await,
+                None => true,
+            },
+            page = async { fetch.as_mut().expect("guarded").await }, if fetch.is_some() => {
+                fetch = None;
+                match page {
+                    Ok(page) => {
+                        let short = page.len() < fetch_limit;
+                        let mut ok = true;
+                        for m in &page {
+                            ok &= push(svc, sink, &mut p, m).await;
+                        }
+                        if short && ok {
+                            p.catching_up = false;
+                            if !p.told_empty {
+                                p.told_empty = true;
+                                ok = write(sink, &ServerFrame::QueueEmpty).await;
+                            }
+                        }
+                        ok && flush(sink).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "queue read failed; ending session");
+                        close(sink, ErrorBody::new(ErrorCode::Internal, "temporary failure; reconnect").retry_after(1000), 1011).await;
+                        break;
+                    }
+                }
+            }
+            item = sub.rx.recv(), if !p.catching_up && p.unacked < window => {
+                let Some(first) = item else { break };
+                let mut ok = push(svc, sink, &mut p, &first).await;
+                // Push whatever else is ready, then flush once.
+                while ok && p.unacked < window {
+                    match sub.rx.try_recv() {
+                        Ok(m) => ok = push(svc, sink, &mut p, &m).await,
+                        Err(_) => break,
+                    }
+                }
+                ok && flush(sink).await
+            }
+        };
+        if !ok {
+            break;
+        }
+    }
+    svc.hub.unsubscribe(me.key, &link);
+}
+
+/// Queue one envelope on the socket (not yet flushed), unless it was pushed already.
+async fn push(svc: &Service, sink: &mut Sink, p: &mut Pusher, m: &QueuedMessage) -> bool {
+    if m.seq <= p.delivered_upto {
+        return true;
+    }
+    p.delivered_upto = m.seq;
+    p.unacked += 1;
+    let bytes = encode_push(m.seq, m.message_id, m.from, m.server_ts, &m.payload);
+    let ok = matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Binary(bytes.into()))).await,
+        Ok(Ok(()))
+    );
+    svc.metrics.messages_out.inc();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    svc.metrics
+        .delivery_latency
+        .observe(now.saturating_sub(m.server_ts) as f64 / 1000.0);
+    ok
+}
+
+async fn flush(sink: &mut Sink) -> bool {
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.flush()).await, Ok(Ok(())))
+}
+
+/// Start one request of a device session. Sends are submitted to storage here, in arrival order;
+/// the returned work finishes the request. An immediate error comes back as `Err(frame)`.
+async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Result<Work, ServerFrame> {
+    let reply = move |result| Some(ServerFrame::Response { id, result });
+    let svc = svc.clone();
+    Ok(match body {
+        Request::Send { message_id, to, payload } => {
+            let started = Instant::now();
+            match svc.submit_send(me, message_id, to, payload).await {
+                Ok(pending) => Box::pin(async move { reply(svc.finish_send(pending, started).await) }),
+                Err(e) => return Err(ServerFrame::Response { id, result: Err(e) }),
+            }
+        }
+        Request::Lookup { phones } => Box::pin(async move { reply(svc.lookup(me, phones).await) }),
+        Request::ListDevices => Box::pin(async move { reply(svc.list_devices(me).await) }),
+        Request::RemoveDevice { device } => Box::pin(async move { reply(svc.remove_device(me, device).await) }),
+        Request::Ping => Box::pin(async move { reply(Ok(sirr_proto::Response::Pong)) }),
+        Request::RequestCode { .. } | Request::Register { .. } | Request::Hello { .. } => {
+            return Err(ServerFrame::Response {
+                id,
+                result: Err(ErrorBody::new(ErrorCode::WrongState, "this session is already signed in")),
+            });
+        }
+    })
+}
