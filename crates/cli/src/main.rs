@@ -1,0 +1,245 @@
+//! `sirr`: the scriptable command-line client.
+//!
+//! Output is stable for scripts: `--json` prints one JSON object per line; human output goes to
+//! stdout, diagnostics to stderr, and any failure exits non-zero with a one-line reason.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use sirr_client::Client;
+use sirr_proto::{DeviceId, Phone};
+
+#[derive(Parser)]
+#[command(name = "sirr", version, about = "Sirr: private messaging from the command line")]
+struct Cli {
+    /// This device's home directory (credentials, local messages)
+    #[arg(long, global = true, env = "SIRR_HOME")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register this home directory as a device of a phone number's account
+    Register {
+        /// Server base URL, e.g. http://127.0.0.1:7700
+        #[arg(long)]
+        server: String,
+        /// Phone number in E.164 form, e.g. +15550000001
+        #[arg(long)]
+        phone: String,
+        /// Verification code; without it a code is requested (and asked for on a terminal)
+        #[arg(long)]
+        code: Option<String>,
+        /// A name for this device
+        #[arg(long, default_value = "sirr-cli")]
+        name: String,
+        /// PEM file of the CA that signed the server's certificate (private deployments)
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+    },
+    /// Send a text message
+    Send {
+        /// Recipient phone number (E.164)
+        to: String,
+        /// The message
+        text: String,
+    },
+    /// Print messages that arrived since the last recv
+    Recv {
+        /// Wait up to this many seconds for a first message
+        #[arg(long, default_value_t = 0.0)]
+        wait: f64,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show this device's identity
+    Whoami {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List this account's devices (same as `device list`)
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage this account's devices
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// List this account's devices
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a device: its credential stops working and its queue is dropped
+    Remove { id: u32 },
+}
+
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIRR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sirr: error: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("sirr: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn home_dir(home: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(h) = home {
+        return Ok(h);
+    }
+    let base = std::env::var_os("HOME").context("no --home given and $HOME is not set")?;
+    Ok(PathBuf::from(base).join(".sirr"))
+}
+
+fn phone(s: &str) -> anyhow::Result<Phone> {
+    Phone::parse(s).with_context(|| format!("invalid phone number {s:?}"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let home = home_dir(cli.home)?;
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Register { server, phone: number, code, name, ca_cert } => {
+            let number = phone(&number)?;
+            let ca = match &ca_cert {
+                Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+                None => None,
+            };
+            let code = match code {
+                Some(c) => c,
+                None => {
+                    let ttl = Client::request_code(&server, &number, ca.as_deref()).await?;
+                    if !std::io::stdin().is_terminal() {
+                        writeln!(out, "A verification code was sent to {number} (valid {ttl} s).")?;
+                        writeln!(out, "Run again with --code CODE to finish registering.")?;
+                        return Ok(());
+                    }
+                    eprint!("A code was sent to {number}. Enter it: ");
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim().to_owned()
+                }
+            };
+            let client = Client::register(&home, &server, number, &code, &name, ca.as_deref()).await?;
+            let id = client.identity();
+            writeln!(out, "Registered {} as device {} of account {}.", id.phone, id.device, id.account)?;
+        }
+        Command::Send { to, text } => {
+            let to = phone(&to)?;
+            let mut client = Client::open(&home)?;
+            client.connect().await?;
+            let id = client.send_text(&to, &text).await?;
+            client.disconnect().await;
+            writeln!(out, "sent {id}")?;
+        }
+        Command::Recv { wait, json } => {
+            if !(0.0..=86_400.0).contains(&wait) {
+                bail!("--wait must be between 0 and 86400 seconds");
+            }
+            let mut client = Client::open(&home)?;
+            client.connect().await?;
+            client.receive(Duration::from_secs_f64(wait)).await?;
+            client.disconnect().await;
+            for m in client.take_unread()? {
+                if json {
+                    let v = serde_json::json!({
+                        "from": m.from,
+                        "to": m.to,
+                        "text": m.text,
+                        "conversation": m.conversation,
+                        "group": null,
+                        "device": m.from_device,
+                        "sent_at": m.sent_at,
+                        "received_at": m.received_at,
+                        "message_id": m.message_id,
+                        "direction": m.direction,
+                        "verified": m.verified,
+                    });
+                    writeln!(out, "{v}")?;
+                } else {
+                    let warn = if m.verified { "" } else { " [UNVERIFIED SENDER]" };
+                    let arrow = if m.direction == "out" { format!(" -> {}", m.to) } else { String::new() };
+                    writeln!(out, "[{}] {}{}{}: {}", utc(m.sent_at), m.from, arrow, warn, m.text)?;
+                }
+            }
+        }
+        Command::Whoami { json } => {
+            let id = Client::open(&home)?.identity();
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&id)?)?;
+            } else {
+                writeln!(out, "phone:   {}\naccount: {}\ndevice:  {}\nserver:  {}", id.phone, id.account, id.device, id.server)?;
+            }
+        }
+        Command::Devices { json } | Command::Device(DeviceCommand::List { json }) => {
+            let mut client = Client::open(&home)?;
+            client.connect().await?;
+            let me = client.identity().device;
+            let devices = client.devices().await?;
+            client.disconnect().await;
+            for d in devices {
+                if json {
+                    let v = serde_json::json!({"id": d.id.0, "name": d.name, "created_day": d.created_day, "this": d.id.0 == me});
+                    writeln!(out, "{v}")?;
+                } else {
+                    let this = if d.id.0 == me { "  (this device)" } else { "" };
+                    writeln!(out, "{:>3}  {}  registered {}{}", d.id.0, d.name, utc(d.created_day as u64 * 86_400_000).get(..10).unwrap_or(""), this)?;
+                }
+            }
+        }
+        Command::Device(DeviceCommand::Remove { id }) => {
+            let mut client = Client::open(&home)?;
+            client.connect().await?;
+            client.remove_device(DeviceId(id)).await?;
+            client.disconnect().await;
+            writeln!(out, "removed device {id}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC for milliseconds since the Unix epoch.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(1_795_000_000_000), "2026-11-18 08:26:40");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
+    }
+}
