@@ -224,7 +224,7 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("SIRR_").ignore(&["config"]).split("__"));
+        fig = fig.merge(Env::prefixed("SIRR_").ignore(&["config", "log", "home"]).split("__"));
         if let Some(v) = flags.listen {
             fig = fig.merge(("listen", v));
         }

@@ -1,0 +1,193 @@
+//! Helpers for tests that drive the real `sirrd` and `sirr` binaries.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A built binary of this workspace (cargo builds every member's binaries before its tests).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `sirrd` on 127.0.0.1 with its own data directory.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub url: String,
+    pub data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub log: Arc<Mutex<String>>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Start a development-mode server.
+    pub fn dev() -> Server {
+        Server::start(&["--dev"], &[])
+    }
+
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut s = Server {
+            child: None,
+            port: free_port(),
+            url: String::new(),
+            data,
+            _tmp: Some(tmp),
+            log: Arc::default(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.args.iter().any(|a| a == "--tls-cert") { "https" } else { "http" }
+    }
+
+    fn spawn(&mut self) {
+        self.log.lock().unwrap().clear();
+        let mut cmd = Command::new(bin("sirrd"));
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data")
+            .arg(&self.data)
+            .args(&self.args)
+            .env_remove("SIRR_CONFIG")
+            .env("SIRR_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // Generous limits so tests exercise behaviour, not the default production budgets,
+        // unless a test sets its own.
+        for limit in ["SEND", "REGISTRATION_PER_IP", "CODE_PER_PREFIX", "LOOKUP"] {
+            cmd.env(format!("SIRR_LIMITS__{limit}__BURST"), "100000");
+            cmd.env(format!("SIRR_LIMITS__{limit}__PER_SECOND"), "100000.0");
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn sirrd");
+        let stderr = child.stderr.take().unwrap();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+            }
+        });
+        self.child = Some(child);
+        self.url = format!("{}://127.0.0.1:{}", self.scheme(), self.port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.log.lock().unwrap().contains("sirrd listening on") {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("sirrd exited early with {status}:\n{}", self.log.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("sirrd did not start:\n{}", self.log.lock().unwrap());
+    }
+
+    /// Start again on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        self.spawn();
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "sirrd did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GET a path with a minimal HTTP/1.1 request; returns (status line, body).
+    pub fn get(&self, path: &str) -> (String, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Run `sirr --home HOME ARGS...`.
+pub fn sirr(home: &Path, args: &[&str]) -> Output {
+    Command::new(bin("sirr"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sirr")
+}
+
+/// Run `sirr` and insist it succeeds; returns stdout.
+pub fn sirr_ok(home: &Path, args: &[&str]) -> String {
+    let out = sirr(home, args);
+    assert!(
+        out.status.success(),
+        "sirr {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Register a home directory with the development code.
+pub fn register(server: &Server, home: &Path, phone: &str) {
+    sirr_ok(home, &["register", "--server", &server.url, "--phone", phone, "--code", "000000", "--name", "test"]);
+}
+
+/// Parse `recv --json` output.
+pub fn recv_json(home: &Path, wait: &str) -> Vec<serde_json::Value> {
+    sirr_ok(home, &["recv", "--json", "--wait", wait])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("recv --json prints one JSON object per line"))
+        .collect()
+}

@@ -1,0 +1,430 @@
+//! Bad input gets a clear error and loses nothing: malformed frames, oversize payloads, unknown
+//! recipients, bad credentials, expired codes, a server killed mid-load.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use sirr_client::{Client, ClientError, Connection};
+use sirr_proto::content::{Body, Content};
+use sirr_proto::*;
+use tokio_tungstenite::tungstenite::Message;
+
+fn phone(s: &str) -> Phone {
+    Phone::parse(s).unwrap()
+}
+
+/// A raw, authenticated protocol session for `home`'s device.
+async fn session(server: &Server, home: &std::path::Path) -> Connection {
+    let creds = sirr_client::state::State::open(home).unwrap().credentials().unwrap();
+    let conn = Connection::connect(&server.url, None).await.unwrap();
+    conn.request(Request::Hello {
+        protocol: PROTOCOL_VERSION,
+        account: creds.account,
+        device: creds.device,
+        secret: creds.secret().unwrap(),
+    })
+    .await
+    .unwrap();
+    conn
+}
+
+async fn account_of(conn: &Connection, p: &str) -> (AccountId, Vec<DeviceId>) {
+    match conn.request(Request::Lookup { phones: vec![phone(p)] }).await.unwrap() {
+        Response::Directory { entries } => (entries[0].account, entries[0].devices.clone()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Send raw bytes on a fresh WebSocket and return what the server says before closing.
+async fn raw(server: &Server, msg: Message) -> Option<ServerFrame> {
+    let url = sirr_client::websocket_url(&server.url).unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(msg).await.unwrap();
+    let mut first = None;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        match m {
+            Ok(Message::Binary(b)) if first.is_none() => first = Some(decode_server_frame(&b, 1 << 20).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => break,
+            _ => {}
+        }
+    }
+    first
+}
+
+fn closing(frame: Option<ServerFrame>) -> ErrorBody {
+    match frame {
+        Some(ServerFrame::Closing(e)) => e,
+        other => panic!("expected Closing, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_truncated_and_unknown_frames_get_a_clear_error() {
+    let server = Server::dev();
+    let e = closing(raw(&server, Message::Binary(vec![0xff, 0xff].into())).await);
+    assert_eq!(e.code, ErrorCode::MalformedFrame);
+    assert!(e.message.contains("truncated"), "{}", e.message);
+
+    let e = closing(raw(&server, Message::Binary(vec![9].into())).await);
+    assert!(e.message.contains("unknown frame"), "{}", e.message);
+    let e = closing(raw(&server, Message::Binary(vec![0, 1, 120].into())).await);
+    assert!(e.message.contains("unknown frame or request type"), "{}", e.message);
+
+    let good = encode(&ClientFrame::Request { id: 1, body: Request::RequestCode { phone: phone("+15550000001") } });
+    let e = closing(raw(&server, Message::Binary(good[..good.len() - 3].to_vec().into())).await);
+    assert!(e.message.contains("truncated"), "{}", e.message);
+
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"junk");
+    let e = closing(raw(&server, Message::Binary(trailing.into())).await);
+    assert!(e.message.contains("trailing"), "{}", e.message);
+
+    let e = closing(raw(&server, Message::Text("hello".into())).await);
+    assert!(e.message.contains("binary"), "{}", e.message);
+
+    // A number that fails E.164 inside an otherwise well-formed frame.
+    let mut bad_phone = encode(&ClientFrame::Request { id: 1, body: Request::RequestCode { phone: phone("+15550000001") } });
+    let at = bad_phone.iter().position(|&b| b == b'+').unwrap();
+    bad_phone[at] = b'x';
+    let e = closing(raw(&server, Message::Binary(bad_phone.into())).await);
+    assert_eq!(e.code, ErrorCode::MalformedFrame);
+
+    // Sending before signing in is a state error, answered on the request.
+    let conn = Connection::connect(&server.url, None).await.unwrap();
+    let err = conn.request(Request::ListDevices).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::WrongState));
+
+    let (status, body) = server.get("/health");
+    assert!(status.contains("200"), "the server survived: {status} {body}");
+    let (_, metrics) = server.get("/metrics");
+    let malformed = metrics
+        .lines()
+        .find(|l| l.starts_with("sirr_malformed_frames_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap();
+    assert!(malformed >= 7, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_recipients_and_sizes_are_checked() {
+    let server = Server::start(&["--dev"], &[("SIRR_DELIVERY__MAX_PAYLOAD", "1024")]);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    register(&server, &a, "+15550000101");
+    register(&server, &b, "+15550000102");
+    let creds = sirr_client::state::State::open(&a).unwrap().credentials().unwrap();
+
+    // Wrong secret, unknown device, old protocol.
+    let conn = Connection::connect(&server.url, None).await.unwrap();
+    let hello = |secret: Secret, device: u32, protocol: u16| Request::Hello {
+        protocol,
+        account: creds.account,
+        device: DeviceId(device),
+        secret,
+    };
+    let e = conn.request(hello(Secret([0; 32]), 1, PROTOCOL_VERSION)).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Unauthorized));
+    let e = conn.request(hello(creds.secret().unwrap(), 9, PROTOCOL_VERSION)).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Unauthorized));
+    let e = conn.request(hello(creds.secret().unwrap(), 1, 99)).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnsupportedProtocol));
+
+    let conn = session(&server, &a).await;
+    let (bob, bob_devices) = account_of(&conn, "+15550000102").await;
+    let send = |to: Vec<Recipient>, len: usize| Request::Send {
+        message_id: MessageId(rand_id()),
+        to,
+        payload: vec![7; len],
+    };
+    let to_bob = || vec![Recipient { account: bob, devices: bob_devices.clone() }];
+
+    let e = conn.request(send(to_bob(), 1025)).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::TooLarge));
+    let ClientError::Server(body) = e else { unreachable!() };
+    assert!(body.message.contains("1025") && body.message.contains("1024"), "{}", body.message);
+    assert!(matches!(conn.request(send(to_bob(), 1024)).await.unwrap(), Response::Sent { .. }));
+
+    let e = conn.request(send(vec![Recipient { account: AccountId([3; 16]), devices: vec![DeviceId(1)] }], 10)).await;
+    assert_eq!(e.unwrap_err().code(), Some(ErrorCode::UnknownRecipient));
+
+    let e = conn.request(send(vec![Recipient { account: bob, devices: vec![] }], 10)).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::StaleDevices));
+    let ClientError::Server(body) = e else { unreachable!() };
+    assert_eq!(body.devices, vec![Recipient { account: bob, devices: vec![DeviceId(1)] }]);
+
+    assert_eq!(conn.request(send(vec![], 10)).await.unwrap_err().code(), Some(ErrorCode::BadRequest));
+
+    // A frame beyond the WebSocket limit ends that connection only.
+    let huge = send(to_bob(), 200_000);
+    assert!(conn.request(huge).await.is_err());
+    let (status, _) = server.get("/health");
+    assert!(status.contains("200"));
+
+    // Nothing rejected was stored: bob has exactly the one good message.
+    let mut bob_client = Client::open(&b).unwrap();
+    bob_client.connect().await.unwrap();
+    bob_client.receive(Duration::from_millis(200)).await.unwrap();
+    assert!(bob_client.take_unread().unwrap().is_empty());
+    // Its payload is not valid content, so it is dropped by the client, but it was delivered
+    // and acknowledged: the server queue is empty afterwards.
+    bob_client.disconnect().await;
+    let bob_creds = sirr_client::state::State::open(&b).unwrap().credentials().unwrap();
+    let conn_b = Connection::connect(&server.url, None).await.unwrap();
+    let welcome = conn_b
+        .request(Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            account: bob_creds.account,
+            device: bob_creds.device,
+            secret: bob_creds.secret().unwrap(),
+        })
+        .await
+        .unwrap();
+    let Response::Welcome { queued, .. } = welcome else { panic!("{welcome:?}") };
+    assert_eq!(queued, 0);
+}
+
+fn rand_id() -> [u8; 16] {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&N.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    id[8..].copy_from_slice(&std::process::id().to_le_bytes().repeat(2));
+    id
+}
+
+/// A stand-in SMS gateway: records every webhook body.
+fn webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/sms", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            sink.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+fn last_code(got: &Arc<Mutex<Vec<serde_json::Value>>>, phone: &str) -> String {
+    got.lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|v| v["phone"] == phone)
+        .map(|v| v["code"].as_str().unwrap().to_owned())
+        .expect("webhook received a code")
+}
+
+#[test]
+fn verification_codes_expire_allow_few_attempts_and_are_rate_limited() {
+    let (url, got) = webhook();
+    let server = Server::start(
+        &[],
+        &[
+            ("SIRR_VERIFICATION__WEBHOOK_URL", url.as_str()),
+            ("SIRR_VERIFICATION__CODE_TTL_SECS", "2"),
+            ("SIRR_VERIFICATION__MAX_ATTEMPTS", "3"),
+        ],
+    );
+    assert!(!server.log().contains("DEVELOPMENT MODE"));
+    let dir = tempfile::tempdir().unwrap();
+    let reg = |home: &str, phone: &str, code: Option<&str>| {
+        let mut args = vec!["register", "--server", server.url.as_str(), "--phone", phone];
+        if let Some(c) = code {
+            args.extend(["--code", c]);
+        }
+        sirr(&dir.path().join(home), &args)
+    };
+
+    // Request, a wrong code, the dev code (refused outside dev mode), then the right one.
+    let out = reg("a", "+15550000201", None);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("code was sent"));
+    let code = last_code(&got, "+15550000201");
+    assert_eq!(code.len(), 6);
+    let wrong = if code == "111111" { "222222" } else { "111111" };
+    let out = reg("a", "+15550000201", Some(wrong));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong code; 2 attempts left"));
+    if code != "000000" {
+        assert!(!reg("a", "+15550000201", Some("000000")).status.success(), "000000 only in dev mode");
+    }
+    assert!(reg("a", "+15550000201", Some(&code)).status.success());
+    // A code works once.
+    let out = reg("a2", "+15550000201", Some(&code));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CodeExpired"));
+
+    // Expiry.
+    reg("b", "+15550000202", None);
+    let code = last_code(&got, "+15550000202");
+    std::thread::sleep(Duration::from_millis(2_500));
+    let out = reg("b", "+15550000202", Some(&code));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("request a new one"));
+
+    // Attempts run out, after which even the right code fails.
+    reg("c", "+15550000203", None);
+    let code = last_code(&got, "+15550000203");
+    let wrong = if code == "999999" { "888888" } else { "999999" };
+    for _ in 0..3 {
+        assert!(!reg("c", "+15550000203", Some(wrong)).status.success());
+    }
+    assert!(!reg("c", "+15550000203", Some(&code)).status.success());
+
+    // Per-number rate limit (3 codes, then retry-after).
+    for _ in 0..2 {
+        assert!(reg("d", "+15550000203", None).status.success());
+    }
+    let out = reg("d", "+15550000203", None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RateLimited") && err.contains("retry after"), "{err}");
+    // No code or secret reaches the log.
+    let log = server.log();
+    for v in got.lock().unwrap().iter() {
+        assert!(!log.contains(v["code"].as_str().unwrap()), "a code leaked into the log");
+    }
+}
+
+#[test]
+fn invalid_configuration_is_refused_with_a_reason() {
+    let out = std::process::Command::new(bin("sirrd"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env_remove("SIRR_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("webhook_url"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_load_loses_nothing_acknowledged() {
+    let mut server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    register(&server, &a, "+15550000301");
+    register(&server, &b, "+15550000302");
+    let conn = Arc::new(session(&server, &a).await);
+    let (bob, devices) = account_of(&conn, "+15550000302").await;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for t in 0..8u8 {
+        let (conn, acked, devices) = (conn.clone(), acked.clone(), devices.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0u32.. {
+                let content = Content {
+                    conversation: sirr_proto::content::ConversationId([0; 16]),
+                    from: phone("+15550000301"),
+                    to: phone("+15550000302"),
+                    sent_at: 1,
+                    body: Body::Text(format!("{t}-{i}")),
+                };
+                let id = MessageId(rand_id());
+                let r = conn
+                    .request(Request::Send {
+                        message_id: id,
+                        to: vec![Recipient { account: bob, devices: devices.clone() }],
+                        payload: content.seal(),
+                    })
+                    .await;
+                match r {
+                    Ok(Response::Sent { .. }) => acked.lock().unwrap().push(id),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Let load build up, then pull the plug.
+    while acked.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill9();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked: Vec<MessageId> = acked.lock().unwrap().clone();
+    server.restart();
+
+    let mut bob_client = Client::open(&b).unwrap();
+    bob_client.connect().await.unwrap();
+    bob_client.receive(Duration::from_secs(1)).await.unwrap();
+    let received: Vec<String> = bob_client.take_unread().unwrap().into_iter().map(|m| m.message_id).collect();
+    let unique: HashSet<&String> = received.iter().collect();
+    assert_eq!(unique.len(), received.len(), "each message shown once");
+    for id in &acked {
+        assert!(unique.contains(&id.to_string()), "acknowledged message {id} was lost");
+    }
+    assert!(received.len() >= acked.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_sessions_and_exits_zero() {
+    let mut server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    register(&server, &a, "+15550000401");
+    let mut client = Client::open(&a).unwrap();
+    client.connect().await.unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = server.terminate();
+        (s, server)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "exit status {:?}", status.0);
+    assert!(status.1.log().contains("sirrd stopped cleanly"));
+    // The open session was told why it ended.
+    let err = client.receive(Duration::from_secs(2)).await.unwrap_err();
+    assert!(err.to_string().contains("shutting down"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_private_ca() {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let server = Server::start(
+        &["--dev", "--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()],
+        &[],
+    );
+    assert!(server.url.starts_with("https://"));
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let reg = |home: &std::path::Path, p: &str, ca: bool| {
+        let mut args = vec!["register", "--server", server.url.as_str(), "--phone", p, "--code", "000000"];
+        if ca {
+            args.extend(["--ca-cert", cert_path.to_str().unwrap()]);
+        }
+        sirr(home, &args)
+    };
+    let out = reg(&a, "+15550000501", false);
+    assert!(!out.status.success(), "an unknown CA is refused");
+    assert!(reg(&a, "+15550000501", true).status.success());
+    assert!(reg(&b, "+15550000502", true).status.success());
+    sirr_ok(&a, &["send", "+15550000502", "over TLS"]);
+    assert_eq!(recv_json(&b, "5")[0]["text"], "over TLS");
+}
