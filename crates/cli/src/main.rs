@@ -13,7 +13,11 @@ use sirr_client::Client;
 use sirr_proto::{DeviceId, Phone};
 
 #[derive(Parser)]
-#[command(name = "sirr", version, about = "Sirr: private messaging from the command line")]
+#[command(
+    name = "sirr",
+    version,
+    about = "Sirr: private messaging from the command line"
+)]
 struct Cli {
     /// This device's home directory (credentials, local messages)
     #[arg(long, global = true, env = "SIRR_HOME")]
@@ -87,7 +91,10 @@ enum DeviceCommand {
 fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIRR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
@@ -118,7 +125,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let home = home_dir(cli.home)?;
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Register { server, phone: number, code, name, ca_cert } => {
+        Command::Register {
+            server,
+            phone: number,
+            code,
+            name,
+            ca_cert,
+        } => {
             let number = phone(&number)?;
             let ca = match &ca_cert {
                 Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
@@ -141,7 +154,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let client = Client::register(&home, &server, number, &code, &name, ca.as_deref()).await?;
             let id = client.identity();
-            writeln!(out, "Registered {} as device {} of account {}.", id.phone, id.device, id.account)?;
+            writeln!(
+                out,
+                "Registered {} as device {} of account {}.",
+                id.phone, id.device, id.account
+            )?;
         }
         Command::Send { to, text } => {
             let to = phone(&to)?;
@@ -177,8 +194,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     writeln!(out, "{v}")?;
                 } else {
                     let warn = if m.verified { "" } else { " [UNVERIFIED SENDER]" };
-                    let arrow = if m.direction == "out" { format!(" -> {}", m.to) } else { String::new() };
-                    writeln!(out, "[{}] {}{}{}: {}", utc(m.sent_at), m.from, arrow, warn, m.text)?;
+                    let arrow = if m.direction == "out" {
+                        format!(" -> {}", m.to)
+                    } else {
+                        String::new()
+                    };
+                    writeln!(
+                        out,
+                        "[{}] {}{}{}: {}",
+                        utc(m.sent_at),
+                        m.from,
+                        arrow,
+                        warn,
+                        m.text
+                    )?;
                 }
             }
         }
@@ -187,7 +216,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 writeln!(out, "{}", serde_json::to_string(&id)?)?;
             } else {
-                writeln!(out, "phone:   {}\naccount: {}\ndevice:  {}\nserver:  {}", id.phone, id.account, id.device, id.server)?;
+                writeln!(
+                    out,
+                    "phone:   {}\naccount: {}\ndevice:  {}\nserver:  {}",
+                    id.phone, id.account, id.device, id.server
+                )?;
             }
         }
         Command::Devices { json } | Command::Device(DeviceCommand::List { json }) => {
@@ -202,7 +235,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     writeln!(out, "{v}")?;
                 } else {
                     let this = if d.id.0 == me { "  (this device)" } else { "" };
-                    writeln!(out, "{:>3}  {}  registered {}{}", d.id.0, d.name, utc(d.created_day as u64 * 86_400_000).get(..10).unwrap_or(""), this)?;
+                    writeln!(
+                        out,
+                        "{:>3}  {}  registered {}{}",
+                        d.id.0,
+                        d.name,
+                        utc(d.created_day as u64 * 86_400_000).get(..10).unwrap_or(""),
+                        this
+                    )?;
                 }
             }
         }
@@ -231,7 +271,12 @@ fn utc(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@ fn two_people_chat_and_recv_prints_each_message_once() {
     register(&server, &bob, "+15550000002");
 
     sirr_ok(&alice, &["send", "+15550000002", "hello bob"]);
-    sirr_ok(&alice, &["send", "+15550000002", "second, with \"quotes\" and ünïcode"]);
+    sirr_ok(
+        &alice,
+        &["send", "+15550000002", "second, with \"quotes\" and ünïcode"],
+    );
     let got = recv_json(&bob, "5");
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0]["from"], "+15550000001");
@@ -24,7 +27,10 @@ fn two_people_chat_and_recv_prints_each_message_once() {
     assert_eq!(got[0]["verified"], true);
     let conv = got[0]["conversation"].as_str().unwrap().to_owned();
     assert_eq!(conv.len(), 32);
-    assert!(recv_json(&bob, "0").is_empty(), "a second recv prints nothing new");
+    assert!(
+        recv_json(&bob, "0").is_empty(),
+        "a second recv prints nothing new"
+    );
 
     sirr_ok(&bob, &["send", "+15550000001", "hi alice"]);
     let back = sirr_ok(&alice, &["recv"]);
@@ -54,7 +60,10 @@ fn recv_wait_picks_up_a_message_sent_later() {
     sender.join().unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["text"], "late");
-    assert!(started.elapsed() < std::time::Duration::from_secs(15), "returned soon after the message");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "returned soon after the message"
+    );
     // Without a message, --wait returns after the wait, successfully, printing nothing.
     let started = std::time::Instant::now();
     assert!(recv_json(&bob, "0.5").is_empty());
@@ -85,10 +94,32 @@ fn failures_exit_non_zero_with_a_clear_reason() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not registered"));
 
-    let out = sirr(&alice, &["register", "--server", &server.url, "--phone", "+15550000021", "--code", "000000"]);
+    let out = sirr(
+        &alice,
+        &[
+            "register",
+            "--server",
+            &server.url,
+            "--phone",
+            "+15550000021",
+            "--code",
+            "000000",
+        ],
+    );
     assert!(!out.status.success(), "a home registers once");
 
-    let out = sirr(&dir.path().join("x"), &["register", "--server", "http://127.0.0.1:1", "--phone", "+15550000022", "--code", "1"]);
+    let out = sirr(
+        &dir.path().join("x"),
+        &[
+            "register",
+            "--server",
+            "http://127.0.0.1:1",
+            "--phone",
+            "+15550000022",
+            "--code",
+            "1",
+        ],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 
@@ -98,7 +129,11 @@ fn failures_exit_non_zero_with_a_clear_reason() {
     sirr_ok(&alice, &["device", "remove", "2"]);
     let out = sirr(&second, &["recv"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -109,7 +144,18 @@ fn an_account_has_at_most_five_devices_which_all_see_every_message() {
     for h in &homes[..5] {
         register(&server, h, "+15550000031");
     }
-    let out = sirr(&homes[5], &["register", "--server", &server.url, "--phone", "+15550000031", "--code", "000000"]);
+    let out = sirr(
+        &homes[5],
+        &[
+            "register",
+            "--server",
+            &server.url,
+            "--phone",
+            "+15550000031",
+            "--code",
+            "000000",
+        ],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already has 5 devices"));
 

@@ -21,7 +21,10 @@ fn phone(s: &str) -> Phone {
 
 /// A raw, authenticated protocol session for `home`'s device.
 async fn session(server: &Server, home: &std::path::Path) -> Connection {
-    let creds = sirr_client::state::State::open(home).unwrap().credentials().unwrap();
+    let creds = sirr_client::state::State::open(home)
+        .unwrap()
+        .credentials()
+        .unwrap();
     let conn = Connection::connect(&server.url, None).await.unwrap();
     conn.request(Request::Hello {
         protocol: PROTOCOL_VERSION,
@@ -35,7 +38,13 @@ async fn session(server: &Server, home: &std::path::Path) -> Connection {
 }
 
 async fn account_of(conn: &Connection, p: &str) -> (AccountId, Vec<DeviceId>) {
-    match conn.request(Request::Lookup { phones: vec![phone(p)] }).await.unwrap() {
+    match conn
+        .request(Request::Lookup {
+            phones: vec![phone(p)],
+        })
+        .await
+        .unwrap()
+    {
         Response::Directory { entries } => (entries[0].account, entries[0].devices.clone()),
         other => panic!("{other:?}"),
     }
@@ -49,7 +58,9 @@ async fn raw(server: &Server, msg: Message) -> Option<ServerFrame> {
     let mut first = None;
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
         match m {
-            Ok(Message::Binary(b)) if first.is_none() => first = Some(decode_server_frame(&b, 1 << 20).unwrap()),
+            Ok(Message::Binary(b)) if first.is_none() => {
+                first = Some(decode_server_frame(&b, 1 << 20).unwrap())
+            }
             Ok(Message::Close(_)) | Err(_) => break,
             _ => {}
         }
@@ -74,9 +85,18 @@ async fn malformed_truncated_and_unknown_frames_get_a_clear_error() {
     let e = closing(raw(&server, Message::Binary(vec![9].into())).await);
     assert!(e.message.contains("unknown frame"), "{}", e.message);
     let e = closing(raw(&server, Message::Binary(vec![0, 1, 120].into())).await);
-    assert!(e.message.contains("unknown frame or request type"), "{}", e.message);
+    assert!(
+        e.message.contains("unknown frame or request type"),
+        "{}",
+        e.message
+    );
 
-    let good = encode(&ClientFrame::Request { id: 1, body: Request::RequestCode { phone: phone("+15550000001") } });
+    let good = encode(&ClientFrame::Request {
+        id: 1,
+        body: Request::RequestCode {
+            phone: phone("+15550000001"),
+        },
+    });
     let e = closing(raw(&server, Message::Binary(good[..good.len() - 3].to_vec().into())).await);
     assert!(e.message.contains("truncated"), "{}", e.message);
 
@@ -89,7 +109,12 @@ async fn malformed_truncated_and_unknown_frames_get_a_clear_error() {
     assert!(e.message.contains("binary"), "{}", e.message);
 
     // A number that fails E.164 inside an otherwise well-formed frame.
-    let mut bad_phone = encode(&ClientFrame::Request { id: 1, body: Request::RequestCode { phone: phone("+15550000001") } });
+    let mut bad_phone = encode(&ClientFrame::Request {
+        id: 1,
+        body: Request::RequestCode {
+            phone: phone("+15550000001"),
+        },
+    });
     let at = bad_phone.iter().position(|&b| b == b'+').unwrap();
     bad_phone[at] = b'x';
     let e = closing(raw(&server, Message::Binary(bad_phone.into())).await);
@@ -119,7 +144,10 @@ async fn credentials_recipients_and_sizes_are_checked() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     register(&server, &a, "+15550000101");
     register(&server, &b, "+15550000102");
-    let creds = sirr_client::state::State::open(&a).unwrap().credentials().unwrap();
+    let creds = sirr_client::state::State::open(&a)
+        .unwrap()
+        .credentials()
+        .unwrap();
 
     // Wrong secret, unknown device, old protocol.
     let conn = Connection::connect(&server.url, None).await.unwrap();
@@ -129,11 +157,20 @@ async fn credentials_recipients_and_sizes_are_checked() {
         device: DeviceId(device),
         secret,
     };
-    let e = conn.request(hello(Secret([0; 32]), 1, PROTOCOL_VERSION)).await.unwrap_err();
+    let e = conn
+        .request(hello(Secret([0; 32]), 1, PROTOCOL_VERSION))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Unauthorized));
-    let e = conn.request(hello(creds.secret().unwrap(), 9, PROTOCOL_VERSION)).await.unwrap_err();
+    let e = conn
+        .request(hello(creds.secret().unwrap(), 9, PROTOCOL_VERSION))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Unauthorized));
-    let e = conn.request(hello(creds.secret().unwrap(), 1, 99)).await.unwrap_err();
+    let e = conn
+        .request(hello(creds.secret().unwrap(), 1, 99))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::UnsupportedProtocol));
 
     let conn = session(&server, &a).await;
@@ -143,23 +180,65 @@ async fn credentials_recipients_and_sizes_are_checked() {
         to,
         payload: vec![7; len],
     };
-    let to_bob = || vec![Recipient { account: bob, devices: bob_devices.clone() }];
+    let to_bob = || {
+        vec![Recipient {
+            account: bob,
+            devices: bob_devices.clone(),
+        }]
+    };
 
     let e = conn.request(send(to_bob(), 1025)).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::TooLarge));
-    let ClientError::Server(body) = e else { unreachable!() };
-    assert!(body.message.contains("1025") && body.message.contains("1024"), "{}", body.message);
-    assert!(matches!(conn.request(send(to_bob(), 1024)).await.unwrap(), Response::Sent { .. }));
+    let ClientError::Server(body) = e else {
+        unreachable!()
+    };
+    assert!(
+        body.message.contains("1025") && body.message.contains("1024"),
+        "{}",
+        body.message
+    );
+    assert!(matches!(
+        conn.request(send(to_bob(), 1024)).await.unwrap(),
+        Response::Sent { .. }
+    ));
 
-    let e = conn.request(send(vec![Recipient { account: AccountId([3; 16]), devices: vec![DeviceId(1)] }], 10)).await;
+    let e = conn
+        .request(send(
+            vec![Recipient {
+                account: AccountId([3; 16]),
+                devices: vec![DeviceId(1)],
+            }],
+            10,
+        ))
+        .await;
     assert_eq!(e.unwrap_err().code(), Some(ErrorCode::UnknownRecipient));
 
-    let e = conn.request(send(vec![Recipient { account: bob, devices: vec![] }], 10)).await.unwrap_err();
+    let e = conn
+        .request(send(
+            vec![Recipient {
+                account: bob,
+                devices: vec![],
+            }],
+            10,
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::StaleDevices));
-    let ClientError::Server(body) = e else { unreachable!() };
-    assert_eq!(body.devices, vec![Recipient { account: bob, devices: vec![DeviceId(1)] }]);
+    let ClientError::Server(body) = e else {
+        unreachable!()
+    };
+    assert_eq!(
+        body.devices,
+        vec![Recipient {
+            account: bob,
+            devices: vec![DeviceId(1)]
+        }]
+    );
 
-    assert_eq!(conn.request(send(vec![], 10)).await.unwrap_err().code(), Some(ErrorCode::BadRequest));
+    assert_eq!(
+        conn.request(send(vec![], 10)).await.unwrap_err().code(),
+        Some(ErrorCode::BadRequest)
+    );
 
     // A frame beyond the WebSocket limit ends that connection only.
     let huge = send(to_bob(), 200_000);
@@ -175,7 +254,10 @@ async fn credentials_recipients_and_sizes_are_checked() {
     // Its payload is not valid content, so it is dropped by the client, but it was delivered
     // and acknowledged: the server queue is empty afterwards.
     bob_client.disconnect().await;
-    let bob_creds = sirr_client::state::State::open(&b).unwrap().credentials().unwrap();
+    let bob_creds = sirr_client::state::State::open(&b)
+        .unwrap()
+        .credentials()
+        .unwrap();
     let conn_b = Connection::connect(&server.url, None).await.unwrap();
     let welcome = conn_b
         .request(Request::Hello {
@@ -186,7 +268,9 @@ async fn credentials_recipients_and_sizes_are_checked() {
         })
         .await
         .unwrap();
-    let Response::Welcome { queued, .. } = welcome else { panic!("{welcome:?}") };
+    let Response::Welcome { queued, .. } = welcome else {
+        panic!("{welcome:?}")
+    };
     assert_eq!(queued, 0);
 }
 
@@ -269,7 +353,10 @@ fn verification_codes_expire_allow_few_attempts_and_are_rate_limited() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong code; 2 attempts left"));
     if code != "000000" {
-        assert!(!reg("a", "+15550000201", Some("000000")).status.success(), "000000 only in dev mode");
+        assert!(
+            !reg("a", "+15550000201", Some("000000")).status.success(),
+            "000000 only in dev mode"
+        );
     }
     assert!(reg("a", "+15550000201", Some(&code)).status.success());
     // A code works once.
@@ -300,11 +387,17 @@ fn verification_codes_expire_allow_few_attempts_and_are_rate_limited() {
     let out = reg("d", "+15550000203", None);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("RateLimited") && err.contains("retry after"), "{err}");
+    assert!(
+        err.contains("RateLimited") && err.contains("retry after"),
+        "{err}"
+    );
     // No code or secret reaches the log.
     let log = server.log();
     for v in got.lock().unwrap().iter() {
-        assert!(!log.contains(v["code"].as_str().unwrap()), "a code leaked into the log");
+        assert!(
+            !log.contains(v["code"].as_str().unwrap()),
+            "a code leaked into the log"
+        );
     }
 }
 
@@ -346,7 +439,10 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
                 let r = conn
                     .request(Request::Send {
                         message_id: id,
-                        to: vec![Recipient { account: bob, devices: devices.clone() }],
+                        to: vec![Recipient {
+                            account: bob,
+                            devices: devices.clone(),
+                        }],
                         payload: content.seal(),
                     })
                     .await;
@@ -371,11 +467,19 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
     let mut bob_client = Client::open(&b).unwrap();
     bob_client.connect().await.unwrap();
     bob_client.receive(Duration::from_secs(1)).await.unwrap();
-    let received: Vec<String> = bob_client.take_unread().unwrap().into_iter().map(|m| m.message_id).collect();
+    let received: Vec<String> = bob_client
+        .take_unread()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.message_id)
+        .collect();
     let unique: HashSet<&String> = received.iter().collect();
     assert_eq!(unique.len(), received.len(), "each message shown once");
     for id in &acked {
-        assert!(unique.contains(&id.to_string()), "acknowledged message {id} was lost");
+        assert!(
+            unique.contains(&id.to_string()),
+            "acknowledged message {id} was lost"
+        );
     }
     assert!(received.len() >= acked.len());
 }
@@ -409,13 +513,27 @@ async fn tls_with_a_private_ca() {
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let server = Server::start(
-        &["--dev", "--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()],
+        &[
+            "--dev",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(server.url.starts_with("https://"));
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let reg = |home: &std::path::Path, p: &str, ca: bool| {
-        let mut args = vec!["register", "--server", server.url.as_str(), "--phone", p, "--code", "000000"];
+        let mut args = vec![
+            "register",
+            "--server",
+            server.url.as_str(),
+            "--phone",
+            p,
+            "--code",
+            "000000",
+        ];
         if ca {
             args.extend(["--ca-cert", cert_path.to_str().unwrap()]);
         }

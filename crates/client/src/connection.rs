@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use sirr_proto::{ClientFrame, Envelope, ErrorBody, Request, Response, ServerFrame, decode_server_frame, encode};
+use sirr_proto::{
+    ClientFrame, Envelope, ErrorBody, Request, Response, ServerFrame, decode_server_frame, encode,
+};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -60,12 +62,18 @@ pub fn websocket_url(server: &str) -> Result<String> {
             "server URL must start with http://, https://, ws:// or wss://, got {server:?}"
         )));
     };
-    Ok(if rest.ends_with("/v1/websocket") { rest } else { format!("{rest}/v1/websocket") })
+    Ok(if rest.ends_with("/v1/websocket") {
+        rest
+    } else {
+        format!("{rest}/v1/websocket")
+    })
 }
 
 /// TLS settings: Mozilla's roots, plus an extra CA (PEM) if the server uses a private one.
 pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     if let Some(pem) = extra_ca_pem {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
@@ -76,11 +84,13 @@ pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig> {
                 .map_err(|e| ClientError::Invalid(format!("CA certificate: {e}")))?;
         }
     }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Invalid(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    Ok(
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Invalid(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 impl Connection {
@@ -110,7 +120,9 @@ impl Connection {
                 let why = loop {
                     let bytes = match stream.next().await {
                         Some(Ok(Message::Binary(b))) => b,
-                        Some(Ok(Message::Close(_))) | None => break "server closed the connection".to_owned(),
+                        Some(Ok(Message::Close(_))) | None => {
+                            break "server closed the connection".to_owned();
+                        }
                         Some(Ok(_)) => continue,
                         Some(Err(e)) => break e.to_string(),
                     };
@@ -169,8 +181,12 @@ impl Connection {
             .insert(id, tx);
         self.send_frame(&ClientFrame::Request { id, body }).await?;
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Err(_) => Err(ClientError::Connection("the server did not answer in time".into())),
-            Ok(Err(_)) => Err(ClientError::Connection("connection lost before the answer".into())),
+            Err(_) => Err(ClientError::Connection(
+                "the server did not answer in time".into(),
+            )),
+            Ok(Err(_)) => Err(ClientError::Connection(
+                "connection lost before the answer".into(),
+            )),
             Ok(Ok(Ok(r))) => Ok(r),
             Ok(Ok(Err(e))) => Err(ClientError::Server(e)),
         }
@@ -186,7 +202,10 @@ impl Connection {
 
     /// The next push or notice; `None` after `timeout`.
     pub async fn next_event(&mut self, timeout: Duration) -> Option<Event> {
-        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Close politely.
@@ -202,9 +221,18 @@ mod tests {
 
     #[test]
     fn websocket_urls() {
-        assert_eq!(websocket_url("http://127.0.0.1:7700").unwrap(), "ws://127.0.0.1:7700/v1/websocket");
-        assert_eq!(websocket_url("https://sirr.example/").unwrap(), "wss://sirr.example/v1/websocket");
-        assert_eq!(websocket_url("ws://h/v1/websocket").unwrap(), "ws://h/v1/websocket");
+        assert_eq!(
+            websocket_url("http://127.0.0.1:7700").unwrap(),
+            "ws://127.0.0.1:7700/v1/websocket"
+        );
+        assert_eq!(
+            websocket_url("https://sirr.example/").unwrap(),
+            "wss://sirr.example/v1/websocket"
+        );
+        assert_eq!(
+            websocket_url("ws://h/v1/websocket").unwrap(),
+            "ws://h/v1/websocket"
+        );
         assert!(websocket_url("127.0.0.1:7700").is_err());
     }
 }

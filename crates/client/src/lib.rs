@@ -26,8 +26,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sirr_proto::content::{Body, Content, ConversationId};
 use sirr_proto::{
-    AccountId, DeviceId, DeviceInfo, Envelope, ErrorCode, MessageId, PROTOCOL_VERSION, Phone, Recipient, Request,
-    Response,
+    AccountId, DeviceId, DeviceInfo, Envelope, ErrorCode, MessageId, PROTOCOL_VERSION, Phone, Recipient,
+    Request, Response,
 };
 
 pub use connection::{Connection, Event, tls_config, websocket_url};
@@ -40,7 +40,10 @@ pub const MAX_TEXT: usize = 64 * 1024;
 const IDLE: Duration = Duration::from_millis(250);
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The conversation id of a one-to-one chat: the same for both accounts.
@@ -102,18 +105,38 @@ impl Client {
         }
         let conn = Connection::connect(server, ca).await?;
         let r = conn
-            .request(Request::Register { phone: phone.clone(), code: code.to_owned(), device_name: device_name.to_owned() })
+            .request(Request::Register {
+                phone: phone.clone(),
+                code: code.to_owned(),
+                device_name: device_name.to_owned(),
+            })
             .await;
         conn.close().await;
-        let Response::Registered { account, device, secret, .. } = r? else {
+        let Response::Registered {
+            account,
+            device,
+            secret,
+            ..
+        } = r?
+        else {
             return Err(ClientError::Protocol("unexpected answer to Register".into()));
         };
         if let Some(pem) = ca {
             state.save_server_ca(pem)?;
         }
-        let creds = Credentials { server: server.to_owned(), phone, account, device, secret: secret.to_hex() };
+        let creds = Credentials {
+            server: server.to_owned(),
+            phone,
+            account,
+            device,
+            secret: secret.to_hex(),
+        };
         state.save_credentials(&creds)?;
-        Ok(Client { state, creds, conn: None })
+        Ok(Client {
+            state,
+            creds,
+            conn: None,
+        })
     }
 
     /// Open an already registered home directory.
@@ -127,7 +150,11 @@ impl Client {
         }
         let state = State::open(home)?;
         let creds = state.credentials()?;
-        Ok(Client { state, creds, conn: None })
+        Ok(Client {
+            state,
+            creds,
+            conn: None,
+        })
     }
 
     pub fn identity(&self) -> Identity {
@@ -154,14 +181,18 @@ impl Client {
                 secret: self.creds.secret()?,
             })
             .await?;
-        let Response::Welcome { .. } = r else { return Err(unexpected(r)) };
+        let Response::Welcome { .. } = r else {
+            return Err(unexpected(r));
+        };
         self.conn = Some(conn);
         self.refresh_own_devices().await?;
         Ok(())
     }
 
     fn conn(&self) -> Result<&Connection> {
-        self.conn.as_ref().ok_or_else(|| ClientError::State("not connected".into()))
+        self.conn
+            .as_ref()
+            .ok_or_else(|| ClientError::State("not connected".into()))
     }
 
     pub async fn disconnect(&mut self) {
@@ -190,9 +221,18 @@ impl Client {
 
     /// Find `phone`'s account via the directory and remember it.
     async fn lookup(&self, phone: &Phone) -> Result<Option<(AccountId, Vec<DeviceId>)>> {
-        let r = self.conn()?.request(Request::Lookup { phones: vec![phone.clone()] }).await?;
-        let Response::Directory { entries } = r else { return Err(unexpected(r)) };
-        let Some(e) = entries.into_iter().find(|e| &e.phone == phone) else { return Ok(None) };
+        let r = self
+            .conn()?
+            .request(Request::Lookup {
+                phones: vec![phone.clone()],
+            })
+            .await?;
+        let Response::Directory { entries } = r else {
+            return Err(unexpected(r));
+        };
+        let Some(e) = entries.into_iter().find(|e| &e.phone == phone) else {
+            return Ok(None);
+        };
         self.state.set_contact(phone, e.account, &e.devices)?;
         Ok(Some((e.account, e.devices)))
     }
@@ -208,7 +248,10 @@ impl Client {
         }
         let (account, mut devices) = match self.state.contact(to)? {
             Some(c) => c,
-            None => self.lookup(to).await?.ok_or_else(|| ClientError::NotOnSirr(to.to_string()))?,
+            None => self
+                .lookup(to)
+                .await?
+                .ok_or_else(|| ClientError::NotOnSirr(to.to_string()))?,
         };
         let conversation = direct_conversation(self.creds.account, account);
         let content = Content {
@@ -223,19 +266,33 @@ impl Client {
         rand::rng().fill_bytes(&mut id);
         let message_id = MessageId(id);
         for _attempt in 0..4 {
-            let mut recipients = vec![Recipient { account, devices: devices.clone() }];
+            let mut recipients = vec![Recipient {
+                account,
+                devices: devices.clone(),
+            }];
             if account != self.creds.account {
-                let mine: Vec<DeviceId> =
-                    self.state.own_devices()?.into_iter().filter(|d| *d != self.creds.device).collect();
+                let mine: Vec<DeviceId> = self
+                    .state
+                    .own_devices()?
+                    .into_iter()
+                    .filter(|d| *d != self.creds.device)
+                    .collect();
                 if !mine.is_empty() {
-                    recipients.push(Recipient { account: self.creds.account, devices: mine });
+                    recipients.push(Recipient {
+                        account: self.creds.account,
+                        devices: mine,
+                    });
                 }
             } else {
                 recipients[0].devices.retain(|d| *d != self.creds.device);
             }
             let r = self
                 .conn()?
-                .request(Request::Send { message_id, to: recipients, payload: payload.clone() })
+                .request(Request::Send {
+                    message_id,
+                    to: recipients,
+                    payload: payload.clone(),
+                })
                 .await;
             match r {
                 Ok(Response::Sent { .. }) => {
@@ -251,7 +308,8 @@ impl Client {
                         received_at: now_ms(),
                         verified: true,
                     };
-                    self.state.store_messages(&[(message_id, stored, conversation.0)])?;
+                    self.state
+                        .store_messages(&[(message_id, stored, conversation.0)])?;
                     self.state.mark_printed(&message_id)?;
                     return Ok(message_id);
                 }
@@ -280,7 +338,9 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-        Err(ClientError::Protocol("recipient devices kept changing; try again".into()))
+        Err(ClientError::Protocol(
+            "recipient devices kept changing; try again".into(),
+        ))
     }
 
     /// Receive what the server has queued for this device: store each message locally, then
@@ -297,12 +357,19 @@ impl Client {
             } else if got_any {
                 IDLE
             } else {
-                deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(1))
+                deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .max(Duration::from_millis(1))
             };
-            let conn = self.conn.as_mut().ok_or_else(|| ClientError::State("not connected".into()))?;
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or_else(|| ClientError::State("not connected".into()))?;
             let Some(event) = conn.next_event(timeout).await else {
                 if !queue_empty {
-                    return Err(ClientError::Connection("the server did not deliver the queue in time".into()));
+                    return Err(ClientError::Connection(
+                        "the server did not deliver the queue in time".into(),
+                    ));
                 }
                 if got_any || tokio::time::Instant::now() >= deadline {
                     return Ok(new);
@@ -357,7 +424,11 @@ impl Client {
             };
             let verified = self.sender_matches(&content.from, env.from.account).await?;
             let Body::Text(text) = content.body;
-            let direction = if env.from.account == self.creds.account { "out" } else { "in" };
+            let direction = if env.from.account == self.creds.account {
+                "out"
+            } else {
+                "in"
+            };
             rows.push((
                 env.message_id,
                 StoredMessage {
@@ -386,10 +457,10 @@ impl Client {
         if claimed == &self.creds.phone {
             return Ok(account == self.creds.account);
         }
-        if let Some((a, _)) = self.state.contact(claimed)? {
-            if a == account {
-                return Ok(true);
-            }
+        if let Some((a, _)) = self.state.contact(claimed)?
+            && a == account
+        {
+            return Ok(true);
         }
         Ok(self.lookup(claimed).await?.is_some_and(|(a, _)| a == account))
     }

@@ -91,9 +91,14 @@ impl State {
             std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))?;
         }
         let db = Connection::open(home.join("state.db"))?;
-        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )?;
         db.execute_batch(SCHEMA)?;
-        Ok(State { home: home.to_owned(), db })
+        Ok(State {
+            home: home.to_owned(),
+            db,
+        })
     }
 
     fn credentials_path(&self) -> PathBuf {
@@ -104,7 +109,10 @@ impl State {
         let path = self.credentials_path();
         let bytes = std::fs::read(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                ClientError::State(format!("{} is not registered; run `sirr register` first", self.home.display()))
+                ClientError::State(format!(
+                    "{} is not registered; run `sirr register` first",
+                    self.home.display()
+                ))
             } else {
                 ClientError::State(format!("{}: {e}", path.display()))
             }
@@ -140,8 +148,12 @@ impl State {
     }
 
     pub fn own_devices(&self) -> Result<Vec<DeviceId>> {
-        let mut s = self.db.prepare("SELECT device FROM own_devices ORDER BY device")?;
-        let v = s.query_map([], |r| Ok(DeviceId(r.get(0)?)))?.collect::<rusqlite::Result<_>>()?;
+        let mut s = self
+            .db
+            .prepare("SELECT device FROM own_devices ORDER BY device")?;
+        let v = s
+            .query_map([], |r| Ok(DeviceId(r.get(0)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(v)
     }
 
@@ -158,24 +170,35 @@ impl State {
     pub fn contact(&self, phone: &Phone) -> Result<Option<(AccountId, Vec<DeviceId>)>> {
         let row: Option<(Vec<u8>, String)> = self
             .db
-            .query_row("SELECT account, devices FROM contacts WHERE phone = ?", [phone.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT account, devices FROM contacts WHERE phone = ?",
+                [phone.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
-        let Some((account, devices)) = row else { return Ok(None) };
+        let Some((account, devices)) = row else {
+            return Ok(None);
+        };
         let account: [u8; 16] = account
             .try_into()
             .map_err(|_| ClientError::State("corrupt contact row".into()))?;
         let devices: Vec<u32> =
             serde_json::from_str(&devices).map_err(|_| ClientError::State("corrupt contact row".into()))?;
-        Ok(Some((AccountId(account), devices.into_iter().map(DeviceId).collect())))
+        Ok(Some((
+            AccountId(account),
+            devices.into_iter().map(DeviceId).collect(),
+        )))
     }
 
     pub fn set_contact(&self, phone: &Phone, account: AccountId, devices: &[DeviceId]) -> Result<()> {
         let list: Vec<u32> = devices.iter().map(|d| d.0).collect();
         self.db.execute(
             "INSERT OR REPLACE INTO contacts (phone, account, devices) VALUES (?, ?, ?)",
-            params![phone.as_str(), &account.0[..], serde_json::to_string(&list).unwrap_or_default()],
+            params![
+                phone.as_str(),
+                &account.0[..],
+                serde_json::to_string(&list).unwrap_or_default()
+            ],
         )?;
         Ok(())
     }
@@ -184,7 +207,11 @@ impl State {
     pub fn contact_phone(&self, account: AccountId) -> Result<Option<Phone>> {
         let p: Option<String> = self
             .db
-            .query_row("SELECT phone FROM contacts WHERE account = ?", [&account.0[..]], |r| r.get(0))
+            .query_row(
+                "SELECT phone FROM contacts WHERE account = ?",
+                [&account.0[..]],
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(p.and_then(|p| Phone::parse(&p).ok()))
     }
@@ -230,7 +257,10 @@ impl State {
 
     /// Mark an outgoing message as already shown (the sender typed it).
     pub fn mark_printed(&self, id: &MessageId) -> Result<()> {
-        self.db.execute("UPDATE messages SET printed = 1 WHERE message_id = ?", [&id.0[..]])?;
+        self.db.execute(
+            "UPDATE messages SET printed = 1 WHERE message_id = ?",
+            [&id.0[..]],
+        )?;
         Ok(())
     }
 

@@ -157,7 +157,9 @@ mod tests {
                     phone: Phone::parse("+15550000001").unwrap(),
                 },
             },
-            ClientFrame::Ack { seqs: vec![1, 2, u64::MAX] },
+            ClientFrame::Ack {
+                seqs: vec![1, 2, u64::MAX],
+            },
         ]
     }
 
@@ -191,7 +193,10 @@ mod tests {
         for f in sample_frames() {
             let bytes = encode(&f);
             for cut in 0..bytes.len() {
-                assert!(decode_client_frame(&bytes[..cut], 1 << 20).is_err(), "cut at {cut}");
+                assert!(
+                    decode_client_frame(&bytes[..cut], 1 << 20).is_err(),
+                    "cut at {cut}"
+                );
             }
         }
     }
@@ -200,14 +205,26 @@ mod tests {
     fn rejects_unknown_types_trailing_bytes_and_oversize() {
         assert_eq!(decode_client_frame(&[], 10), Err(DecodeError::Empty));
         assert_eq!(decode_client_frame(&[5], 10), Err(DecodeError::UnknownType));
-        assert_eq!(decode_client_frame(&[0, 1, 99], 10), Err(DecodeError::UnknownType));
-        assert_eq!(decode_client_frame(&[0, 1, 7], 10), Ok(ClientFrame::Request { id: 1, body: Request::Ping }));
+        assert_eq!(
+            decode_client_frame(&[0, 1, 99], 10),
+            Err(DecodeError::UnknownType)
+        );
+        assert_eq!(
+            decode_client_frame(&[0, 1, 7], 10),
+            Ok(ClientFrame::Request {
+                id: 1,
+                body: Request::Ping
+            })
+        );
         let mut bytes = encode(&ClientFrame::Request {
             id: 1,
             body: Request::Ping,
         });
         bytes.push(0);
-        assert_eq!(decode_client_frame(&bytes, 100), Err(DecodeError::TrailingBytes(1)));
+        assert_eq!(
+            decode_client_frame(&bytes, 100),
+            Err(DecodeError::TrailingBytes(1))
+        );
         assert_eq!(
             decode_client_frame(&[1; 11], 10),
             Err(DecodeError::TooLarge { len: 11, limit: 10 })

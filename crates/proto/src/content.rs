@@ -63,8 +63,8 @@ impl Content {
         if raw.is_empty() {
             return Err(crate::DecodeError::Empty.into());
         }
-        let (c, rest) = postcard::take_from_bytes(raw)
-            .map_err(|_| crate::DecodeError::Malformed("content"))?;
+        let (c, rest) =
+            postcard::take_from_bytes(raw).map_err(|_| crate::DecodeError::Malformed("content"))?;
         if !rest.is_empty() {
             return Err(crate::DecodeError::TrailingBytes(rest.len()).into());
         }

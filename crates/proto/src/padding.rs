@@ -78,7 +78,10 @@ mod tests {
             assert_eq!(unpad(&padded).unwrap(), &content[..]);
         }
         assert_eq!(unpad(&[1, 2]), Err(PaddingError::Short));
-        assert!(matches!(unpad(&[9, 0, 0, 0, 1]), Err(PaddingError::Length { .. })));
+        assert!(matches!(
+            unpad(&[9, 0, 0, 0, 1]),
+            Err(PaddingError::Length { .. })
+        ));
         assert_eq!(unpad(&[0, 0, 0, 0, 1]), Err(PaddingError::NonZeroPadding));
     }
 }

@@ -224,7 +224,11 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("SIRR_").ignore(&["config", "log", "home"]).split("__"));
+        fig = fig.merge(
+            Env::prefixed("SIRR_")
+                .ignore(&["config", "log", "home"])
+                .split("__"),
+        );
         if let Some(v) = flags.listen {
             fig = fig.merge(("listen", v));
         }
@@ -240,9 +244,7 @@ impl Config {
         if let Some(v) = &flags.tls_key {
             fig = fig.merge(("tls_key", v));
         }
-        let config: Config = fig
-            .extract()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let config: Config = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -253,10 +255,8 @@ impl Config {
             return bad("tls_cert and tls_key go together");
         }
         if !self.dev && self.verification.webhook_url.is_none() {
-            return bad(
-                "no way to send verification codes: set verification.webhook_url \
-                 (SIRR_VERIFICATION__WEBHOOK_URL) or run with --dev for development",
-            );
+            return bad("no way to send verification codes: set verification.webhook_url \
+                 (SIRR_VERIFICATION__WEBHOOK_URL) or run with --dev for development");
         }
         if self.delivery.max_payload == 0 || self.delivery.max_payload > 64 * 1024 * 1024 {
             return bad("delivery.max_payload must be between 1 byte and 64 MiB");
@@ -279,6 +279,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return its (large) error type
 mod tests {
     use super::*;
 
@@ -303,8 +304,14 @@ mod tests {
             assert_eq!(c.limits.send.burst, 5);
             assert_eq!(c.delivery.retention_days, 7);
             assert_eq!(c.delivery.max_payload, 256 * 1024, "untouched default");
-            let flags = Flags { listen: Some("127.0.0.1:9002".parse().unwrap()), ..flags };
-            assert_eq!(Config::load(&flags).map_err(|e| e.to_string())?.listen.port(), 9002);
+            let flags = Flags {
+                listen: Some("127.0.0.1:9002".parse().unwrap()),
+                ..flags
+            };
+            assert_eq!(
+                Config::load(&flags).map_err(|e| e.to_string())?.listen.port(),
+                9002
+            );
             Ok(())
         });
     }
@@ -322,7 +329,10 @@ mod tests {
     fn unknown_keys_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("sirr.toml", "dev = true\nlisten_addr = \"x\"\n")?;
-            let flags = Flags { config: Some("sirr.toml".into()), ..Flags::default() };
+            let flags = Flags {
+                config: Some("sirr.toml".into()),
+                ..Flags::default()
+            };
             assert!(Config::load(&flags).is_err());
             Ok(())
         });

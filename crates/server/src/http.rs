@@ -58,7 +58,10 @@ async fn health(State(state): State<AppState>) -> Response {
     }
     (
         [(header::CONTENT_TYPE, "application/json")],
-        format!("{{\"status\":\"ok\",\"version\":\"{}\"}}\n", env!("CARGO_PKG_VERSION")),
+        format!(
+            "{{\"status\":\"ok\",\"version\":\"{}\"}}\n",
+            env!("CARGO_PKG_VERSION")
+        ),
     )
         .into_response()
 }
@@ -68,7 +71,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let m = &state.svc.metrics;
     m.store_backlog.set(state.svc.store_backlog() as i64);
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         m.render(),
     )
         .into_response()

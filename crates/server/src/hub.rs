@@ -54,7 +54,8 @@ impl Hub {
 
     /// Remove a session's registration, unless a newer session already replaced it.
     pub fn unsubscribe(&self, device: DeviceKey, link: &SessionLink) {
-        self.sessions.remove_if(&device, |_, current| current.id == link.id);
+        self.sessions
+            .remove_if(&device, |_, current| current.id == link.id);
     }
 
     /// End the session of a device (e.g. it was removed).
@@ -94,7 +95,10 @@ mod tests {
         QueuedMessage {
             seq,
             message_id: MessageId([0; 16]),
-            from: DeviceAddress { account: AccountId([0; 16]), device: DeviceId(1) },
+            from: DeviceAddress {
+                account: AccountId([0; 16]),
+                device: DeviceId(1),
+            },
             server_ts: 0,
             payload: Arc::from(&b"x"[..]),
         }
@@ -129,7 +133,11 @@ mod tests {
             .await
             .expect("old session told to leave");
         hub.unsubscribe(d, &old.link);
-        assert_eq!(hub.online(), 1, "the old session's exit keeps the new registration");
+        assert_eq!(
+            hub.online(),
+            1,
+            "the old session's exit keeps the new registration"
+        );
         hub.unsubscribe(d, &new.link);
         assert_eq!(hub.online(), 0);
     }

@@ -29,9 +29,9 @@ impl ServerKey {
         let path = dir.join("server.key");
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let key: [u8; 32] = bytes.try_into().map_err(|_| {
-                    std::io::Error::other(format!("{} is not a 32-byte key", path.display()))
-                })?;
+                let key: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| std::io::Error::other(format!("{} is not a 32-byte key", path.display())))?;
                 Ok(Self(key))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -99,7 +99,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("server.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("server.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let other = tempfile::tempdir().unwrap();

@@ -41,7 +41,10 @@ pub enum ServerError {
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("verification sender: {0}")]
     Sender(#[from] verify::SendError),
 }
@@ -53,10 +56,16 @@ pub fn install_crypto_provider() {
 
 /// Run the server until `shutdown` resolves, then drain: sessions are told to close, in-flight
 /// requests finish, storage flushes its last batch, and this returns.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     install_crypto_provider();
     let data = config.data.clone();
-    let data_err = |source| ServerError::DataDir { path: data.display().to_string(), source };
+    let data_err = |source| ServerError::DataDir {
+        path: data.display().to_string(),
+        source,
+    };
     std::fs::create_dir_all(&data).map_err(data_err)?;
     let key = keys::ServerKey::load_or_create(&data).map_err(data_err)?;
 
@@ -85,9 +94,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         }
     }
 
-    let svc = Arc::new(service::Service::new(config.clone(), store.clone(), hub, key, sender));
+    let svc = Arc::new(service::Service::new(
+        config.clone(),
+        store.clone(),
+        hub,
+        key,
+        sender,
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = http::router(http::AppState { svc: svc.clone(), shutdown: stop_rx.clone() });
+    let app = http::router(http::AppState {
+        svc: svc.clone(),
+        shutdown: stop_rx.clone(),
+    });
 
     let housekeeping = {
         let svc = svc.clone();
@@ -104,12 +122,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     };
 
     let handle = axum_server::Handle::new();
-    let listener = std::net::TcpListener::bind(config.listen)
-        .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Listen {
+        addr: config.listen,
+        source,
+    })?;
     listener
         .set_nonblocking(true)
-        .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
-    let bound = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| ServerError::Listen {
+        addr: config.listen,
+        source,
+    })?;
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = {
         let handle = handle.clone();
@@ -137,7 +163,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             }),
         }
     };
-    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(address = %bound, "sirrd listening on {scheme}://{bound}");
 
     shutdown.await;
@@ -157,7 +187,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
 /// TLS settings for outgoing HTTPS (the SMS webhook): ring, Mozilla's roots.
 fn client_tls() -> rustls::ClientConfig {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")

@@ -48,10 +48,14 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
 
     /// Take `n` tokens for `key` at once (all or none).
     pub fn check_n(&self, key: &K, n: u32) -> Result<(), RetryAfter> {
-        let Some(n) = NonZeroU32::new(n) else { return Ok(()) };
+        let Some(n) = NonZeroU32::new(n) else {
+            return Ok(());
+        };
         match self.limiter.check_key_n(key, n) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => Err(RetryAfter(not_until.wait_time_from(DefaultClock::default().now()))),
+            Ok(Err(not_until)) => Err(RetryAfter(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )),
             // More than the burst can ever allow.
             Err(_) => Err(RetryAfter(Duration::from_secs(3600))),
         }
@@ -60,10 +64,6 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
     fn forget_idle(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
-    }
-
-    pub fn len(&self) -> usize {
-        self.limiter.len()
     }
 }
 
@@ -124,9 +124,15 @@ mod tests {
             assert!(b.check(&"k").is_ok());
         }
         let wait = b.check(&"k").unwrap_err();
-        assert!(wait.0 > Duration::from_millis(500) && wait.0 <= Duration::from_secs(1), "{wait:?}");
+        assert!(
+            wait.0 > Duration::from_millis(500) && wait.0 <= Duration::from_secs(1),
+            "{wait:?}"
+        );
         assert!(b.check(&"other").is_ok(), "keys are independent");
-        assert!(b.check_n(&"x", 4).is_err(), "more than the burst is never allowed");
+        assert!(
+            b.check_n(&"x", 4).is_err(),
+            "more than the burst is never allowed"
+        );
     }
 
     #[test]
@@ -137,6 +143,9 @@ mod tests {
         assert_eq!(IpKey::from(a), IpKey::from(b));
         assert_ne!(IpKey::from(a), IpKey::from(c));
         let v4: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_ne!(IpKey::from(v4), IpKey::from("127.0.0.2".parse::<IpAddr>().unwrap()));
+        assert_ne!(
+            IpKey::from(v4),
+            IpKey::from("127.0.0.2".parse::<IpAddr>().unwrap())
+        );
     }
 }

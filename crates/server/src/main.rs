@@ -5,7 +5,11 @@ use sirr_server::config::{Config, Flags, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "sirrd", version, about = "The Sirr server: end-to-end encrypted messaging relay")]
+#[command(
+    name = "sirrd",
+    version,
+    about = "The Sirr server: end-to-end encrypted messaging relay"
+)]
 struct Cli {
     #[command(flatten)]
     flags: Flags,
@@ -22,7 +26,9 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&cli.flags)?;
     let filter = EnvFilter::try_from_env("SIRR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.init(),

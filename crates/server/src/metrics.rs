@@ -47,21 +47,53 @@ impl Default for Metrics {
         };
         registry.register("connections", "Open WebSocket connections", m.connections.clone());
         registry.register("sessions", "Authenticated device sessions", m.sessions.clone());
-        registry.register("messages_in", "Messages accepted (one per send)", m.messages_in.clone());
-        registry.register("messages_out", "Envelopes pushed to devices", m.messages_out.clone());
+        registry.register(
+            "messages_in",
+            "Messages accepted (one per send)",
+            m.messages_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Envelopes pushed to devices",
+            m.messages_out.clone(),
+        );
         registry.register("acks", "Envelopes acknowledged by devices", m.acks.clone());
-        registry.register("rejected_overload", "Requests refused at capacity", m.rejected_overload.clone());
-        registry.register("rejected_rate_limit", "Requests refused by a rate limit", m.rejected_rate_limit.clone());
+        registry.register(
+            "rejected_overload",
+            "Requests refused at capacity",
+            m.rejected_overload.clone(),
+        );
+        registry.register(
+            "rejected_rate_limit",
+            "Requests refused by a rate limit",
+            m.rejected_rate_limit.clone(),
+        );
         registry.register("registrations", "Devices registered", m.registrations.clone());
-        registry.register("malformed_frames", "Frames that failed to decode", m.malformed_frames.clone());
-        registry.register("send_latency_seconds", "Send received to durable", m.send_latency.clone());
+        registry.register(
+            "malformed_frames",
+            "Frames that failed to decode",
+            m.malformed_frames.clone(),
+        );
+        registry.register(
+            "send_latency_seconds",
+            "Send received to durable",
+            m.send_latency.clone(),
+        );
         registry.register(
             "delivery_latency_seconds",
             "Send accepted to pushed to a device",
             m.delivery_latency.clone(),
         );
-        registry.register("store_write_backlog", "Writes waiting for the store", m.store_backlog.clone());
-        registry.register("queued_messages", "Envelopes waiting in device queues", m.queued_messages.clone());
+        registry.register(
+            "store_write_backlog",
+            "Writes waiting for the store",
+            m.store_backlog.clone(),
+        );
+        registry.register(
+            "queued_messages",
+            "Envelopes waiting in device queues",
+            m.queued_messages.clone(),
+        );
         Metrics { registry, ..m }
     }
 }

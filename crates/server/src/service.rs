@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use rand::Rng;
 use sirr_proto::{
-    AccountId, DeviceAddress, DeviceId, DeviceInfo, DirectoryEntry, ErrorBody, ErrorCode,
-    MessageId, PROTOCOL_VERSION, Phone, Recipient, Response, Secret,
+    AccountId, DeviceAddress, DeviceId, DeviceInfo, DirectoryEntry, ErrorBody, ErrorCode, MessageId,
+    PROTOCOL_VERSION, Phone, Recipient, Response, Secret,
 };
 use sirr_store::{DeviceKey, NewDevice, NewMessage, Pending, Store, StoreError, Verification};
 
@@ -97,9 +97,15 @@ impl Service {
             }
             StoreError::DeviceLimit => err(
                 ErrorCode::DeviceLimit,
-                format!("this account already has {} devices; remove one first", sirr_proto::MAX_DEVICES_PER_ACCOUNT),
+                format!(
+                    "this account already has {} devices; remove one first",
+                    sirr_proto::MAX_DEVICES_PER_ACCOUNT
+                ),
             ),
-            StoreError::Conflict(_) => err(ErrorCode::CodeExpired, "this code was already used; request a new one"),
+            StoreError::Conflict(_) => err(
+                ErrorCode::CodeExpired,
+                "this code was already used; request a new one",
+            ),
             other => {
                 // Details go to the operator's log, never to the client.
                 tracing::error!(error = %other, "storage failure");
@@ -137,11 +143,16 @@ impl Service {
             expires_at: now_ms() + ttl * 1000,
             attempts: 0,
         };
-        self.store.put_verification(phone_key, v).await.map_err(|e| self.store_error(e))?;
+        self.store
+            .put_verification(phone_key, v)
+            .await
+            .map_err(|e| self.store_error(e))?;
         if let Err(e) = self.sender.send(&phone, &code).await {
             tracing::warn!(error = %e, "could not send a verification code");
             let _ = self.store.delete_verification(phone_key).await;
-            return Err(err(ErrorCode::Internal, "could not send the code; try again later").retry_after(30_000));
+            return Err(
+                err(ErrorCode::Internal, "could not send the code; try again later").retry_after(30_000),
+            );
         }
         Ok(Response::CodeSent {
             expires_in: ttl.min(u32::MAX as u64) as u32,
@@ -156,7 +167,10 @@ impl Service {
             .map_err(|r| self.rate_limited("registration requests from this address", r))?;
         let name = device_name.trim();
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-            return Err(err(ErrorCode::BadRequest, "device name must be 1-64 printable characters"));
+            return Err(err(
+                ErrorCode::BadRequest,
+                "device name must be 1-64 printable characters",
+            ));
         }
         let phone_key = self.key.phone_key(&phone);
         let dev_bypass = self.config.dev && code == DEV_CODE;
@@ -167,11 +181,26 @@ impl Service {
                 .await
                 .map_err(|e| self.store_error(e))?
                 .filter(|v| v.expires_at > now_ms() && v.attempts < self.config.verification.max_attempts)
-                .ok_or_else(|| err(ErrorCode::CodeExpired, "no valid code for this number; request a new one"))?;
+                .ok_or_else(|| {
+                    err(
+                        ErrorCode::CodeExpired,
+                        "no valid code for this number; request a new one",
+                    )
+                })?;
             if !hashes_match(&v.code_hash, &self.key.code_hash(&phone, &code)) {
-                self.store.fail_verification(phone_key).await.map_err(|e| self.store_error(e))?;
-                let left = self.config.verification.max_attempts.saturating_sub(v.attempts + 1);
-                return Err(err(ErrorCode::InvalidCode, format!("wrong code; {left} attempts left")));
+                self.store
+                    .fail_verification(phone_key)
+                    .await
+                    .map_err(|e| self.store_error(e))?;
+                let left = self
+                    .config
+                    .verification
+                    .max_attempts
+                    .saturating_sub(v.attempts + 1);
+                return Err(err(
+                    ErrorCode::InvalidCode,
+                    format!("wrong code; {left} attempts left"),
+                ));
             }
         }
         let secret = random_secret();
@@ -216,7 +245,11 @@ impl Service {
             ));
         }
         let address = DeviceAddress { account, device };
-        let record = self.store.device(address).await.map_err(|e| self.store_error(e))?;
+        let record = self
+            .store
+            .device(address)
+            .await
+            .map_err(|e| self.store_error(e))?;
         // Hash even when the device is unknown, so timing does not tell which it was.
         let presented = secret_hash(secret);
         let ok = record
@@ -226,16 +259,36 @@ impl Service {
             if let Err(r) = self.limits.registration_per_ip.check(&IpKey::from(ip)) {
                 return Err(self.rate_limited("failed logins from this address", r));
             }
-            return Err(err(ErrorCode::Unauthorized, "unknown device or wrong credential; register again"));
+            return Err(err(
+                ErrorCode::Unauthorized,
+                "unknown device or wrong credential; register again",
+            ));
         };
-        let queued = self.store.queue_len(record.key).await.map_err(|e| self.store_error(e))?;
-        let authed = Authed { address, key: record.key };
-        Ok((authed, Response::Welcome { account, device, queued }))
+        let queued = self
+            .store
+            .queue_len(record.key)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let authed = Authed {
+            address,
+            key: record.key,
+        };
+        Ok((
+            authed,
+            Response::Welcome {
+                account,
+                device,
+                queued,
+            },
+        ))
     }
 
     // ----- messaging ------------------------------------------------------------------------
 
-    async fn devices_of(&self, account: AccountId) -> Result<Option<Arc<Vec<(DeviceId, DeviceKey)>>>, ErrorBody> {
+    async fn devices_of(
+        &self,
+        account: AccountId,
+    ) -> Result<Option<Arc<Vec<(DeviceId, DeviceKey)>>>, ErrorBody> {
         if let Some(d) = self.devices.get(&account) {
             return Ok(Some(d.clone()));
         }
@@ -271,11 +324,18 @@ impl Service {
         if payload.len() > self.config.delivery.max_payload {
             return Err(err(
                 ErrorCode::TooLarge,
-                format!("payload of {} bytes exceeds the limit of {} bytes", payload.len(), self.config.delivery.max_payload),
+                format!(
+                    "payload of {} bytes exceeds the limit of {} bytes",
+                    payload.len(),
+                    self.config.delivery.max_payload
+                ),
             ));
         }
         if to.is_empty() || to.len() > MAX_RECIPIENT_ACCOUNTS {
-            return Err(err(ErrorCode::BadRequest, format!("a message needs 1 to {MAX_RECIPIENT_ACCOUNTS} recipient accounts")));
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("a message needs 1 to {MAX_RECIPIENT_ACCOUNTS} recipient accounts"),
+            ));
         }
         self.limits
             .send
@@ -291,7 +351,10 @@ impl Service {
                 return Err(err(ErrorCode::BadRequest, "a recipient account is listed twice"));
             }
             let Some(current) = self.devices_of(r.account).await? else {
-                return Err(err(ErrorCode::UnknownRecipient, format!("no account {}", r.account)));
+                return Err(err(
+                    ErrorCode::UnknownRecipient,
+                    format!("no account {}", r.account),
+                ));
             };
             let expected: Vec<(DeviceId, DeviceKey)> = current
                 .iter()
@@ -312,7 +375,10 @@ impl Service {
             keys.extend(expected.iter().map(|(_, k)| *k));
         }
         if !stale.is_empty() {
-            let mut e = err(ErrorCode::StaleDevices, "recipient device lists changed; resend to the listed devices");
+            let mut e = err(
+                ErrorCode::StaleDevices,
+                "recipient device lists changed; resend to the listed devices",
+            );
             e.devices = stale;
             return Err(e);
         }
@@ -363,7 +429,10 @@ impl Service {
 
     pub async fn lookup(&self, me: Authed, phones: Vec<Phone>) -> Answer {
         if phones.len() > MAX_LOOKUP {
-            return Err(err(ErrorCode::BadRequest, format!("at most {MAX_LOOKUP} numbers per lookup")));
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("at most {MAX_LOOKUP} numbers per lookup"),
+            ));
         }
         self.limits
             .lookup
@@ -372,8 +441,17 @@ impl Service {
         let mut entries = Vec::new();
         for phone in phones {
             let key = self.key.phone_key(&phone);
-            if let Some((account, devices)) = self.store.account_by_phone(key).await.map_err(|e| self.store_error(e))? {
-                entries.push(DirectoryEntry { phone, account, devices });
+            if let Some((account, devices)) = self
+                .store
+                .account_by_phone(key)
+                .await
+                .map_err(|e| self.store_error(e))?
+            {
+                entries.push(DirectoryEntry {
+                    phone,
+                    account,
+                    devices,
+                });
             }
         }
         Ok(Response::Directory { entries })
@@ -396,11 +474,25 @@ impl Service {
     }
 
     pub async fn remove_device(&self, me: Authed, device: DeviceId) -> Answer {
-        let address = DeviceAddress { account: me.address.account, device };
-        let Some(record) = self.store.device(address).await.map_err(|e| self.store_error(e))? else {
-            return Err(err(ErrorCode::BadRequest, format!("this account has no device {device}")));
+        let address = DeviceAddress {
+            account: me.address.account,
+            device,
         };
-        self.store.remove_device(address).await.map_err(|e| self.store_error(e))?;
+        let Some(record) = self
+            .store
+            .device(address)
+            .await
+            .map_err(|e| self.store_error(e))?
+        else {
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("this account has no device {device}"),
+            ));
+        };
+        self.store
+            .remove_device(address)
+            .await
+            .map_err(|e| self.store_error(e))?;
         self.devices.remove(&me.address.account);
         if record.key != me.key {
             self.hub.evict(record.key);

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use sirr_proto::{ClientFrame, ErrorBody, ErrorCode, Request, ServerFrame, decode_client_frame, encode, encode_push};
+use sirr_proto::{
+    ClientFrame, ErrorBody, ErrorCode, Request, ServerFrame, decode_client_frame, encode, encode_push,
+};
 use sirr_store::{QueuedMessage, StoreError};
 use tokio::sync::watch;
 
@@ -64,7 +66,10 @@ async fn close(sink: &mut Sink, body: ErrorBody, code: u16) {
     let _ = write(sink, &ServerFrame::Closing(body)).await;
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
-        sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))),
+        sink.send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))),
     )
     .await;
 }
@@ -86,7 +91,12 @@ async fn receive(svc: &Service, sink: &mut Sink, msg: Option<Result<Message, axu
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Nothing,
         Some(Ok(Message::Text(_))) => {
             svc.metrics.malformed_frames.inc();
-            close(sink, ErrorBody::new(ErrorCode::MalformedFrame, "frames must be binary"), 1003).await;
+            close(
+                sink,
+                ErrorBody::new(ErrorCode::MalformedFrame, "frames must be binary"),
+                1003,
+            )
+            .await;
             Incoming::Fatal
         }
         Some(Ok(Message::Binary(bytes))) => match decode_client_frame(&bytes, limit) {
@@ -94,7 +104,12 @@ async fn receive(svc: &Service, sink: &mut Sink, msg: Option<Result<Message, axu
             Err(e) => {
                 svc.metrics.malformed_frames.inc();
                 tracing::debug!(error = %e, "malformed frame");
-                close(sink, ErrorBody::new(ErrorCode::MalformedFrame, e.to_string()), 1007).await;
+                close(
+                    sink,
+                    ErrorBody::new(ErrorCode::MalformedFrame, e.to_string()),
+                    1007,
+                )
+                .await;
                 Incoming::Fatal
             }
         },
@@ -108,7 +123,8 @@ async fn handshake(
     ip: IpAddr,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Authed> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(svc.config.delivery.handshake_timeout_secs);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(svc.config.delivery.handshake_timeout_secs);
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
@@ -127,21 +143,36 @@ async fn handshake(
             Incoming::Fatal | Incoming::Closed => return None,
         };
         let ClientFrame::Request { id, body } = frame else {
-            close(sink, ErrorBody::new(ErrorCode::WrongState, "acknowledgement before Hello"), 1008).await;
+            close(
+                sink,
+                ErrorBody::new(ErrorCode::WrongState, "acknowledgement before Hello"),
+                1008,
+            )
+            .await;
             return None;
         };
         let (result, authed) = match body {
             Request::RequestCode { phone } => (svc.request_code(phone, ip).await, None),
-            Request::Register { phone, code, device_name } => (svc.register(phone, code, device_name, ip).await, None),
-            Request::Hello { protocol, account, device, secret } => {
-                match svc.authenticate(protocol, account, device, &secret, ip).await {
-                    Ok((authed, welcome)) => (Ok(welcome), Some(authed)),
-                    Err(e) => (Err(e), None),
-                }
-            }
+            Request::Register {
+                phone,
+                code,
+                device_name,
+            } => (svc.register(phone, code, device_name, ip).await, None),
+            Request::Hello {
+                protocol,
+                account,
+                device,
+                secret,
+            } => match svc.authenticate(protocol, account, device, &secret, ip).await {
+                Ok((authed, welcome)) => (Ok(welcome), Some(authed)),
+                Err(e) => (Err(e), None),
+            },
             Request::Ping => (Ok(sirr_proto::Response::Pong), None),
             _ => (
-                Err(ErrorBody::new(ErrorCode::WrongState, "authenticate with Hello first")),
+                Err(ErrorBody::new(
+                    ErrorCode::WrongState,
+                    "authenticate with Hello first",
+                )),
                 None,
             ),
         };
@@ -173,7 +204,12 @@ async fn device_session(
     let max_inflight = svc.config.delivery.max_inflight.max(1);
     let mut sub = svc.hub.subscribe(me.key, window * 2);
     let link = sub.link.clone();
-    let mut p = Pusher { delivered_upto: 0, unacked: 0, catching_up: true, told_empty: false };
+    let mut p = Pusher {
+        delivered_upto: 0,
+        unacked: 0,
+        catching_up: true,
+        told_empty: false,
+    };
     let mut work: FuturesUnordered<Work> = FuturesUnordered::new();
     type Fetch = Pin<Box<dyn Future<Output = Result<Vec<QueuedMessage>, StoreError>> + Send>>;
     let mut fetch: Option<Fetch> = None;
@@ -292,7 +328,10 @@ async fn push(svc: &Service, sink: &mut Sink, p: &mut Pusher, m: &QueuedMessage)
 }
 
 async fn flush(sink: &mut Sink) -> bool {
-    matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.flush()).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, sink.flush()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Start one request of a device session. Sends are submitted to storage here, in arrival order;
@@ -301,7 +340,11 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
     let reply = move |result| Some(ServerFrame::Response { id, result });
     let svc = svc.clone();
     Ok(match body {
-        Request::Send { message_id, to, payload } => {
+        Request::Send {
+            message_id,
+            to,
+            payload,
+        } => {
             let started = Instant::now();
             match svc.submit_send(me, message_id, to, payload).await {
                 Ok(pending) => Box::pin(async move { reply(svc.finish_send(pending, started).await) }),
@@ -310,12 +353,17 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
         }
         Request::Lookup { phones } => Box::pin(async move { reply(svc.lookup(me, phones).await) }),
         Request::ListDevices => Box::pin(async move { reply(svc.list_devices(me).await) }),
-        Request::RemoveDevice { device } => Box::pin(async move { reply(svc.remove_device(me, device).await) }),
+        Request::RemoveDevice { device } => {
+            Box::pin(async move { reply(svc.remove_device(me, device).await) })
+        }
         Request::Ping => Box::pin(async move { reply(Ok(sirr_proto::Response::Pong)) }),
         Request::RequestCode { .. } | Request::Register { .. } | Request::Hello { .. } => {
             return Err(ServerFrame::Response {
                 id,
-                result: Err(ErrorBody::new(ErrorCode::WrongState, "this session is already signed in")),
+                result: Err(ErrorBody::new(
+                    ErrorCode::WrongState,
+                    "this session is already signed in",
+                )),
             });
         }
     })

@@ -11,14 +11,25 @@ use std::time::{Duration, Instant};
 /// A built binary of this workspace (cargo builds every member's binaries before its tests).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace --bins` first",
+        path.display()
+    );
     path
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `sirrd` on 127.0.0.1 with its own data directory.
@@ -57,7 +68,11 @@ impl Server {
     }
 
     fn scheme(&self) -> &'static str {
-        if self.args.iter().any(|a| a == "--tls-cert") { "https" } else { "http" }
+        if self.args.iter().any(|a| a == "--tls-cert") {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     fn spawn(&mut self) {
@@ -137,7 +152,11 @@ impl Server {
     /// GET a path with a minimal HTTP/1.1 request; returns (status line, body).
     pub fn get(&self, path: &str) -> (String, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
         let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
@@ -181,7 +200,20 @@ pub fn sirr_ok(home: &Path, args: &[&str]) -> String {
 
 /// Register a home directory with the development code.
 pub fn register(server: &Server, home: &Path, phone: &str) {
-    sirr_ok(home, &["register", "--server", &server.url, "--phone", phone, "--code", "000000", "--name", "test"]);
+    sirr_ok(
+        home,
+        &[
+            "register",
+            "--server",
+            &server.url,
+            "--phone",
+            phone,
+            "--code",
+            "000000",
+            "--name",
+            "test",
+        ],
+    );
 }
 
 /// Parse `recv --json` output.

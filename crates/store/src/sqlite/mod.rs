@@ -191,11 +191,13 @@ impl SqliteStore {
 }
 
 fn blob16(v: Vec<u8>) -> rusqlite::Result<[u8; 16]> {
-    v.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))
+    v.try_into()
+        .map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))
 }
 
 fn blob32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
-    v.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob))
+    v.try_into()
+        .map_err(|_| rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob))
 }
 
 pub(crate) fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
@@ -243,7 +245,8 @@ impl AccountStore for SqliteStore {
     }
 
     async fn purge_verifications(&self, now_ms: u64) -> Result<u64> {
-        self.submit(|reply| Op::PurgeVerifications { now_ms, reply }).await
+        self.submit(|reply| Op::PurgeVerifications { now_ms, reply })
+            .await
     }
 
     async fn register_device(&self, new: NewDevice) -> Result<Registration> {
@@ -353,8 +356,11 @@ impl QueueStore for SqliteStore {
     }
 
     async fn queued_total(&self) -> Result<u64> {
-        self.read(|c| c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0)).map(|n| n as u64))
-            .await
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        })
+        .await
     }
 
     async fn expire(&self, cutoff_ms: u64) -> Result<u64> {

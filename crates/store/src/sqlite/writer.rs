@@ -85,10 +85,13 @@ struct Writer {
     listener: Arc<dyn QueueListener>,
 }
 
+/// Delivers an operation's result once the commit's outcome (an error, or none) is known.
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
 /// What to do once the batch's fate is known.
 enum Done {
     Enqueued(Reply<()>, Vec<(DeviceKey, QueuedMessage)>),
-    Reply(Box<dyn FnOnce(Option<&StoreError>) + Send>),
+    Reply(Completion),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -210,7 +213,12 @@ impl Writer {
                     "INSERT OR REPLACE INTO verifications (phone_key, code_hash, expires_at, attempts)
                      VALUES (?, ?, ?, ?)",
                 )?
-                .execute(params![&phone.0[..], &v.code_hash[..], v.expires_at as i64, v.attempts])?;
+                .execute(params![
+                    &phone.0[..],
+                    &v.code_hash[..],
+                    v.expires_at as i64,
+                    v.attempts
+                ])?;
                 Ok(())
             }),
             Op::FailVerification { phone, reply } => self.plain(reply, |c| {
@@ -232,8 +240,10 @@ impl Writer {
                     .optional()
                     .map_err(backend)?;
                 let Some(key) = key else { return Ok(false) };
-                c.execute("DELETE FROM queue WHERE device = ?", [key]).map_err(backend)?;
-                c.execute("DELETE FROM devices WHERE key = ?", [key]).map_err(backend)?;
+                c.execute("DELETE FROM queue WHERE device = ?", [key])
+                    .map_err(backend)?;
+                c.execute("DELETE FROM devices WHERE key = ?", [key])
+                    .map_err(backend)?;
                 Ok(true)
             }),
             Op::Expire { cutoff_ms, reply } => self.plain(reply, |c| {
@@ -358,7 +368,9 @@ fn register(c: &Connection, new: NewDevice) -> Result<Registration> {
     let (account, device_no, new_account) = match existing {
         Some((id, next)) => {
             let count: i64 = c
-                .query_row("SELECT COUNT(*) FROM devices WHERE account = ?", [&id], |r| r.get(0))
+                .query_row("SELECT COUNT(*) FROM devices WHERE account = ?", [&id], |r| {
+                    r.get(0)
+                })
                 .map_err(backend)?;
             if count as usize >= MAX_DEVICES_PER_ACCOUNT {
                 return Err(StoreError::DeviceLimit);
