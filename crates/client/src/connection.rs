@@ -101,7 +101,9 @@ impl Connection {
         } else {
             None
         };
+        // A small read buffer: tungstenite zero-fills a buffer-sized chunk on every read.
         let config = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
             .max_message_size(Some(MAX_FRAME))
             .max_frame_size(Some(MAX_FRAME));
         let (ws, _) = tokio::time::timeout(

@@ -51,6 +51,7 @@ pub enum Request {
     Send {
         message_id: MessageId,
         to: Vec<Recipient>,
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     /// Find the accounts behind phone numbers (contact discovery). Numbers with no account are
@@ -219,5 +220,6 @@ pub struct Envelope {
     /// When the server accepted the message, milliseconds since the Unix epoch.
     pub server_ts: u64,
     /// Opaque to the server.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }

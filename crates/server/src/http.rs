@@ -47,7 +47,8 @@ async fn websocket(
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        // Frames collect up to this size before a write; the session flushes after each burst.
+        .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| crate::session::run(socket, svc, peer.ip(), shutdown))
 }
 

@@ -53,6 +53,15 @@ pub async fn run(socket: WebSocket, svc: Arc<Service>, ip: IpAddr, shutdown: wat
     svc.metrics.connections.dec();
 }
 
+/// Queue a frame on the socket without flushing; the device session flushes once nothing else
+/// is ready, so a burst of answers and pushes costs one write system call.
+async fn feed(sink: &mut Sink, frame: &ServerFrame) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Binary(encode(frame).into()))).await,
+        Ok(Ok(()))
+    )
+}
+
 async fn write(sink: &mut Sink, frame: &ServerFrame) -> bool {
     matches!(
         tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Binary(encode(frame).into()))).await,
@@ -214,6 +223,8 @@ async fn device_session(
     type Fetch = Pin<Box<dyn Future<Output = Result<Vec<QueuedMessage>, StoreError>> + Send>>;
     let mut fetch: Option<Fetch> = None;
     let mut fetch_limit = PAGE;
+    // Frames fed to the socket but not yet flushed.
+    let mut dirty = false;
 
     loop {
         if p.catching_up && fetch.is_none() && p.unacked < window {
@@ -229,6 +240,9 @@ async fn device_session(
             continue;
         }
         let ok = tokio::select! {
+            // Branches are polled in order; the flush comes last, so it runs only when nothing
+            // else is ready and a whole burst of frames leaves in one write.
+            biased;
             _ = shutdown.changed() => {
                 close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
                 break;
@@ -237,26 +251,8 @@ async fn device_session(
                 close(sink, ErrorBody::new(ErrorCode::Unauthorized, "this device signed in elsewhere or was removed"), 1008).await;
                 break;
             }
-            msg = stream.next(), if work.len() < max_inflight => {
-                match receive(svc, sink, msg).await {
-                    Incoming::Frame(ClientFrame::Ack { seqs }) => {
-                        p.unacked = p.unacked.saturating_sub(seqs.len());
-                        let svc = svc.clone();
-                        work.push(Box::pin(async move { svc.ack(me, seqs).await; None }));
-                        true
-                    }
-                    Incoming::Frame(ClientFrame::Request { id, body }) => {
-                        match request(svc, me, id, body).await {
-                            Ok(w) => { work.push(w); true }
-                            Err(frame) => write(sink, &frame).await,
-                        }
-                    }
-                    Incoming::Nothing => true,
-                    Incoming::Fatal | Incoming::Closed => break,
-                }
-            }
             Some(done) = work.next(), if !work.is_empty() => match done {
-                Some(frame) => write(sink, &frame).await,
+                Some(frame) => { dirty = true; feed(sink, &frame).await }
                 None => true,
             },
             page = async { fetch.as_mut().expect("guarded").await }, if fetch.is_some() => {
@@ -272,10 +268,11 @@ async fn device_session(
                             p.catching_up = false;
                             if !p.told_empty {
                                 p.told_empty = true;
-                                ok = write(sink, &ServerFrame::QueueEmpty).await;
+                                ok = feed(sink, &ServerFrame::QueueEmpty).await;
                             }
                         }
-                        ok && flush(sink).await
+                        dirty = true;
+                        ok
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "queue read failed; ending session");
@@ -294,7 +291,30 @@ async fn device_session(
                         Err(_) => break,
                     }
                 }
-                ok && flush(sink).await
+                dirty = true;
+                ok
+            }
+            msg = stream.next(), if work.len() < max_inflight => {
+                match receive(svc, sink, msg).await {
+                    Incoming::Frame(ClientFrame::Ack { seqs }) => {
+                        p.unacked = p.unacked.saturating_sub(seqs.len());
+                        let svc = svc.clone();
+                        work.push(Box::pin(async move { svc.ack(me, seqs).await; None }));
+                        true
+                    }
+                    Incoming::Frame(ClientFrame::Request { id, body }) => {
+                        match request(svc, me, id, body).await {
+                            Ok(w) => { work.push(w); true }
+                            Err(frame) => { dirty = true; feed(sink, &frame).await }
+                        }
+                    }
+                    Incoming::Nothing => true,
+                    Incoming::Fatal | Incoming::Closed => break,
+                }
+            }
+            ok = flush(sink), if dirty => {
+                dirty = false;
+                ok
             }
         };
         if !ok {

@@ -93,7 +93,7 @@ fn open_connection(path: &Path, durability: Durability, read_only: bool) -> Resu
         "PRAGMA busy_timeout = 5000;
          PRAGMA foreign_keys = ON;
          PRAGMA synchronous = {sync};
-         PRAGMA secure_delete = ON;"
+         PRAGMA secure_delete = FAST;"
     ))
     .map_err(backend)?;
     Ok(conn)

@@ -1,0 +1,250 @@
+//! Shared machinery: a `sirrd` to measure (spawned or given), registering devices, and opening
+//! authenticated raw sessions (optionally from a chosen loopback source address).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use sirr_client::Connection;
+use sirr_proto::*;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A registered device's credentials.
+#[derive(Clone)]
+pub struct Device {
+    pub account: AccountId,
+    pub device: DeviceId,
+    pub secret: Secret,
+}
+
+/// The server under test.
+pub struct Target {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub pid: Option<u32>,
+    child: Option<Child>,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Configuration the benchmark gives a spawned server: development mode, production-like
+/// storage (durable commits), limits raised so that they do not cap the measurement.
+const BENCH_CONFIG: &str = r#"
+dev = true
+[delivery]
+max_connections = 1000000
+[limits.send]
+burst = 1000000
+per_second = 1000000.0
+[limits.registration_per_ip]
+burst = 100000000
+per_second = 100000000.0
+[limits.code_per_prefix]
+burst = 100000000
+per_second = 100000000.0
+[limits.lookup]
+burst = 100000000
+per_second = 100000000.0
+"#;
+
+impl Target {
+    /// Use `server` if given, else spawn `sirrd` (found next to this binary) on a free port
+    /// with a fresh data directory.
+    pub fn obtain(server: Option<String>, extra_config: &str) -> anyhow::Result<Target> {
+        if let Some(url) = server {
+            let hostport = url.split("://").nth(1).unwrap_or(&url).trim_end_matches('/');
+            let addr: SocketAddr = hostport.parse().context("--server must be http://IP:PORT")?;
+            return Ok(Target {
+                url,
+                addr,
+                pid: None,
+                child: None,
+                _data: None,
+            });
+        }
+        let exe = std::env::current_exe()?;
+        let sirrd: PathBuf = exe.with_file_name("sirrd");
+        if !sirrd.exists() {
+            bail!(
+                "{} not found: build it (cargo build --release --bins) or pass --server",
+                sirrd.display()
+            );
+        }
+        let data = tempfile::tempdir()?;
+        let config = data.path().join("bench.toml");
+        std::fs::write(&config, format!("{BENCH_CONFIG}\n{extra_config}"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let child = Command::new(&sirrd)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data")
+            .arg(data.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .env("SIRR_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("spawning {}", sirrd.display()))?;
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                bail!("sirrd did not start listening on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Target {
+            url: format!("http://{addr}"),
+            addr,
+            pid: Some(pid),
+            child: Some(child),
+            _data: Some(data),
+        })
+    }
+
+    /// Resident memory of the server process, bytes (Linux).
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+
+    /// CPU seconds (user + system) used by the server process so far (Linux).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        let after = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / 100.0)
+    }
+}
+
+/// Register `n` devices, each as the first device of its own account (numbers from `first`).
+/// Returns the devices and the registrations per second achieved.
+pub async fn register_many(
+    url: &str,
+    n: usize,
+    first: u64,
+    concurrency: usize,
+) -> anyhow::Result<(Vec<Device>, f64)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1).min(n.max(1)) {
+        let (next, url) = (next.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let conn = Connection::connect(&url, None).await?;
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let phone = Phone::parse(&format!("+1{:010}", first + i as u64))?;
+                let r = conn
+                    .request(Request::Register {
+                        phone,
+                        code: "000000".into(),
+                        device_name: "bench".into(),
+                    })
+                    .await?;
+                let Response::Registered {
+                    account,
+                    device,
+                    secret,
+                    ..
+                } = r
+                else {
+                    bail!("unexpected {r:?}")
+                };
+                out.push((
+                    i,
+                    Device {
+                        account,
+                        device,
+                        secret,
+                    },
+                ));
+            }
+            conn.close().await;
+            anyhow::Ok(out)
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort_by_key(|(i, _)| *i);
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    Ok((all.into_iter().map(|(_, d)| d).collect(), rate))
+}
+
+/// Open a WebSocket from `source` (a loopback address) and authenticate as `d`.
+pub async fn open_session(target: &Target, source: Option<IpAddr>, d: &Device) -> anyhow::Result<Ws> {
+    let socket = match target.addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(target.addr).await?;
+    stream.set_nodelay(true)?;
+    let url = sirr_client::websocket_url(&target.url)?;
+    // Small read buffer: tungstenite zero-fills a whole buffer-sized chunk on every read.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .max_message_size(Some(64 << 20));
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(config)).await?;
+    let hello = ClientFrame::Request {
+        id: 0,
+        body: Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            account: d.account,
+            device: d.device,
+            secret: d.secret.clone(),
+        },
+    };
+    ws.send(Message::Binary(encode(&hello).into())).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => match decode_server_frame(&b, 1 << 24)? {
+                ServerFrame::Response {
+                    id: 0,
+                    result: Ok(Response::Welcome { .. }),
+                } => return Ok(ws),
+                ServerFrame::Response { result: Err(e), .. } => bail!("Hello refused: {e}"),
+                _ => continue,
+            },
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => bail!("Hello failed: {e}"),
+            None => bail!("connection closed during Hello"),
+        }
+    }
+}
