@@ -211,6 +211,20 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The fields of [`Config`], as they appear in TOML and (upper-cased) in the environment.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "data",
+    "dev",
+    "tls_cert",
+    "tls_key",
+    "log_format",
+    "delivery",
+    "verification",
+    "limits",
+    "storage",
+];
+
 impl Config {
     /// Assemble the configuration: defaults < TOML file < `SIRR_*` environment < flags.
     pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
@@ -224,9 +238,15 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
+        // Only variables naming a field of `Config` are configuration; other `SIRR_*` variables
+        // (the client's `SIRR_HOME`, `SIRR_LOG`, test knobs) are left alone. A typo inside a
+        // section (`SIRR_LIMITS__SNED`) is still an error.
         fig = fig.merge(
             Env::prefixed("SIRR_")
-                .ignore(&["config", "log", "home"])
+                .filter(|key| {
+                    let top = key.as_str().split("__").next().unwrap_or("").to_ascii_lowercase();
+                    TOP_LEVEL_KEYS.contains(&top.as_str())
+                })
                 .split("__"),
         );
         if let Some(v) = flags.listen {
@@ -292,6 +312,7 @@ mod tests {
             )?;
             jail.set_env("SIRR_LISTEN", "127.0.0.1:9001");
             jail.set_env("SIRR_DELIVERY__RETENTION_DAYS", "7");
+            jail.set_env("SIRR_SOMETHING_ELSE", "not configuration");
             let flags = Flags {
                 config: Some("sirr.toml".into()),
                 data: Some("/tmp/x".into()),
@@ -323,6 +344,16 @@ mod tests {
             assert!(err.contains("webhook_url"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn top_level_keys_match_the_struct() {
+        let v = serde_json::to_value(Config::default()).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = TOP_LEVEL_KEYS.to_vec();
+        keys.sort();
+        expected.sort();
+        assert_eq!(keys, expected);
     }
 
     #[test]
