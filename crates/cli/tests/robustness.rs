@@ -546,3 +546,129 @@ async fn tls_with_a_private_ca() {
     sirr_ok(&a, &["send", "+15550000502", "over TLS"]);
     assert_eq!(recv_json(&b, "5")[0]["text"], "over TLS");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_receiver_gets_everything_once_and_in_order() {
+    // A tiny push window makes the live path overflow constantly, so delivery keeps switching
+    // between live pushes and catching up from storage while commits are in flight.
+    let server = Server::start(&["--dev"], &[("SIRR_DELIVERY__PUSH_WINDOW", "2")]);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    register(&server, &a, "+15550000601");
+    register(&server, &b, "+15550000602");
+    let conn = Arc::new(session(&server, &a).await);
+    let (bob, devices) = account_of(&conn, "+15550000602").await;
+    let send = |i: u32| {
+        let (conn, devices) = (conn.clone(), devices.clone());
+        async move {
+            let content = Content {
+                conversation: sirr_proto::content::ConversationId([0; 16]),
+                from: phone("+15550000601"),
+                to: phone("+15550000602"),
+                sent_at: 1,
+                body: Body::Text(i.to_string()),
+            };
+            let r = conn
+                .request(Request::Send {
+                    message_id: MessageId(rand_id()),
+                    to: vec![Recipient {
+                        account: bob,
+                        devices,
+                    }],
+                    payload: content.seal(),
+                })
+                .await;
+            assert!(matches!(r, Ok(Response::Sent { .. })), "{r:?}");
+        }
+    };
+    for i in 0..300 {
+        send(i).await;
+    }
+    // Bob takes the first 300 from storage and is then caught up, on the live path.
+    let mut bob_client = Client::open(&b).unwrap();
+    bob_client.connect().await.unwrap();
+    let mut texts = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while texts.len() < 300 && std::time::Instant::now() < deadline {
+        bob_client.receive(Duration::from_millis(500)).await.unwrap();
+        texts.extend(
+            bob_client
+                .take_unread()
+                .unwrap()
+                .into_iter()
+                .map(|m| m.text.parse::<u32>().unwrap()),
+        );
+    }
+    // Then 1,200 more, pipelined on one raw connection (a session handles its frames in order),
+    // while bob is receiving.
+    let creds = sirr_client::state::State::open(&a)
+        .unwrap()
+        .credentials()
+        .unwrap();
+    let url = sirr_client::websocket_url(&server.url).unwrap();
+    let sender = tokio::spawn(async move {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let hello = ClientFrame::Request {
+            id: 0,
+            body: Request::Hello {
+                protocol: PROTOCOL_VERSION,
+                account: creds.account,
+                device: creds.device,
+                secret: creds.secret().unwrap(),
+            },
+        };
+        ws.send(Message::Binary(encode(&hello).into())).await.unwrap();
+        for i in 300..1500u32 {
+            let content = Content {
+                conversation: sirr_proto::content::ConversationId([0; 16]),
+                from: phone("+15550000601"),
+                to: phone("+15550000602"),
+                sent_at: 1,
+                body: Body::Text(i.to_string()),
+            };
+            let f = ClientFrame::Request {
+                id: i,
+                body: Request::Send {
+                    message_id: MessageId(rand_id()),
+                    to: vec![Recipient {
+                        account: bob,
+                        devices: devices.clone(),
+                    }],
+                    payload: content.seal(),
+                },
+            };
+            ws.feed(Message::Binary(encode(&f).into())).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        let mut sent = 0;
+        while sent < 1200 {
+            let Some(Ok(Message::Binary(b))) = ws.next().await else {
+                panic!("sender connection lost")
+            };
+            match decode_server_frame(&b, 1 << 20).unwrap() {
+                ServerFrame::Response { id, result } if id >= 300 => {
+                    assert!(result.is_ok(), "{result:?}");
+                    sent += 1;
+                }
+                _ => {}
+            }
+        }
+    });
+    while texts.len() < 1500 && std::time::Instant::now() < deadline {
+        bob_client.receive(Duration::from_millis(500)).await.unwrap();
+        texts.extend(
+            bob_client
+                .take_unread()
+                .unwrap()
+                .into_iter()
+                .map(|m| m.text.parse::<u32>().unwrap()),
+        );
+    }
+    sender.await.unwrap();
+    let first_wrong = texts.iter().enumerate().find(|(i, t)| **t != *i as u32);
+    assert!(
+        texts.len() == 1500 && first_wrong.is_none(),
+        "every message exactly once, in the order sent: got {} messages, first out of place: {first_wrong:?}",
+        texts.len()
+    );
+}

@@ -73,6 +73,8 @@ pub struct Client {
     state: State,
     creds: Credentials,
     conn: Option<Connection>,
+    /// The server said this session's initial queue has been pushed (it says so once).
+    drained: bool,
 }
 
 impl Client {
@@ -136,6 +138,7 @@ impl Client {
             state,
             creds,
             conn: None,
+            drained: false,
         })
     }
 
@@ -154,6 +157,7 @@ impl Client {
             state,
             creds,
             conn: None,
+            drained: false,
         })
     }
 
@@ -185,6 +189,7 @@ impl Client {
             return Err(unexpected(r));
         };
         self.conn = Some(conn);
+        self.drained = false;
         self.refresh_own_devices().await?;
         Ok(())
     }
@@ -348,7 +353,7 @@ impl Client {
     /// keeps arriving until the stream is idle. Returns how many new messages were stored.
     pub async fn receive(&mut self, wait: Duration) -> Result<usize> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut queue_empty = false;
+        let mut queue_empty = self.drained;
         let mut new = 0;
         let mut got_any = false;
         loop {
@@ -400,6 +405,7 @@ impl Client {
                 None | Some(Event::Message(_)) => {}
                 Some(Event::QueueEmpty) => {
                     queue_empty = true;
+                    self.drained = true;
                     if new > 0 {
                         got_any = true;
                     }
