@@ -65,9 +65,14 @@ per_second = 100000000.0
 "#;
 
 impl Target {
-    /// Use `server` if given, else spawn `sirrd` (found next to this binary) on a free port
+    /// Use `server` if given, else spawn `sirrd` (the given binary, or the one next to this
+    /// binary) on a free port
     /// with a fresh data directory.
-    pub fn obtain(server: Option<String>, extra_config: &str) -> anyhow::Result<Target> {
+    pub fn obtain(
+        server: Option<String>,
+        sirrd: Option<PathBuf>,
+        extra_config: &str,
+    ) -> anyhow::Result<Target> {
         if let Some(url) = server {
             let hostport = url.split("://").nth(1).unwrap_or(&url).trim_end_matches('/');
             let addr: SocketAddr = hostport.parse().context("--server must be http://IP:PORT")?;
@@ -79,8 +84,10 @@ impl Target {
                 _data: None,
             });
         }
-        let exe = std::env::current_exe()?;
-        let sirrd: PathBuf = exe.with_file_name("sirrd");
+        let sirrd = match sirrd {
+            Some(p) => p,
+            None => std::env::current_exe()?.with_file_name("sirrd"),
+        };
         if !sirrd.exists() {
             bail!(
                 "{} not found: build it (cargo build --release --bins) or pass --server",

@@ -19,6 +19,9 @@ struct Cli {
     /// Measure this server instead of spawning one (http://IP:PORT)
     #[arg(long, global = true)]
     server: Option<String>,
+    /// The sirrd binary to spawn [default: the one next to sirr-bench]
+    #[arg(long, global = true)]
+    sirrd: Option<PathBuf>,
     /// Also write the figures to this JSON file
     #[arg(long, global = true)]
     json: Option<PathBuf>,
@@ -41,7 +44,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let target = harness::Target::obtain(cli.server.clone(), &cli.server_config)?;
+        let target = harness::Target::obtain(cli.server.clone(), cli.sirrd.clone(), &cli.server_config)?;
         let json = match &cli.scenario {
             Scenario::Throughput(a) => {
                 let r = throughput::run(&target, a).await?;

@@ -1,16 +1,11 @@
 //! The hub: which devices have a live session on this node, and the path from a committed
 //! message to that session.
 //!
-//! The store calls [`Hub::queued`] on its writer thread as each copy joins a transaction, in
-//! `seq` order and before the commit, so an online device gets its message without waiting for
-//! the disk; [`Hub::committed`] then moves the *committed watermark*. The hub never blocks: each
-//! session has a bounded channel, and when it is full the hub stops feeding that session, records
-//! the highest `seq` it dropped and raises the session's `lagged` flag. The session then re-reads
-//! its queue from the store, which holds everything once the watermark has passed what was
-//! dropped (the live path is only a shortcut).
-//!
-//! A new session starts in the same position: anything announced before it subscribed may still
-//! be uncommitted, so it counts as "dropped" up to the hub's latest announced `seq`.
+//! The store calls [`Hub::queued`] on its writer thread right after each commit, in commit order,
+//! so a session receives its device's messages in `seq` order. The hub never blocks there: each
+//! session has a bounded channel, and when it is full the hub stops feeding that session and
+//! raises its `lagged` flag. The session then re-reads its queue from the store, which holds
+//! everything (the live path is only a shortcut that saves a read).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,9 +22,6 @@ pub struct SessionLink {
     pub lagged: AtomicBool,
     /// Signalled when the session must end (replaced by a newer session, device removed).
     pub evicted: Notify,
-    /// Highest `seq` this session may have missed on the live path; reading the store is only
-    /// complete once the committed watermark has reached it.
-    pub missed_upto: AtomicU64,
 }
 
 /// The receiving end a session keeps.
@@ -42,10 +34,6 @@ pub struct Subscription {
 pub struct Hub {
     sessions: DashMap<DeviceKey, Arc<SessionLink>>,
     next_id: AtomicU64,
-    /// Highest `seq` announced by the store (possibly not yet committed).
-    announced: AtomicU64,
-    /// Highest `seq` known durable and visible to store reads.
-    committed: AtomicU64,
 }
 
 impl Hub {
@@ -57,15 +45,10 @@ impl Hub {
             tx,
             lagged: AtomicBool::new(false),
             evicted: Notify::new(),
-            missed_upto: AtomicU64::new(0),
         });
         if let Some(old) = self.sessions.insert(device, link.clone()) {
             old.evicted.notify_one();
         }
-        // Read after registering: whatever was announced before is either in the channel from
-        // now on or at most this `seq`, which the first read of the store must wait for.
-        link.missed_upto
-            .store(self.announced.load(Ordering::Acquire), Ordering::Release);
         Subscription { link, rx }
     }
 
@@ -85,29 +68,21 @@ impl Hub {
     pub fn online(&self) -> usize {
         self.sessions.len()
     }
-
-    /// Whether every `seq` up to `upto` is durable and visible to store reads.
-    pub fn is_committed(&self, upto: u64) -> bool {
-        self.committed.load(Ordering::Acquire) >= upto
-    }
 }
 
 impl QueueListener for Hub {
     fn queued(&self, device: DeviceKey, message: &QueuedMessage) {
-        self.announced.fetch_max(message.seq, Ordering::AcqRel);
         let Some(link) = self.sessions.get(&device) else {
             return;
         };
         // Once lagged, hand over nothing until the session has caught up from the store;
         // otherwise it could see a later message before an earlier one that was dropped.
-        if link.lagged.load(Ordering::Acquire) || link.tx.try_send(message.clone()).is_err() {
-            link.missed_upto.fetch_max(message.seq, Ordering::AcqRel);
+        if link.lagged.load(Ordering::Acquire) {
+            return;
+        }
+        if link.tx.try_send(message.clone()).is_err() {
             link.lagged.store(true, Ordering::Release);
         }
-    }
-
-    fn committed(&self, upto_seq: u64) {
-        self.committed.fetch_max(upto_seq, Ordering::AcqRel);
     }
 }
 
@@ -138,10 +113,6 @@ mod tests {
             hub.queued(d, &msg(seq));
         }
         assert!(sub.link.lagged.load(Ordering::Acquire));
-        assert_eq!(sub.link.missed_upto.load(Ordering::Acquire), 4);
-        assert!(!hub.is_committed(4));
-        hub.committed(4);
-        assert!(hub.is_committed(4));
         assert_eq!(sub.rx.try_recv().unwrap().seq, 1);
         assert_eq!(sub.rx.try_recv().unwrap().seq, 2);
         // Room again, but nothing more arrives until the session clears the flag.
@@ -157,13 +128,7 @@ mod tests {
         let hub = Hub::default();
         let d = DeviceKey(7);
         let old = hub.subscribe(d, 4);
-        hub.queued(DeviceKey(99), &msg(17));
         let new = hub.subscribe(d, 4);
-        assert_eq!(
-            new.link.missed_upto.load(Ordering::Acquire),
-            17,
-            "announced before subscribing"
-        );
         tokio::time::timeout(std::time::Duration::from_secs(1), old.link.evicted.notified())
             .await
             .expect("old session told to leave");

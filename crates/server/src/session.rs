@@ -10,11 +10,8 @@
 //! - acknowledgements, which free the window and delete the messages.
 //!
 //! The push cursor `delivered_upto` is the highest `seq` pushed in this session. Because storage
-//! assigns `seq` in commit order and the hub hears of copies in that order, a message with
-//! `seq <= delivered_upto` has been pushed already and is dropped as a duplicate. The hub
-//! announces copies before they are committed (so delivery does not wait for the disk); a
-//! catch-up from storage therefore ends only once the store's committed watermark covers every
-//! `seq` the session may have missed live (`SessionLink::missed_upto`).
+//! assigns `seq` in commit order and the hub hears commits in that order, a message with
+//! `seq <= delivered_upto` has been pushed already and is dropped as a duplicate.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -228,22 +225,13 @@ async fn device_session(
     let mut fetch_limit = PAGE;
     // Frames fed to the socket but not yet flushed.
     let mut dirty = false;
-    // The store's reads do not yet cover everything this session may have missed live.
-    let mut await_commit = false;
 
     loop {
         if p.catching_up && fetch.is_none() && p.unacked < window {
             let store = svc.store.clone();
             let (key, after, limit) = (me.key, p.delivered_upto, PAGE.min(window - p.unacked));
             fetch_limit = limit;
-            // Waiting for a commit: give the writer a moment before reading again.
-            let pause = std::mem::take(&mut await_commit).then_some(Duration::from_millis(1));
-            fetch = Some(Box::pin(async move {
-                if let Some(d) = pause {
-                    tokio::time::sleep(d).await;
-                }
-                store.fetch(key, after, limit).await
-            }));
+            fetch = Some(Box::pin(async move { store.fetch(key, after, limit).await }));
         }
         // Messages were dropped for us: once what is buffered is pushed, re-read from storage.
         if !p.catching_up && sub.rx.is_empty() && link.lagged.load(Ordering::Acquire) {
@@ -276,13 +264,7 @@ async fn device_session(
                         for m in &page {
                             ok &= push(svc, sink, &mut p, m).await;
                         }
-                        // Caught up only when the store holds everything we may have missed on
-                        // the live path (announced copies can still be committing).
-                        let complete = svc.hub.is_committed(link.missed_upto.load(Ordering::Acquire));
-                        if short && ok && !complete {
-                            await_commit = true;
-                        }
-                        if short && ok && complete {
+                        if short && ok {
                             p.catching_up = false;
                             if !p.told_empty {
                                 p.told_empty = true;

@@ -9,8 +9,7 @@
 //! - **Durable before answered.** [`QueueStore::enqueue`] returns only once the message is durable
 //!   for every recipient device.
 //! - **Ordered queues.** Each device's queue is ordered by `seq`, which strictly increases in
-//!   commit order; [`QueueListener::queued`] hears of each copy in that same order (before the
-//!   commit) and [`QueueListener::committed`] after it.
+//!   commit order, and [`QueueListener::queued`] is called in that same order after commit.
 //! - **Payloads are opaque.** Storage never inspects or logs a payload.
 //! - **Bounded.** When the write path is saturated, calls fail fast with
 //!   [`StoreError::Overloaded`] instead of queueing without bound.
@@ -124,18 +123,10 @@ pub struct QueuedMessage {
     pub payload: Arc<[u8]>,
 }
 
-/// Hears about queued messages from the storage write path. Implementations must not block.
-///
-/// [`queued`](Self::queued) is called for each copy as soon as it is part of a transaction,
-/// *before* that transaction commits, in strictly increasing `seq` order. This lets a server
-/// push to an online device while the disk is still busy: delivery latency does not include the
-/// commit. A pushed copy whose transaction then fails is simply not stored (its sender is told
-/// and resends; the receiver drops the duplicate by message id). [`committed`](Self::committed)
-/// is called after each commit with the highest `seq` now durable, so a reader of the store can
-/// tell whether everything it was told about is visible yet.
+/// Told about each message right after it became durable, in commit order. Implementations must
+/// not block: they run on the storage write path.
 pub trait QueueListener: Send + Sync + 'static {
     fn queued(&self, device: DeviceKey, message: &QueuedMessage);
-    fn committed(&self, upto_seq: u64);
 }
 
 /// Accounts, devices and phone verifications.

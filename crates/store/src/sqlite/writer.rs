@@ -90,7 +90,7 @@ type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 /// What to do once the batch's fate is known.
 enum Done {
-    Enqueued(Reply<()>),
+    Enqueued(Reply<()>, Vec<(DeviceKey, QueuedMessage)>),
     Reply(Completion),
     Shutdown(oneshot::Sender<()>),
 }
@@ -154,17 +154,18 @@ impl Writer {
             tracing::error!(error = %e, "store batch failed; rolled back");
             let _ = self.conn.execute_batch("ROLLBACK");
         }
-        if commit_err.is_none() {
-            self.listener.committed(self.next_seq - 1);
-        }
         let mut stop = false;
         for d in done {
             match d {
-                Done::Enqueued(reply) => {
-                    let _ = reply.send(match commit_err {
-                        None => Ok(()),
-                        Some(_) => Err(StoreError::Backend("commit failed".into())),
-                    });
+                Done::Enqueued(reply, queued) => {
+                    if commit_err.is_none() {
+                        for (device, m) in &queued {
+                            self.listener.queued(*device, m);
+                        }
+                        let _ = reply.send(Ok(()));
+                    } else {
+                        let _ = reply.send(Err(StoreError::Backend("commit failed".into())));
+                    }
                 }
                 Done::Reply(f) => f(commit_err.as_ref()),
                 Done::Shutdown(reply) => {
@@ -181,7 +182,7 @@ impl Writer {
             Err(StoreError::Backend("transaction failed".into()))
         }
         match op {
-            Op::Enqueue { reply, .. } => Done::Enqueued(reply),
+            Op::Enqueue { reply, .. } => Done::Enqueued(reply, Vec::new()),
             Op::Ack { reply, .. }
             | Op::PutVerification { reply, .. }
             | Op::FailVerification { reply, .. }
@@ -197,13 +198,8 @@ impl Writer {
     fn one(&mut self, op: Op) -> std::result::Result<Done, (StoreError, Done)> {
         match op {
             Op::Enqueue { message, to, reply } => match self.enqueue(&message, &to) {
-                Ok(queued) => {
-                    for (device, m) in &queued {
-                        self.listener.queued(*device, m);
-                    }
-                    Ok(Done::Enqueued(reply))
-                }
-                Err(e) => Err((e, Done::Enqueued(reply))),
+                Ok(queued) => Ok(Done::Enqueued(reply, queued)),
+                Err(e) => Err((e, Done::Enqueued(reply, Vec::new()))),
             },
             Op::Ack { device, seqs, reply } => self.plain(reply, |c| {
                 let mut stmt = c.prepare_cached("DELETE FROM queue WHERE seq = ? AND device = ?")?;
