@@ -19,6 +19,33 @@ fn phone(s: &str) -> Phone {
     Phone::parse(s).unwrap()
 }
 
+/// A sealed text payload from `from` to `to` (valid content a real client can open).
+fn text_payload(from: &str, to: &str, text: String) -> Vec<u8> {
+    Content {
+        conversation: sirr_proto::content::ConversationId([0; 16]),
+        from: phone(from),
+        to: phone(to),
+        sent_at: 1,
+        body: Body::Text(text),
+    }
+    .seal()
+}
+
+/// Receive into `texts` (as numbers) until it holds `n` messages or a minute passes.
+async fn receive_numbers(client: &mut Client, texts: &mut Vec<u32>, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while texts.len() < n && std::time::Instant::now() < deadline {
+        client.receive(Duration::from_millis(500)).await.unwrap();
+        texts.extend(
+            client
+                .take_unread()
+                .unwrap()
+                .into_iter()
+                .map(|m| m.text.parse::<u32>().unwrap()),
+        );
+    }
+}
+
 /// A raw, authenticated protocol session for `home`'s device.
 async fn session(server: &Server, home: &std::path::Path) -> Connection {
     let creds = sirr_client::state::State::open(home)
@@ -428,13 +455,7 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
         let (conn, acked, devices) = (conn.clone(), acked.clone(), devices.clone());
         tasks.push(tokio::spawn(async move {
             for i in 0u32.. {
-                let content = Content {
-                    conversation: sirr_proto::content::ConversationId([0; 16]),
-                    from: phone("+15550000301"),
-                    to: phone("+15550000302"),
-                    sent_at: 1,
-                    body: Body::Text(format!("{t}-{i}")),
-                };
+                let payload = text_payload("+15550000301", "+15550000302", format!("{t}-{i}"));
                 let id = MessageId(rand_id());
                 let r = conn
                     .request(Request::Send {
@@ -443,7 +464,7 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
                             account: bob,
                             devices: devices.clone(),
                         }],
-                        payload: content.seal(),
+                        payload,
                     })
                     .await;
                 match r {
@@ -561,13 +582,7 @@ async fn a_slow_receiver_gets_everything_once_and_in_order() {
     let send = |i: u32| {
         let (conn, devices) = (conn.clone(), devices.clone());
         async move {
-            let content = Content {
-                conversation: sirr_proto::content::ConversationId([0; 16]),
-                from: phone("+15550000601"),
-                to: phone("+15550000602"),
-                sent_at: 1,
-                body: Body::Text(i.to_string()),
-            };
+            let payload = text_payload("+15550000601", "+15550000602", i.to_string());
             let r = conn
                 .request(Request::Send {
                     message_id: MessageId(rand_id()),
@@ -575,7 +590,7 @@ async fn a_slow_receiver_gets_everything_once_and_in_order() {
                         account: bob,
                         devices,
                     }],
-                    payload: content.seal(),
+                    payload,
                 })
                 .await;
             assert!(matches!(r, Ok(Response::Sent { .. })), "{r:?}");
@@ -588,17 +603,7 @@ async fn a_slow_receiver_gets_everything_once_and_in_order() {
     let mut bob_client = Client::open(&b).unwrap();
     bob_client.connect().await.unwrap();
     let mut texts = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while texts.len() < 300 && std::time::Instant::now() < deadline {
-        bob_client.receive(Duration::from_millis(500)).await.unwrap();
-        texts.extend(
-            bob_client
-                .take_unread()
-                .unwrap()
-                .into_iter()
-                .map(|m| m.text.parse::<u32>().unwrap()),
-        );
-    }
+    receive_numbers(&mut bob_client, &mut texts, 300).await;
     // Then 1,200 more, pipelined on one raw connection (a session handles its frames in order),
     // while bob is receiving.
     let creds = sirr_client::state::State::open(&a)
@@ -619,13 +624,7 @@ async fn a_slow_receiver_gets_everything_once_and_in_order() {
         };
         ws.send(Message::Binary(encode(&hello).into())).await.unwrap();
         for i in 300..1500u32 {
-            let content = Content {
-                conversation: sirr_proto::content::ConversationId([0; 16]),
-                from: phone("+15550000601"),
-                to: phone("+15550000602"),
-                sent_at: 1,
-                body: Body::Text(i.to_string()),
-            };
+            let payload = text_payload("+15550000601", "+15550000602", i.to_string());
             let f = ClientFrame::Request {
                 id: i,
                 body: Request::Send {
@@ -634,7 +633,7 @@ async fn a_slow_receiver_gets_everything_once_and_in_order() {
                         account: bob,
                         devices: devices.clone(),
                     }],
-                    payload: content.seal(),
+                    payload,
                 },
             };
             ws.feed(Message::Binary(encode(&f).into())).await.unwrap();
@@ -654,16 +653,7 @@ async fn a_slow_receiver_gets_everything_once_and_in_order() {
             }
         }
     });
-    while texts.len() < 1500 && std::time::Instant::now() < deadline {
-        bob_client.receive(Duration::from_millis(500)).await.unwrap();
-        texts.extend(
-            bob_client
-                .take_unread()
-                .unwrap()
-                .into_iter()
-                .map(|m| m.text.parse::<u32>().unwrap()),
-        );
-    }
+    receive_numbers(&mut bob_client, &mut texts, 1500).await;
     sender.await.unwrap();
     let first_wrong = texts.iter().enumerate().find(|(i, t)| **t != *i as u32);
     assert!(
