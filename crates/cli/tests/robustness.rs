@@ -312,6 +312,11 @@ fn rand_id() -> [u8; 16] {
 
 /// A stand-in SMS gateway: records every webhook body.
 fn webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    slow_webhook(Duration::ZERO)
+}
+
+/// A stand-in SMS gateway that takes `delay` to answer each request.
+fn slow_webhook(delay: Duration) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/sms", listener.local_addr().unwrap());
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -333,6 +338,7 @@ fn webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
             let mut body = vec![0; len];
             reader.read_exact(&mut body).unwrap();
             sink.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            std::thread::sleep(delay);
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         }
     });
@@ -426,6 +432,46 @@ fn verification_codes_expire_allow_few_attempts_and_are_rate_limited() {
             "a code leaked into the log"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_surge_is_shed_at_once_with_retry_after() {
+    let (url, got) = slow_webhook(Duration::from_millis(1500));
+    let server = Server::start(
+        &[],
+        &[
+            ("SIRR_VERIFICATION__WEBHOOK_URL", url.as_str()),
+            ("SIRR_LIMITS__REGISTRATIONS_IN_FLIGHT", "1"),
+        ],
+    );
+    let busy = {
+        let url = server.url.clone();
+        tokio::spawn(async move { Client::request_code(&url, &phone("+15550000701"), None).await })
+    };
+    // Wait until the first request holds the only slot (its webhook call is in progress).
+    while got.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    let shed = Client::request_code(&server.url, &phone("+15550000702"), None)
+        .await
+        .unwrap_err();
+    let ClientError::Server(body) = shed else {
+        panic!("expected a refusal, got {shed:?}")
+    };
+    assert_eq!(body.code, ErrorCode::Overloaded);
+    assert!(body.retry_after_ms.is_some());
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "refused at once, not queued"
+    );
+    assert!(busy.await.unwrap().is_ok(), "the admitted request completes");
+    // With the slot free again, the refused number gets its code.
+    assert!(
+        Client::request_code(&server.url, &phone("+15550000702"), None)
+            .await
+            .is_ok()
+    );
 }
 
 #[test]

@@ -98,6 +98,9 @@ pub struct LimitsConfig {
     pub send: Rate,
     /// Phone numbers looked up per account (contact discovery).
     pub lookup: Rate,
+    /// Registration requests (code requests and verifications) in progress at once; past it new
+    /// ones are refused at once with "retry after" instead of queueing (surge protection).
+    pub registrations_in_flight: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -168,6 +171,7 @@ impl Default for LimitsConfig {
             registration_per_ip: Rate::new(30, 0.5),
             send: Rate::new(200, 20.0),
             lookup: Rate::new(2_000, 1.0),
+            registrations_in_flight: 256,
         }
     }
 }
@@ -277,6 +281,9 @@ impl Config {
         if !self.dev && self.verification.webhook_url.is_none() {
             return bad("no way to send verification codes: set verification.webhook_url \
                  (SIRR_VERIFICATION__WEBHOOK_URL) or run with --dev for development");
+        }
+        if self.limits.registrations_in_flight == 0 {
+            return bad("limits.registrations_in_flight must be at least 1");
         }
         if self.delivery.max_payload == 0 || self.delivery.max_payload > 64 * 1024 * 1024 {
             return bad("delivery.max_payload must be between 1 byte and 64 MiB");

@@ -52,6 +52,8 @@ pub struct Service {
     sender: Arc<dyn VerificationSender>,
     /// account → its devices, filled on demand; invalidated on every device change.
     devices: DashMap<AccountId, Arc<Vec<(DeviceId, DeviceKey)>>>,
+    /// Admission control for registration: a surge is shed here, quickly, instead of queueing.
+    registration_slots: tokio::sync::Semaphore,
 }
 
 fn now_ms() -> u64 {
@@ -75,6 +77,7 @@ impl Service {
     ) -> Self {
         Self {
             limits: Limits::new(&config.limits),
+            registration_slots: tokio::sync::Semaphore::new(config.limits.registrations_in_flight),
             config,
             store,
             hub,
@@ -114,6 +117,18 @@ impl Service {
         }
     }
 
+    /// A registration slot, or an immediate "retry after" when the server is at capacity.
+    fn admit_registration(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ErrorBody> {
+        self.registration_slots.try_acquire().map_err(|_| {
+            self.metrics.rejected_overload.inc();
+            err(
+                ErrorCode::Overloaded,
+                "registration is at capacity; nothing was done",
+            )
+            .retry_after(250)
+        })
+    }
+
     fn rate_limited(&self, what: &str, r: RetryAfter) -> ErrorBody {
         self.metrics.rejected_rate_limit.inc();
         err(ErrorCode::RateLimited, format!("too many {what}; slow down")).retry_after(r.millis())
@@ -123,6 +138,7 @@ impl Service {
 
     /// `RequestCode`: send a fresh code to `phone`.
     pub async fn request_code(&self, phone: Phone, ip: IpAddr) -> Answer {
+        let _slot = self.admit_registration()?;
         self.limits
             .registration_per_ip
             .check(&IpKey::from(ip))
@@ -161,6 +177,7 @@ impl Service {
 
     /// `Register`: check the code and create a device (and the account if new).
     pub async fn register(&self, phone: Phone, code: String, device_name: String, ip: IpAddr) -> Answer {
+        let _slot = self.admit_registration()?;
         self.limits
             .registration_per_ip
             .check(&IpKey::from(ip))
