@@ -26,6 +26,13 @@ pub struct Device {
     pub secret: Secret,
 }
 
+/// Where the server under test listens; cheap to clone into tasks.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub url: String,
+    pub addr: SocketAddr,
+}
+
 /// The server under test.
 pub struct Target {
     pub url: String,
@@ -128,6 +135,13 @@ impl Target {
         })
     }
 
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            url: self.url.clone(),
+            addr: self.addr,
+        }
+    }
+
     /// Resident memory of the server process, bytes (Linux).
     pub fn rss_bytes(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
@@ -211,8 +225,8 @@ pub async fn register_many(
     Ok((all.into_iter().map(|(_, d)| d).collect(), rate))
 }
 
-/// Open a WebSocket from `source` (a loopback address) and authenticate as `d`.
-pub async fn open_session(target: &Target, source: Option<IpAddr>, d: &Device) -> anyhow::Result<Ws> {
+/// Open a WebSocket from `source` (a loopback address), not yet authenticated.
+pub async fn open_ws(target: &Endpoint, source: Option<IpAddr>) -> anyhow::Result<Ws> {
     let socket = match target.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -227,31 +241,43 @@ pub async fn open_session(target: &Target, source: Option<IpAddr>, d: &Device) -
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(4096)
         .max_message_size(Some(64 << 20));
-    let (mut ws, _) =
+    let (ws, _) =
         tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(config)).await?;
-    let hello = ClientFrame::Request {
-        id: 0,
-        body: Request::Hello {
-            protocol: PROTOCOL_VERSION,
-            account: d.account,
-            device: d.device,
-            secret: d.secret.clone(),
-        },
-    };
-    ws.send(Message::Binary(encode(&hello).into())).await?;
+    Ok(ws)
+}
+
+/// Send one request and wait for its answer (pushes and notices in between are skipped).
+pub async fn call(ws: &mut Ws, id: u32, body: Request) -> anyhow::Result<Result<Response, ErrorBody>> {
+    ws.send(Message::Binary(encode(&ClientFrame::Request { id, body }).into()))
+        .await?;
     loop {
         match ws.next().await {
-            Some(Ok(Message::Binary(b))) => match decode_server_frame(&b, 1 << 24)? {
-                ServerFrame::Response {
-                    id: 0,
-                    result: Ok(Response::Welcome { .. }),
-                } => return Ok(ws),
-                ServerFrame::Response { result: Err(e), .. } => bail!("Hello refused: {e}"),
-                _ => continue,
-            },
+            Some(Ok(Message::Binary(b))) => {
+                if let ServerFrame::Response { id: got, result } = decode_server_frame(&b, 1 << 24)? {
+                    if got == id {
+                        return Ok(result);
+                    }
+                }
+            }
             Some(Ok(_)) => continue,
-            Some(Err(e)) => bail!("Hello failed: {e}"),
-            None => bail!("connection closed during Hello"),
+            Some(Err(e)) => bail!("connection failed: {e}"),
+            None => bail!("connection closed"),
         }
+    }
+}
+
+/// Open a WebSocket from `source` (a loopback address) and authenticate as `d`.
+pub async fn open_session(target: &Target, source: Option<IpAddr>, d: &Device) -> anyhow::Result<Ws> {
+    let mut ws = open_ws(&target.endpoint(), source).await?;
+    let hello = Request::Hello {
+        protocol: PROTOCOL_VERSION,
+        account: d.account,
+        device: d.device,
+        secret: d.secret.clone(),
+    };
+    match call(&mut ws, 0, hello).await? {
+        Ok(Response::Welcome { .. }) => Ok(ws),
+        Ok(other) => bail!("unexpected answer to Hello: {other:?}"),
+        Err(e) => bail!("Hello refused: {e}"),
     }
 }

@@ -7,6 +7,7 @@
 
 mod connections;
 mod harness;
+mod surge;
 mod throughput;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ enum Scenario {
     Throughput(throughput::Args),
     /// Idle authenticated connections held, and server memory per connection
     Connections(connections::Args),
+    /// Sign-ups at rising offered load up to 10x capacity: admitted, shed, errors, latency
+    Surge(surge::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,6 +85,29 @@ fn main() -> anyhow::Result<()> {
                     r.connections_per_gib.map_or("-".into(), |c| format!("{c:.0}")),
                     r.connects_per_s,
                 );
+                serde_json::to_value(&r)?
+            }
+            Scenario::Surge(a) => {
+                let r = surge::run(&target, a).await?;
+                println!("capacity: {:.0} sign-ups/s (code request + verification + first device)", r.capacity_per_s);
+                println!("| offered/s | ok/s | ok | retry-after | errors | timeouts | not started | ok p50 ms | ok p99 ms | refusal p99 ms | server RSS MiB |");
+                println!("|---|---|---|---|---|---|---|---|---|---|---|");
+                for s in &r.steps {
+                    println!(
+                        "| {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} |",
+                        s.offered_per_s,
+                        s.ok_per_s,
+                        s.ok,
+                        s.retry_after,
+                        s.errors,
+                        s.timeouts,
+                        s.generator_limited,
+                        s.ok_p50_ms,
+                        s.ok_p99_ms,
+                        s.refused_p99_ms,
+                        s.server_rss_mib.map_or("-".into(), |m| format!("{m:.0}")),
+                    );
+                }
                 serde_json::to_value(&r)?
             }
         };
