@@ -253,10 +253,10 @@ pub async fn call(ws: &mut Ws, id: u32, body: Request) -> anyhow::Result<Result<
     loop {
         match ws.next().await {
             Some(Ok(Message::Binary(b))) => {
-                if let ServerFrame::Response { id: got, result } = decode_server_frame(&b, 1 << 24)? {
-                    if got == id {
-                        return Ok(result);
-                    }
+                if let ServerFrame::Response { id: got, result } = decode_server_frame(&b, 1 << 24)?
+                    && got == id
+                {
+                    return Ok(result);
                 }
             }
             Some(Ok(_)) => continue,

@@ -136,10 +136,10 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
         );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < until {
-                if let Ok(p) = phone(&next) {
-                    if let Outcome::Ok = sign_up(&target, src, p, timeout).await {
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
+                if let Ok(p) = phone(&next)
+                    && let Outcome::Ok = sign_up(&target, src, p, timeout).await
+                {
+                    done.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }));
