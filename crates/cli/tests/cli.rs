@@ -134,6 +134,16 @@ fn failures_exit_non_zero_with_a_clear_reason() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // A device can remove itself; its session ends and its credential is gone.
+    let third = dir.path().join("a3");
+    register(&server, &third, "+15550000021");
+    assert!(sirr_ok(&third, &["device", "remove", "3"]).contains("removed device 3"));
+    let out = sirr(&third, &["recv"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"));
+    let left = sirr_ok(&alice, &["devices", "--json"]);
+    assert_eq!(left.lines().count(), 1, "only the first device remains: {left}");
 }
 
 #[test]

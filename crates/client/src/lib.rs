@@ -219,8 +219,14 @@ impl Client {
         self.state.set_own_devices(&ids)
     }
 
-    pub async fn remove_device(&self, device: DeviceId) -> Result<()> {
+    /// Remove one of this account's devices. Removing this very device ends the session: its
+    /// credential stops working, and this home directory must register again to be used.
+    pub async fn remove_device(&mut self, device: DeviceId) -> Result<()> {
         self.conn()?.request(Request::RemoveDevice { device }).await?;
+        if device == self.creds.device {
+            self.disconnect().await;
+            return Ok(());
+        }
         self.refresh_own_devices().await
     }
 

@@ -225,6 +225,8 @@ async fn device_session(
     let mut fetch_limit = PAGE;
     // Frames fed to the socket but not yet flushed.
     let mut dirty = false;
+    // The request id of a `RemoveDevice` of this very device: the session ends after answering.
+    let mut self_removal: Option<u32> = None;
 
     loop {
         if p.catching_up && fetch.is_none() && p.unacked < window {
@@ -252,7 +254,20 @@ async fn device_session(
                 break;
             }
             Some(done) = work.next(), if !work.is_empty() => match done {
-                Some(frame) => { dirty = true; feed(sink, &frame).await }
+                Some(frame) => {
+                    let removed_self = matches!(
+                        &frame,
+                        ServerFrame::Response { id, result: Ok(_) } if Some(*id) == self_removal
+                    );
+                    let ok = feed(sink, &frame).await;
+                    if removed_self {
+                        // Answer first, then end: this device's credential no longer exists.
+                        close(sink, ErrorBody::new(ErrorCode::Unauthorized, "this device was removed"), 1000).await;
+                        break;
+                    }
+                    dirty = true;
+                    ok
+                }
                 None => true,
             },
             page = async { fetch.as_mut().expect("guarded").await }, if fetch.is_some() => {
@@ -303,6 +318,9 @@ async fn device_session(
                         true
                     }
                     Incoming::Frame(ClientFrame::Request { id, body }) => {
+                        if matches!(&body, Request::RemoveDevice { device } if *device == me.address.device) {
+                            self_removal = Some(id);
+                        }
                         match request(svc, me, id, body).await {
                             Ok(w) => { work.push(w); true }
                             Err(frame) => { dirty = true; feed(sink, &frame).await }
