@@ -206,7 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         m.from,
                         arrow,
                         warn,
-                        m.text
+                        printable(&m.text)
                     )?;
                 }
             }
@@ -257,6 +257,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Message text made safe for a terminal: control characters (newlines, escape sequences) are
+/// shown escaped, so a sender cannot forge extra lines or repaint the screen.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// `YYYY-MM-DD HH:MM:SS` in UTC for milliseconds since the Unix epoch.
 fn utc(ms: u64) -> String {
     let secs = ms / 1000;
@@ -281,6 +295,15 @@ fn utc(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(
+            super::printable("hi\n[2026-01-01 00:00:00] +1555: fake"),
+            "hi\\n[2026-01-01 00:00:00] +1555: fake"
+        );
+        assert_eq!(super::printable("\u{1b}[2J ünï"), "\\u{1b}[2J ünï");
+    }
+
     #[test]
     fn utc_formats_known_instants() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");

@@ -74,7 +74,8 @@ pub struct IpKey(u128);
 
 impl From<IpAddr> for IpKey {
     fn from(ip: IpAddr) -> Self {
-        match ip {
+        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; key them by the IPv4.
+        match ip.to_canonical() {
             IpAddr::V4(v4) => IpKey(u32::from(v4) as u128),
             IpAddr::V6(v6) => IpKey(u128::from(v6) & !0u128 >> 64 << 64 | (1 << 127)),
         }
@@ -142,6 +143,17 @@ mod tests {
         let c: IpAddr = "2001:db8:0:1::1".parse().unwrap();
         assert_eq!(IpKey::from(a), IpKey::from(b));
         assert_ne!(IpKey::from(a), IpKey::from(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let plain: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            IpKey::from(mapped),
+            IpKey::from(plain),
+            "IPv4-mapped addresses are IPv4"
+        );
+        assert_ne!(
+            IpKey::from(mapped),
+            IpKey::from("::ffff:192.0.2.2".parse::<IpAddr>().unwrap())
+        );
         let v4: IpAddr = "127.0.0.1".parse().unwrap();
         assert_ne!(
             IpKey::from(v4),

@@ -52,6 +52,8 @@ pub struct Service {
     sender: Arc<dyn VerificationSender>,
     /// account → its devices, filled on demand; invalidated on every device change.
     devices: DashMap<AccountId, Arc<Vec<(DeviceId, DeviceKey)>>>,
+    /// Bumped after every device change, so a cache fill that raced a change is not stored.
+    device_generation: std::sync::atomic::AtomicU64,
     /// Admission control for registration: a surge is shed here, quickly, instead of queueing.
     registration_slots: tokio::sync::Semaphore,
 }
@@ -85,6 +87,7 @@ impl Service {
             sender,
             metrics: Metrics::default(),
             devices: DashMap::new(),
+            device_generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -192,12 +195,12 @@ impl Service {
         let phone_key = self.key.phone_key(&phone);
         let dev_bypass = self.config.dev && code == DEV_CODE;
         if !dev_bypass {
+            let max = self.config.verification.max_attempts;
             let v = self
                 .store
-                .verification(phone_key)
+                .take_attempt(phone_key, now_ms(), max)
                 .await
                 .map_err(|e| self.store_error(e))?
-                .filter(|v| v.expires_at > now_ms() && v.attempts < self.config.verification.max_attempts)
                 .ok_or_else(|| {
                     err(
                         ErrorCode::CodeExpired,
@@ -205,15 +208,7 @@ impl Service {
                     )
                 })?;
             if !hashes_match(&v.code_hash, &self.key.code_hash(&phone, &code)) {
-                self.store
-                    .fail_verification(phone_key)
-                    .await
-                    .map_err(|e| self.store_error(e))?;
-                let left = self
-                    .config
-                    .verification
-                    .max_attempts
-                    .saturating_sub(v.attempts + 1);
+                let left = max.saturating_sub(v.attempts);
                 return Err(err(
                     ErrorCode::InvalidCode,
                     format!("wrong code; {left} attempts left"),
@@ -235,7 +230,7 @@ impl Service {
             })
             .await
             .map_err(|e| self.store_error(e))?;
-        self.devices.remove(&reg.account);
+        self.devices_changed(reg.account);
         self.metrics.registrations.inc();
         tracing::info!(account = %reg.account, device = %reg.device.address.device, new = reg.new_account, "device registered");
         Ok(Response::Registered {
@@ -309,6 +304,7 @@ impl Service {
         if let Some(d) = self.devices.get(&account) {
             return Ok(Some(d.clone()));
         }
+        let generation = self.device_generation.load(std::sync::atomic::Ordering::Acquire);
         let list: Vec<_> = self
             .store
             .devices(account)
@@ -324,7 +320,11 @@ impl Service {
             self.devices.clear();
         }
         let list = Arc::new(list);
-        self.devices.insert(account, list.clone());
+        // A device change since the read began may have made `list` stale: use it for this
+        // request only.
+        if self.device_generation.load(std::sync::atomic::Ordering::Acquire) == generation {
+            self.devices.insert(account, list.clone());
+        }
         Ok(Some(list))
     }
 
@@ -409,6 +409,13 @@ impl Service {
             payload: payload.into(),
         };
         Ok(self.store.enqueue(message, keys))
+    }
+
+    /// Forget the cached device list of `account` after a committed change.
+    fn devices_changed(&self, account: AccountId) {
+        self.device_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.devices.remove(&account);
     }
 
     /// The sender's own account, when the request left it out: its other devices must get a copy.
@@ -510,7 +517,7 @@ impl Service {
             .remove_device(address)
             .await
             .map_err(|e| self.store_error(e))?;
-        self.devices.remove(&me.address.account);
+        self.devices_changed(me.address.account);
         if record.key != me.key {
             self.hub.evict(record.key);
         }

@@ -311,6 +311,13 @@ async fn device_session(
             }
             msg = stream.next(), if work.len() < max_inflight => {
                 match receive(svc, sink, msg).await {
+                    Incoming::Frame(ClientFrame::Ack { seqs }) if seqs.len() > window => {
+                        // Never more than the window is outstanding: a bigger ack is abuse of the
+                        // single store writer.
+                        svc.metrics.malformed_frames.inc();
+                        close(sink, ErrorBody::new(ErrorCode::MalformedFrame, format!("an ack may name at most {window} messages")), 1008).await;
+                        break;
+                    }
                     Incoming::Frame(ClientFrame::Ack { seqs }) => {
                         p.unacked = p.unacked.saturating_sub(seqs.len());
                         let svc = svc.clone();

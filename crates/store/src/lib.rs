@@ -134,8 +134,16 @@ pub trait QueueListener: Send + Sync + 'static {
 pub trait AccountStore: Send + Sync + 'static {
     async fn put_verification(&self, phone: PhoneKey, v: Verification) -> Result<()>;
     async fn verification(&self, phone: PhoneKey) -> Result<Option<Verification>>;
-    /// Count one wrong attempt.
-    async fn fail_verification(&self, phone: PhoneKey) -> Result<()>;
+    /// Use up one attempt of a pending, unexpired verification that has attempts left, and
+    /// return it (with `attempts` counting this one); `None` when there is no such verification.
+    /// The attempt is spent before the code is compared, atomically, so concurrent guesses
+    /// cannot share one attempt.
+    async fn take_attempt(
+        &self,
+        phone: PhoneKey,
+        now_ms: u64,
+        max_attempts: u32,
+    ) -> Result<Option<Verification>>;
     async fn delete_verification(&self, phone: PhoneKey) -> Result<()>;
     /// Drop verifications that expired before `now_ms`; returns how many.
     async fn purge_verifications(&self, now_ms: u64) -> Result<u64>;

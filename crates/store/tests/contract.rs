@@ -68,7 +68,12 @@ async fn registration_creates_then_adds_devices_up_to_the_limit() {
     let (acct, devices) = s.account_by_phone(PhoneKey([1; 32])).await.unwrap().unwrap();
     assert_eq!(acct, first.account);
     assert_eq!(devices.len(), MAX_DEVICES_PER_ACCOUNT);
-    // Removing one frees a slot, and ids are never reused.
+    // Removing one frees a slot, and ids are never reused: neither the device number nor the
+    // storage key (a late copy queued for a removed device must never reach a new one).
+    let last = s.devices(first.account).await.unwrap().pop().unwrap();
+    assert!(s.remove_device(last.address).await.unwrap());
+    let other = s.register_device(new_device(9, "other account")).await.unwrap();
+    assert!(other.device.key > last.key, "storage keys are not reused");
     assert!(s.remove_device(first.device.address).await.unwrap());
     let again = s.register_device(new_device(1, "again")).await.unwrap();
     assert_eq!(
@@ -89,8 +94,23 @@ async fn verification_is_consumed_once() {
         attempts: 0,
     };
     s.put_verification(phone, v.clone()).await.unwrap();
-    s.fail_verification(phone).await.unwrap();
+    assert_eq!(
+        s.take_attempt(phone, 4_000, 2).await.unwrap().unwrap().attempts,
+        1
+    );
     assert_eq!(s.verification(phone).await.unwrap().unwrap().attempts, 1);
+    assert!(
+        s.take_attempt(phone, 5_000, 2).await.unwrap().is_none(),
+        "expired"
+    );
+    assert_eq!(
+        s.take_attempt(phone, 4_000, 2).await.unwrap().unwrap().attempts,
+        2
+    );
+    assert!(
+        s.take_attempt(phone, 4_000, 2).await.unwrap().is_none(),
+        "attempts used up"
+    );
     let mut d = new_device(3, "a");
     d.consume_verification = true;
     s.register_device(d.clone()).await.unwrap();

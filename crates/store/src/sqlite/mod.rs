@@ -236,8 +236,19 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn fail_verification(&self, phone: PhoneKey) -> Result<()> {
-        self.submit(|reply| Op::FailVerification { phone, reply }).await
+    async fn take_attempt(
+        &self,
+        phone: PhoneKey,
+        now_ms: u64,
+        max_attempts: u32,
+    ) -> Result<Option<Verification>> {
+        self.submit(|reply| Op::TakeAttempt {
+            phone,
+            now_ms,
+            max_attempts,
+            reply,
+        })
+        .await
     }
 
     async fn delete_verification(&self, phone: PhoneKey) -> Result<()> {

@@ -15,7 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
 
     CREATE TABLE devices (
-        key         INTEGER PRIMARY KEY,   -- storage-internal handle
+        key         INTEGER PRIMARY KEY AUTOINCREMENT, -- storage-internal handle, never reused
         account     BLOB NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
         device      INTEGER NOT NULL,
         name        TEXT NOT NULL,

@@ -30,9 +30,11 @@ pub(super) enum Op {
         v: Verification,
         reply: Reply<()>,
     },
-    FailVerification {
+    TakeAttempt {
         phone: PhoneKey,
-        reply: Reply<()>,
+        now_ms: u64,
+        max_attempts: u32,
+        reply: Reply<Option<Verification>>,
     },
     DeleteVerification {
         phone: PhoneKey,
@@ -185,9 +187,9 @@ impl Writer {
             Op::Enqueue { reply, .. } => Done::Enqueued(reply, Vec::new()),
             Op::Ack { reply, .. }
             | Op::PutVerification { reply, .. }
-            | Op::FailVerification { reply, .. }
             | Op::DeleteVerification { reply, .. } => finish(reply, e()),
             Op::Register { reply, .. } => finish(reply, e()),
+            Op::TakeAttempt { reply, .. } => finish(reply, e()),
             Op::RemoveDevice { reply, .. } => finish(reply, e()),
             Op::Expire { reply, .. } | Op::PurgeVerifications { reply, .. } => finish(reply, e()),
             Op::Shutdown { reply } => Done::Shutdown(reply),
@@ -221,10 +223,32 @@ impl Writer {
                 ])?;
                 Ok(())
             }),
-            Op::FailVerification { phone, reply } => self.plain(reply, |c| {
-                c.prepare_cached("UPDATE verifications SET attempts = attempts + 1 WHERE phone_key = ?")?
-                    .execute([&phone.0[..]])?;
-                Ok(())
+            Op::TakeAttempt {
+                phone,
+                now_ms,
+                max_attempts,
+                reply,
+            } => self.plain(reply, |c| {
+                c.prepare_cached(
+                    "UPDATE verifications SET attempts = attempts + 1
+                     WHERE phone_key = ? AND attempts < ? AND expires_at > ?
+                     RETURNING code_hash, expires_at, attempts",
+                )?
+                .query_row(params![&phone.0[..], max_attempts, now_ms as i64], |r| {
+                    let hash: Vec<u8> = r.get(0)?;
+                    Ok(Verification {
+                        code_hash: hash.try_into().map_err(|_| {
+                            rusqlite::Error::InvalidColumnType(
+                                0,
+                                "code_hash".into(),
+                                rusqlite::types::Type::Blob,
+                            )
+                        })?,
+                        expires_at: r.get::<_, i64>(1)? as u64,
+                        attempts: r.get(2)?,
+                    })
+                })
+                .optional()
             }),
             Op::DeleteVerification { phone, reply } => self.plain(reply, |c| {
                 c.prepare_cached("DELETE FROM verifications WHERE phone_key = ?")?
