@@ -199,6 +199,7 @@ async fn device(
                 message_id: MessageId(mid),
                 to: vec![to.clone()],
                 payload: payload.clone(),
+                epoch: None,
             },
         };
         Message::Binary(encode(&f).into())

@@ -206,6 +206,7 @@ async fn credentials_recipients_and_sizes_are_checked() {
         message_id: MessageId(rand_id()),
         to,
         payload: vec![7; len],
+        epoch: None,
     };
     let to_bob = || {
         vec![Recipient {
@@ -511,6 +512,7 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
                             devices: devices.clone(),
                         }],
                         payload,
+                        epoch: None,
                     })
                     .await;
                 match r {
@@ -637,6 +639,7 @@ async fn a_slow_receiver_gets_everything_once_and_in_order() {
                         devices,
                     }],
                     payload,
+                    epoch: None,
                 })
                 .await;
             assert!(matches!(r, Ok(Response::Sent { .. })), "{r:?}");
@@ -680,6 +683,7 @@ async fn a_slow_receiver_gets_everything_once_and_in_order() {
                         devices: devices.clone(),
                     }],
                     payload,
+                    epoch: None,
                 },
             };
             ws.feed(Message::Binary(encode(&f).into())).await.unwrap();

@@ -303,6 +303,7 @@ impl Client {
                     message_id,
                     to: recipients,
                     payload: payload.clone(),
+                    epoch: None,
                 })
                 .await;
             match r {

@@ -149,6 +149,31 @@ mod tests {
                         devices: vec![DeviceId(1), DeviceId(2)],
                     }],
                     payload: vec![9; 300],
+                    epoch: Some(EpochRef {
+                        conversation: ConversationId([3; 16]),
+                        epoch: 4,
+                    }),
+                },
+            },
+            ClientFrame::Request {
+                id: 9,
+                body: Request::Commit {
+                    conversation: ConversationId([3; 16]),
+                    epoch: 4,
+                    members: vec![AccountId([2; 16])],
+                    commit: Outgoing {
+                        message_id: MessageId([5; 16]),
+                        to: vec![],
+                        payload: vec![1; 40],
+                    },
+                    welcome: None,
+                },
+            },
+            ClientFrame::Request {
+                id: 10,
+                body: Request::UploadKeyPackages {
+                    one_time: vec![Bytes::from(vec![1, 2, 3])],
+                    last_resort: Some(Bytes::from(vec![4])),
                 },
             },
             ClientFrame::Request {

@@ -5,25 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Phone;
 
-/// A conversation's identifier, shared by all its participants' devices. For a one-to-one chat it
-/// is derived from the two account ids, so both sides compute the same one independently.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ConversationId(pub [u8; 16]);
-
-impl std::fmt::Display for ConversationId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for b in &self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::fmt::Debug for ConversationId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ConversationId({self})")
-    }
-}
+pub use crate::ConversationId;
 
 /// One message as the sender wrote it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,12 +7,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountId, DeviceAddress, DeviceId, MessageId, Phone, Secret};
+use crate::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Phone, Secret};
 
 /// Number of [`ClientFrame`] variants; a tag at or above it is an unknown frame type.
 pub(crate) const CLIENT_FRAME_VARIANTS: u64 = 2;
 /// Number of [`Request`] variants; a tag at or above it is an unknown request type.
-pub(crate) const REQUEST_VARIANTS: u64 = 8;
+pub(crate) const REQUEST_VARIANTS: u64 = 15;
 
 /// A frame sent by a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +53,11 @@ pub enum Request {
         to: Vec<Recipient>,
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
+        /// For a message in an MLS conversation: the epoch it was encrypted in. The server
+        /// refuses it with [`ErrorCode::StaleEpoch`] unless that is the conversation's current
+        /// epoch and the sender's account is a member, so no member receives a message from an
+        /// epoch it has already left.
+        epoch: Option<EpochRef>,
     },
     /// Find the accounts behind phone numbers (contact discovery). Numbers with no account are
     /// left out of the answer. Rate-limited: lookups reveal who may talk to whom.
@@ -63,6 +68,83 @@ pub enum Request {
     RemoveDevice { device: DeviceId },
     /// Liveness check; answered with [`Response::Pong`].
     Ping,
+    /// Store KeyPackages for this device: `one_time` ones, each handed out once, and optionally
+    /// a new `last_resort` one, handed out when no one-time package is left (it replaces the
+    /// previous one). The server checks each (valid signature, this very device's credential,
+    /// the Sirr ciphersuite) and refuses the whole batch with [`ErrorCode::BadKeyPackage`] if
+    /// one fails. Answered with [`Response::KeyStock`].
+    UploadKeyPackages {
+        one_time: Vec<Bytes>,
+        last_resort: Option<Bytes>,
+    },
+    /// Claim one KeyPackage for each of `account`'s devices named in `devices` (all its
+    /// devices when empty), to add them to a conversation. One-time packages are consumed.
+    /// A device with no package left is missing from the answer. Rate-limited: claims reveal
+    /// who starts talking to whom.
+    ClaimKeyPackages {
+        account: AccountId,
+        devices: Vec<DeviceId>,
+    },
+    /// Publish this account's device list, signed by the account key (opaque to the server;
+    /// clients verify it). Accepted only if `version` is higher than the stored one.
+    PublishDeviceList { version: u64, list: Bytes },
+    /// Order a handshake (MLS commit) in a conversation. Accepted only if `epoch` is the
+    /// conversation's current epoch at the server and the sender's account is a member; then
+    /// the conversation moves to `epoch + 1`, its member accounts become `members`, and the
+    /// commit (and the Welcome for added devices, if any) are queued in the same transaction.
+    /// A conversation the server has not seen starts at epoch 0 (the first commit creates it).
+    /// A stale commit is refused with [`ErrorCode::StaleEpoch`] and the current epoch: the
+    /// client processes what it missed and tries again. Devices named in `to` that no longer
+    /// exist are skipped.
+    Commit {
+        conversation: ConversationId,
+        epoch: u64,
+        members: Vec<AccountId>,
+        commit: Outgoing,
+        welcome: Option<Outgoing>,
+    },
+    /// Start linking a new device to an existing account (unauthenticated). `public_key` is
+    /// the new device's ephemeral key (X25519) that the approving device encrypts the account's
+    /// secrets to. Answered with [`Response::LinkCode`]; the code shown to the user carries the
+    /// link id and this key, so the server cannot substitute its own key.
+    RequestLink {
+        device_name: String,
+        public_key: [u8; 32],
+    },
+    /// Wait (up to the link's expiry) for the link to be approved. Answered with
+    /// [`Response::LinkApproved`], or [`ErrorCode::LinkExpired`].
+    AwaitLink { link_id: [u8; 16] },
+    /// Approve a pending link from an authenticated device of the account: the server creates
+    /// the device and hands it its credential and `sealed` (encrypted by the approving device
+    /// to the link's public key). Answered with [`Response::Linked`].
+    ApproveLink { link_id: [u8; 16], sealed: Bytes },
+}
+
+/// Opaque bytes, encoded compactly.
+pub type Bytes = serde_bytes::ByteBuf;
+
+/// The conversation epoch a message was encrypted in (see [`Request::Send`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochRef {
+    pub conversation: ConversationId,
+    pub epoch: u64,
+}
+
+/// One payload and where it goes, as part of a [`Request::Commit`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub message_id: MessageId,
+    pub to: Vec<Recipient>,
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// One claimed KeyPackage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedKeyPackage {
+    pub device: DeviceId,
+    #[serde(with = "serde_bytes")]
+    pub key_package: Vec<u8>,
 }
 
 /// One recipient account and the devices the sender believes it has.
@@ -91,6 +173,8 @@ pub enum Response {
         device: DeviceId,
         /// Envelopes waiting in this device's queue when the session started.
         queued: u64,
+        /// One-time KeyPackages this device has left at the server; refill when low.
+        key_packages: u32,
     },
     Sent {
         /// Server time, milliseconds since the Unix epoch.
@@ -104,6 +188,34 @@ pub enum Response {
     },
     Done,
     Pong,
+    /// One-time KeyPackages this device now has at the server.
+    KeyStock {
+        one_time: u32,
+    },
+    KeyPackages {
+        packages: Vec<ClaimedKeyPackage>,
+        /// The account's signed device list, if it published one.
+        device_list: Option<Bytes>,
+    },
+    Committed {
+        /// The conversation's new epoch.
+        epoch: u64,
+        server_ts: u64,
+    },
+    LinkCode {
+        link_id: [u8; 16],
+        /// Seconds until the link expires.
+        expires_in: u32,
+    },
+    LinkApproved {
+        account: AccountId,
+        device: DeviceId,
+        secret: Secret,
+        sealed: Bytes,
+    },
+    Linked {
+        device: DeviceId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +242,8 @@ pub struct ErrorBody {
     pub retry_after_ms: Option<u32>,
     /// With [`ErrorCode::StaleDevices`]: the current device lists of the accounts that differ.
     pub devices: Vec<Recipient>,
+    /// With [`ErrorCode::StaleEpoch`]: the conversation's current epoch.
+    pub epoch: Option<u64>,
 }
 
 impl ErrorBody {
@@ -139,6 +253,7 @@ impl ErrorBody {
             message: message.into(),
             retry_after_ms: None,
             devices: Vec::new(),
+            epoch: None,
         }
     }
 
@@ -192,6 +307,14 @@ pub enum ErrorCode {
     CodeExpired,
     /// Something failed on the server; the request may be retried.
     Internal,
+    /// The commit or message was made for an old epoch of the conversation; see `epoch`.
+    StaleEpoch,
+    /// The sender's account is not a member of the conversation.
+    NotMember,
+    /// An uploaded KeyPackage failed its checks (signature, credential, ciphersuite, lifetime).
+    BadKeyPackage,
+    /// The device link does not exist, expired, or was already used.
+    LinkExpired,
 }
 
 /// A frame sent by the server.

@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AccountId(pub [u8; 16]);
 
+/// A conversation's identifier, shared by all its participants' devices; it is also the MLS
+/// group id. For a one-to-one chat it is derived from the two account ids, so both sides compute
+/// the same one independently; a group's is random.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConversationId(pub [u8; 16]);
+
 /// A device's number within its account (1 for the first device).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub struct DeviceId(pub u32);
@@ -58,6 +64,7 @@ macro_rules! hex_id {
 }
 hex_id!(AccountId);
 hex_id!(MessageId);
+hex_id!(ConversationId);
 
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

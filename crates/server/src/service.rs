@@ -291,6 +291,7 @@ impl Service {
                 account,
                 device,
                 queued,
+                key_packages: 0,
             },
         ))
     }

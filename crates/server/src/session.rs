@@ -389,6 +389,7 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
             message_id,
             to,
             payload,
+            epoch: _,
         } => {
             let started = Instant::now();
             match svc.submit_send(me, message_id, to, payload).await {
@@ -402,6 +403,21 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
             Box::pin(async move { reply(svc.remove_device(me, device).await) })
         }
         Request::Ping => Box::pin(async move { reply(Ok(sirr_proto::Response::Pong)) }),
+        Request::UploadKeyPackages { .. }
+        | Request::ClaimKeyPackages { .. }
+        | Request::PublishDeviceList { .. }
+        | Request::Commit { .. }
+        | Request::RequestLink { .. }
+        | Request::AwaitLink { .. }
+        | Request::ApproveLink { .. } => {
+            return Err(ServerFrame::Response {
+                id,
+                result: Err(ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    "not supported by this server yet",
+                )),
+            });
+        }
         Request::RequestCode { .. } | Request::Register { .. } | Request::Hello { .. } => {
             return Err(ServerFrame::Response {
                 id,
