@@ -75,6 +75,35 @@ enum Command {
     /// Manage this account's devices
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Group chats: end-to-end encrypted to every member's devices.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// The safety number of your conversation with a contact: compare it with theirs (in
+    /// person or on a call); if both show the same digits, no one is in the middle.
+    Safety { phone: String },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create a group with these people; prints its id.
+    Create {
+        name: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Send a text to the group.
+    Send { name: String, text: String },
+    /// Add someone (all their devices) to the group.
+    Add { name: String, phone: String },
+    /// Remove someone from the group; they cannot read what is sent after.
+    Remove { name: String, phone: String },
+    /// Leave the group.
+    Leave { name: String },
+    /// The groups and chats this device is in.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +115,19 @@ enum DeviceCommand {
     },
     /// Remove a device: its credential stops working and its queue is dropped
     Remove { id: u32 },
+    /// Make this (unregistered) home directory a new device of an existing account: prints a
+    /// code to approve on one of the account's devices, then waits for the approval.
+    Link {
+        #[arg(long)]
+        server: String,
+        #[arg(long, default_value = "sirr-cli")]
+        name: String,
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+    },
+    /// Approve a new device from the code it shows: it joins this account and every
+    /// conversation, and sees every new message.
+    Approve { code: String },
 }
 
 fn main() {
@@ -159,6 +201,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "Registered {} as device {} of account {}.",
                 id.phone, id.device, id.account
             )?;
+            if !client.holds_account_key() {
+                eprintln!(
+                    "sirr: warning: {} already had an account; this device was added with the phone number alone, \
+                     so your contacts' apps will not encrypt to it. Remove it and use `sirr device link` instead.",
+                    id.phone
+                );
+            }
         }
         Command::Send { to, text } => {
             let to = phone(&to)?;
@@ -183,7 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         "to": m.to,
                         "text": m.text,
                         "conversation": m.conversation,
-                        "group": null,
+                        "group": m.group,
                         "device": m.from_device,
                         "sent_at": m.sent_at,
                         "received_at": m.received_at,
@@ -193,11 +242,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     });
                     writeln!(out, "{v}")?;
                 } else {
+                    if m.direction == "notice" {
+                        writeln!(out, "[{}] ! {}", utc(m.received_at), printable(&m.text))?;
+                        continue;
+                    }
                     let warn = if m.verified { "" } else { " [UNVERIFIED SENDER]" };
-                    let arrow = if m.direction == "out" {
-                        format!(" -> {}", m.to)
-                    } else {
-                        String::new()
+                    let arrow = match (&m.group, m.direction.as_str()) {
+                        (Some(g), _) => format!(" in {}", printable(g)),
+                        (None, "out") => format!(" -> {}", m.to),
+                        _ => String::new(),
                     };
                     writeln!(
                         out,
@@ -252,6 +305,111 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.remove_device(DeviceId(id)).await?;
             client.disconnect().await;
             writeln!(out, "removed device {id}")?;
+        }
+        Command::Device(DeviceCommand::Link {
+            server,
+            name,
+            ca_cert,
+        }) => {
+            let ca = match &ca_cert {
+                Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+                None => None,
+            };
+            let pending = Client::start_link(&home, &server, &name, ca.as_deref()).await?;
+            writeln!(
+                out,
+                "On a device of your account, run:\n  sirr device approve {}",
+                pending.code()
+            )?;
+            writeln!(out, "Waiting for approval...")?;
+            out.flush()?;
+            let mut client = pending.finish().await?;
+            client.connect().await?;
+            // Take the invitations to the account's conversations, if they are already there.
+            client.receive(Duration::from_secs(2)).await?;
+            client.disconnect().await;
+            let id = client.identity();
+            writeln!(
+                out,
+                "Linked: {} device {} of account {}.",
+                id.phone, id.device, id.account
+            )?;
+        }
+        Command::Device(DeviceCommand::Approve { code }) => {
+            let mut client = Client::open(&home)?;
+            client.connect().await?;
+            client.receive(Duration::ZERO).await?;
+            let device = client.approve_link(&code).await?;
+            client.disconnect().await;
+            writeln!(out, "approved device {}", device.0)?;
+        }
+        Command::Group(cmd) => {
+            let mut client = Client::open(&home)?;
+            client.connect().await?;
+            // Catch up first, so the operation starts from the group's latest state.
+            client.receive(Duration::ZERO).await?;
+            match cmd {
+                GroupCommand::Create { name, members } => {
+                    let phones = members
+                        .iter()
+                        .map(|p| phone(p))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let id = client.group_create(&name, &phones).await?;
+                    writeln!(out, "{id}")?;
+                }
+                GroupCommand::Send { name, text } => {
+                    let id = client.group_send(&name, &text).await?;
+                    writeln!(out, "sent {id}")?;
+                }
+                GroupCommand::Add { name, phone: p } => {
+                    client.group_add(&name, &phone(&p)?).await?;
+                    writeln!(out, "added {p} to {name}")?;
+                }
+                GroupCommand::Remove { name, phone: p } => {
+                    client.group_remove(&name, &phone(&p)?).await?;
+                    writeln!(out, "removed {p} from {name}")?;
+                }
+                GroupCommand::Leave { name } => {
+                    client.group_leave(&name).await?;
+                    writeln!(out, "left {name}")?;
+                }
+                GroupCommand::List { json } => {
+                    for (row, epoch, devices) in client.conversations()? {
+                        if json {
+                            let v = serde_json::json!({
+                                "id": row.id.to_string(),
+                                "group": row.name,
+                                "peer": row.peer,
+                                "members": row.members.iter().map(|m| m.phone.to_string()).collect::<Vec<_>>(),
+                                "devices": devices,
+                                "epoch": epoch,
+                            });
+                            writeln!(out, "{v}")?;
+                        } else if let Some(name) = &row.name {
+                            let members: Vec<String> =
+                                row.members.iter().map(|m| m.phone.to_string()).collect();
+                            writeln!(
+                                out,
+                                "{}  {}  ({} devices): {}",
+                                row.id,
+                                printable(name),
+                                devices,
+                                members.join(" ")
+                            )?;
+                        }
+                    }
+                }
+            }
+            client.disconnect().await;
+        }
+        Command::Safety { phone: p } => {
+            let p = phone(&p)?;
+            let mut client = Client::open(&home)?;
+            client.connect().await?;
+            client.receive(Duration::ZERO).await?;
+            let number = client.safety_number(&p).await?;
+            client.disconnect().await;
+            writeln!(out, "{number}")?;
         }
     }
     Ok(())

@@ -151,9 +151,18 @@ fn an_account_has_at_most_five_devices_which_all_see_every_message() {
     let server = Server::dev();
     let dir = tempfile::tempdir().unwrap();
     let homes: Vec<_> = (1..=6).map(|i| dir.path().join(format!("d{i}"))).collect();
-    for h in &homes[..5] {
-        register(&server, h, "+15550000031");
+    register(&server, &homes[0], "+15550000031");
+    for h in &homes[1..5] {
+        link_ok(&server, h, &homes[0]);
     }
+    // A sixth is refused, by link and by phone registration alike.
+    let l = link(&server, &homes[5], &homes[0]);
+    assert!(!l.approve.status.success() && !l.link.status.success());
+    assert!(
+        String::from_utf8_lossy(&l.approve.stderr).contains("DeviceLimit"),
+        "{}",
+        String::from_utf8_lossy(&l.approve.stderr)
+    );
     let out = sirr(
         &homes[5],
         &[

@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use sirr_client::{Client, ClientError, Connection};
-use sirr_proto::content::{Body, Content};
 use sirr_proto::*;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -19,16 +18,20 @@ fn phone(s: &str) -> Phone {
     Phone::parse(s).unwrap()
 }
 
-/// A sealed text payload from `from` to `to` (valid content a real client can open).
-fn text_payload(from: &str, to: &str, text: String) -> Vec<u8> {
-    Content {
-        conversation: sirr_proto::content::ConversationId([0; 16]),
-        from: phone(from),
-        to: phone(to),
-        sent_at: 1,
-        body: Body::Text(text),
+/// `texts` encrypted by `home`'s device for `to`, as ready `Send` requests, in order.
+async fn encrypted(
+    home: &std::path::Path,
+    to: &str,
+    texts: impl IntoIterator<Item = String>,
+) -> Vec<Request> {
+    let mut client = Client::open(home).unwrap();
+    client.connect().await.unwrap();
+    let mut out = Vec::new();
+    for t in texts {
+        out.push(client.encrypt_text(&phone(to), &t).await.unwrap());
     }
-    .seal()
+    client.disconnect().await;
+    out
 }
 
 /// Receive into `texts` (as numbers) until it holds `n` messages or a minute passes.
@@ -494,28 +497,24 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     register(&server, &a, "+15550000301");
     register(&server, &b, "+15550000302");
+    // Real end-to-end ciphertexts, made in order; eight tasks send them concurrently.
+    let pool: Vec<Request> = encrypted(&a, "+15550000302", (0..2000).map(|i| i.to_string())).await;
+    let pool = Arc::new(Mutex::new(std::collections::VecDeque::from(pool)));
     let conn = Arc::new(session(&server, &a).await);
-    let (bob, devices) = account_of(&conn, "+15550000302").await;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
-    for t in 0..8u8 {
-        let (conn, acked, devices) = (conn.clone(), acked.clone(), devices.clone());
+    for _ in 0..8u8 {
+        let (conn, acked, pool) = (conn.clone(), acked.clone(), pool.clone());
         tasks.push(tokio::spawn(async move {
-            for i in 0u32.. {
-                let payload = text_payload("+15550000301", "+15550000302", format!("{t}-{i}"));
-                let id = MessageId(rand_id());
-                let r = conn
-                    .request(Request::Send {
-                        message_id: id,
-                        to: vec![Recipient {
-                            account: bob,
-                            devices: devices.clone(),
-                        }],
-                        payload,
-                        epoch: None,
-                    })
-                    .await;
-                match r {
+            loop {
+                let Some(req) = pool.lock().unwrap().pop_front() else {
+                    return;
+                };
+                let Request::Send { message_id: id, .. } = &req else {
+                    unreachable!()
+                };
+                let id = *id;
+                match conn.request(req).await {
                     Ok(Response::Sent { .. }) => acked.lock().unwrap().push(id),
                     _ => return,
                 }
@@ -536,12 +535,14 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
     let mut bob_client = Client::open(&b).unwrap();
     bob_client.connect().await.unwrap();
     bob_client.receive(Duration::from_secs(1)).await.unwrap();
-    let received: Vec<String> = bob_client
-        .take_unread()
-        .unwrap()
-        .into_iter()
-        .map(|m| m.message_id)
+    let rows = bob_client.take_unread().unwrap();
+    let unreadable: Vec<&String> = rows
+        .iter()
+        .filter(|m| m.direction == "notice")
+        .map(|m| &m.text)
         .collect();
+    assert!(unreadable.is_empty(), "every message decrypts: {unreadable:?}");
+    let received: Vec<String> = rows.into_iter().map(|m| m.message_id).collect();
     let unique: HashSet<&String> = received.iter().collect();
     assert_eq!(unique.len(), received.len(), "each message shown once");
     for id in &acked {
@@ -625,28 +626,19 @@ async fn a_slow_receiver_gets_everything_once_and_in_order() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     register(&server, &a, "+15550000601");
     register(&server, &b, "+15550000602");
+    let mut pool = encrypted(&a, "+15550000602", (0..1500).map(|i| i.to_string()))
+        .await
+        .into_iter();
     let conn = Arc::new(session(&server, &a).await);
-    let (bob, devices) = account_of(&conn, "+15550000602").await;
-    let send = |i: u32| {
-        let (conn, devices) = (conn.clone(), devices.clone());
+    let send = |req: Request| {
+        let conn = conn.clone();
         async move {
-            let payload = text_payload("+15550000601", "+15550000602", i.to_string());
-            let r = conn
-                .request(Request::Send {
-                    message_id: MessageId(rand_id()),
-                    to: vec![Recipient {
-                        account: bob,
-                        devices,
-                    }],
-                    payload,
-                    epoch: None,
-                })
-                .await;
+            let r = conn.request(req).await;
             assert!(matches!(r, Ok(Response::Sent { .. })), "{r:?}");
         }
     };
-    for i in 0..300 {
-        send(i).await;
+    for req in pool.by_ref().take(300) {
+        send(req).await;
     }
     // Bob takes the first 300 from storage and is then caught up, on the live path.
     let mut bob_client = Client::open(&b).unwrap();
@@ -672,20 +664,8 @@ async fn a_slow_receiver_gets_everything_once_and_in_order() {
             },
         };
         ws.send(Message::Binary(encode(&hello).into())).await.unwrap();
-        for i in 300..1500u32 {
-            let payload = text_payload("+15550000601", "+15550000602", i.to_string());
-            let f = ClientFrame::Request {
-                id: i,
-                body: Request::Send {
-                    message_id: MessageId(rand_id()),
-                    to: vec![Recipient {
-                        account: bob,
-                        devices: devices.clone(),
-                    }],
-                    payload,
-                    epoch: None,
-                },
-            };
+        for (i, req) in (300..1500u32).zip(pool) {
+            let f = ClientFrame::Request { id: i, body: req };
             ws.feed(Message::Binary(encode(&f).into())).await.unwrap();
         }
         ws.flush().await.unwrap();

@@ -22,6 +22,9 @@ pub enum ClientError {
     /// The number has no Sirr account.
     #[error("{0} is not on Sirr")]
     NotOnSirr(String),
+    /// End-to-end encryption refused something (a bad KeyPackage, an undecryptable message).
+    #[error("encryption: {0}")]
+    Crypto(#[from] sirr_crypto::CryptoError),
 }
 
 impl ClientError {

@@ -16,21 +16,21 @@
 //! ```
 
 mod connection;
+mod conversations;
+mod devices;
 mod error;
+mod keys;
 pub mod state;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sirr_proto::content::{Body, Content, ConversationId};
-use sirr_proto::{
-    AccountId, DeviceId, DeviceInfo, Envelope, ErrorCode, MessageId, PROTOCOL_VERSION, Phone, Recipient,
-    Request, Response,
-};
+use sirr_proto::content::ConversationId;
+use sirr_proto::{AccountId, DeviceId, DeviceInfo, Envelope, PROTOCOL_VERSION, Phone, Request, Response};
 
 pub use connection::{Connection, Event, tls_config, websocket_url};
+pub use devices::PendingLink;
 pub use error::{ClientError, Result};
 use state::{Credentials, State, StoredMessage};
 
@@ -39,7 +39,7 @@ pub const MAX_TEXT: usize = 64 * 1024;
 /// How long `receive` keeps reading after the last message before it returns.
 const IDLE: Duration = Duration::from_millis(250);
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -72,6 +72,7 @@ pub struct Identity {
 pub struct Client {
     state: State,
     creds: Credentials,
+    keys: keys::Keys,
     conn: Option<Connection>,
     /// The server said this session's initial queue has been pushed (it says so once).
     drained: bool,
@@ -118,7 +119,7 @@ impl Client {
             account,
             device,
             secret,
-            ..
+            new_account,
         } = r?
         else {
             return Err(ClientError::Protocol("unexpected answer to Register".into()));
@@ -133,13 +134,32 @@ impl Client {
             device,
             secret: secret.to_hex(),
         };
+        // The identity first: a home with credentials but no identity could not be opened.
+        // A new account gets its account key here; a device added to an existing account by
+        // phone alone has none, and contacts refuse it until the account approves it.
+        let account_key = new_account.then(|| sirr_crypto::AccountKey::generate(&mut rand::rng()));
+        let keys = keys::Keys::create(&state, keys::Keys::new_identity(account, device), account_key)?;
+        if new_account {
+            state.set(devices::FIRST_DEVICE, b"1")?;
+        }
         state.save_credentials(&creds)?;
-        Ok(Client {
+        let mut client = Client {
             state,
             creds,
+            keys,
             conn: None,
             drained: false,
-        })
+        };
+        // Publish the device list and upload KeyPackages now, so others can write at once.
+        client.connect().await?;
+        client.disconnect().await;
+        Ok(client)
+    }
+
+    /// Whether this device holds the account key (it can approve and remove devices). A
+    /// device registered by phone on an existing account does not, and contacts refuse it.
+    pub fn holds_account_key(&self) -> bool {
+        self.keys.account_key.is_some()
     }
 
     /// Open an already registered home directory.
@@ -153,9 +173,11 @@ impl Client {
         }
         let state = State::open(home)?;
         let creds = state.credentials()?;
+        let keys = keys::Keys::load(&state)?;
         Ok(Client {
             state,
             creds,
+            keys,
             conn: None,
             drained: false,
         })
@@ -185,12 +207,14 @@ impl Client {
                 secret: self.creds.secret()?,
             })
             .await?;
-        let Response::Welcome { .. } = r else {
+        let Response::Welcome { key_packages, .. } = r else {
             return Err(unexpected(r));
         };
         self.conn = Some(conn);
         self.drained = false;
         self.refresh_own_devices().await?;
+        self.publish_first_device_list().await?;
+        self.refill_key_packages(key_packages).await?;
         Ok(())
     }
 
@@ -227,7 +251,10 @@ impl Client {
             self.disconnect().await;
             return Ok(());
         }
-        self.refresh_own_devices().await
+        self.refresh_own_devices().await?;
+        self.unlist_device(device).await?;
+        let own = self.state.own_devices()?;
+        self.sync_own_devices_everywhere(own).await
     }
 
     /// Find `phone`'s account via the directory and remember it.
@@ -246,113 +273,6 @@ impl Client {
         };
         self.state.set_contact(phone, e.account, &e.devices)?;
         Ok(Some((e.account, e.devices)))
-    }
-
-    /// Send a text to `to`. Returns once the server has stored it durably for every device of
-    /// the recipient (and this account's other devices).
-    pub async fn send_text(&mut self, to: &Phone, text: &str) -> Result<MessageId> {
-        if text.len() > MAX_TEXT {
-            return Err(ClientError::Invalid(format!(
-                "message is {} bytes; the limit is {MAX_TEXT} bytes",
-                text.len()
-            )));
-        }
-        let (account, mut devices) = match self.state.contact(to)? {
-            Some(c) => c,
-            None => self
-                .lookup(to)
-                .await?
-                .ok_or_else(|| ClientError::NotOnSirr(to.to_string()))?,
-        };
-        let conversation = direct_conversation(self.creds.account, account);
-        let content = Content {
-            conversation,
-            from: self.creds.phone.clone(),
-            to: to.clone(),
-            sent_at: now_ms(),
-            body: Body::Text(text.to_owned()),
-        };
-        let payload = content.seal();
-        let mut id = [0u8; 16];
-        rand::rng().fill_bytes(&mut id);
-        let message_id = MessageId(id);
-        for _attempt in 0..4 {
-            let mut recipients = vec![Recipient {
-                account,
-                devices: devices.clone(),
-            }];
-            if account != self.creds.account {
-                let mine: Vec<DeviceId> = self
-                    .state
-                    .own_devices()?
-                    .into_iter()
-                    .filter(|d| *d != self.creds.device)
-                    .collect();
-                if !mine.is_empty() {
-                    recipients.push(Recipient {
-                        account: self.creds.account,
-                        devices: mine,
-                    });
-                }
-            } else {
-                recipients[0].devices.retain(|d| *d != self.creds.device);
-            }
-            let r = self
-                .conn()?
-                .request(Request::Send {
-                    message_id,
-                    to: recipients,
-                    payload: payload.clone(),
-                    epoch: None,
-                })
-                .await;
-            match r {
-                Ok(Response::Sent { .. }) => {
-                    let stored = StoredMessage {
-                        message_id: String::new(),
-                        conversation: String::new(),
-                        direction: "out".into(),
-                        from: self.creds.phone.to_string(),
-                        to: to.to_string(),
-                        from_device: self.creds.device.0,
-                        text: text.to_owned(),
-                        sent_at: content.sent_at,
-                        received_at: now_ms(),
-                        verified: true,
-                    };
-                    self.state
-                        .store_messages(&[(message_id, stored, conversation.0)])?;
-                    self.state.mark_printed(&message_id)?;
-                    return Ok(message_id);
-                }
-                Ok(other) => return Err(unexpected(other)),
-                Err(ClientError::Server(e)) if e.code == ErrorCode::StaleDevices => {
-                    for r in &e.devices {
-                        if r.account == self.creds.account {
-                            let mut all = r.devices.clone();
-                            all.push(self.creds.device);
-                            all.sort();
-                            self.state.set_own_devices(&all)?;
-                        }
-                        if r.account == account {
-                            devices = r.devices.clone();
-                            self.state.set_contact_devices(account, &devices)?;
-                        }
-                    }
-                }
-                Err(ClientError::Server(e)) if e.code == ErrorCode::UnknownRecipient => {
-                    // The number may have re-registered as a new account: look it up afresh.
-                    return match self.lookup(to).await? {
-                        Some((fresh, _)) if fresh != account => Box::pin(self.send_text(to, text)).await,
-                        _ => Err(ClientError::NotOnSirr(to.to_string())),
-                    };
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ClientError::Protocol(
-            "recipient devices kept changing; try again".into(),
-        ))
     }
 
     /// Receive what the server has queued for this device: store each message locally, then
@@ -426,42 +346,29 @@ impl Client {
     async fn accept(&mut self, batch: Vec<Envelope>) -> Result<usize> {
         let mut rows = Vec::with_capacity(batch.len());
         let mut seqs = Vec::with_capacity(batch.len());
+        let mut followups = conversations::Followups::default();
+        let mut fresh = Vec::with_capacity(batch.len());
         for env in batch {
             seqs.push(env.seq);
-            let content = match Content::open(&env.payload) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(from = %env.from, error = %e, "dropping a message that cannot be read");
-                    continue;
-                }
-            };
-            let verified = self.sender_matches(&content.from, env.from.account).await?;
-            let Body::Text(text) = content.body;
-            let direction = if env.from.account == self.creds.account {
-                "out"
-            } else {
-                "in"
-            };
-            rows.push((
-                env.message_id,
-                StoredMessage {
-                    message_id: String::new(),
-                    conversation: String::new(),
-                    direction: direction.into(),
-                    from: content.from.to_string(),
-                    to: content.to.to_string(),
-                    from_device: env.from.device.0,
-                    text,
-                    sent_at: content.sent_at,
-                    received_at: now_ms(),
-                    verified,
-                },
-                content.conversation.0,
-            ));
+            // A redelivery after a crash between our commit and the ack: already processed.
+            if self.state.seen(&env.message_id)? || fresh.contains(&env.message_id) {
+                continue;
+            }
+            fresh.push(env.message_id);
+            self.process(env.from, env.message_id, &env.payload, &mut rows, &mut followups)
+                .await?;
         }
-        let new = self.state.store_messages(&rows)?;
+        // MLS state, messages and seen marks in one transaction, then the ack.
+        let new = self.state.tx(|| {
+            self.keys.save(&self.state)?;
+            for id in &fresh {
+                self.state.mark_seen(id)?;
+            }
+            self.state.store_messages(&rows)
+        })?;
         // Only after the local commit: a crash before this line means redelivery, not loss.
         self.conn()?.ack(seqs).await?;
+        Box::pin(self.run_followups(followups)).await?;
         Ok(new)
     }
 
@@ -484,7 +391,17 @@ impl Client {
     }
 }
 
-fn unexpected(r: Response) -> ClientError {
+pub(crate) fn check_text(text: &str) -> Result<()> {
+    if text.len() > MAX_TEXT {
+        return Err(ClientError::Invalid(format!(
+            "message is {} bytes; the limit is {MAX_TEXT} bytes",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn unexpected(r: Response) -> ClientError {
     ClientError::Protocol(format!("unexpected answer from server: {r:?}"))
 }
 

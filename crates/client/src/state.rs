@@ -1,7 +1,13 @@
 //! The client's local state in its home directory.
 //!
 //! - `credentials.json` (mode 0600): account, device and the device secret;
-//! - `state.db` (SQLite): identity, own devices, contacts, and received and sent messages.
+//! - `state.key` (mode 0600): the 256-bit key that seals the secrets in `state.db` at rest;
+//! - `state.db` (SQLite): own devices, contacts, conversations, received and sent messages, and
+//!   — sealed with `state.key` — the device identity and the MLS state (group secrets, keys).
+//!
+//! Processing a pushed message changes the MLS state (ratchets advance, commits merge); the new
+//! MLS state, the stored message and the "seen" mark of its id are written in one transaction,
+//! before the acknowledgement, so a crash at any point either redoes the whole step or none.
 //!
 //! A pushed message is written here *before* it is acknowledged to the server, so a crash
 //! between the two means a redelivery, which the primary key on `message_id` absorbs.
@@ -11,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use sirr_proto::{AccountId, DeviceId, MessageId, Phone, Secret};
+use sirr_proto::content::Member;
+use sirr_proto::{AccountId, ConversationId, DeviceId, MessageId, Phone, Secret};
 
 use crate::error::{ClientError, Result};
 
@@ -35,12 +42,16 @@ impl Credentials {
 pub struct StoredMessage {
     pub message_id: String,
     pub conversation: String,
-    /// `in` for received, `out` for sent by this account (on any of its devices).
+    /// `in` for received, `out` for sent by this account (on any of its devices), `notice` for
+    /// something the user must know that is not a message (an undecryptable message, a removal,
+    /// a contact's new keys).
     pub direction: String,
     pub from: String,
     pub to: String,
     pub from_device: u32,
     pub text: String,
+    /// The group's name; `None` in a one-to-one chat.
+    pub group: Option<String>,
     /// Sender's clock, ms since the Unix epoch.
     pub sent_at: u64,
     /// When this device stored it, ms since the Unix epoch.
@@ -75,7 +86,32 @@ CREATE TABLE IF NOT EXISTS messages (
     printed      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_unprinted ON messages (printed, received_at);
+CREATE TABLE IF NOT EXISTS sealed (name TEXT PRIMARY KEY, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS conversations (
+    id      BLOB PRIMARY KEY,
+    name    TEXT,
+    peer    TEXT,
+    members TEXT NOT NULL DEFAULT '[]',
+    active  INTEGER NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX IF NOT EXISTS conversations_name ON conversations (name) WHERE active = 1;
+CREATE TABLE IF NOT EXISTS seen (message_id BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS account_keys (account BLOB PRIMARY KEY, key BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 ";
+
+/// A conversation as this device knows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConversationRow {
+    pub id: ConversationId,
+    /// The group's name; `None` for a one-to-one chat.
+    pub name: Option<String>,
+    /// The other party of a one-to-one chat.
+    pub peer: Option<String>,
+    pub members: Vec<Member>,
+    /// False once this device was removed or left.
+    pub active: bool,
+}
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -228,10 +264,9 @@ impl State {
 
     /// Store a batch of messages in one transaction; returns how many were new.
     pub fn store_messages(&self, msgs: &[(MessageId, StoredMessage, [u8; 16])]) -> Result<usize> {
-        let tx = self.db.unchecked_transaction()?;
-        let mut new = 0;
-        {
-            let mut s = tx.prepare_cached(
+        self.tx(|| {
+            let mut new = 0;
+            let mut s = self.db.prepare_cached(
                 "INSERT OR IGNORE INTO messages
                  (message_id, conversation, direction, from_phone, to_phone, from_device, text, sent_at, received_at, verified)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -250,9 +285,179 @@ impl State {
                     m.verified,
                 ])?;
             }
+            Ok(new)
+        })
+    }
+
+    /// Runs `f` in a transaction, or inside the one already open (so steps compose).
+    pub fn tx<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if !self.db.is_autocommit() {
+            return f();
         }
-        tx.commit()?;
-        Ok(new)
+        self.db.execute_batch("BEGIN IMMEDIATE")?;
+        match f() {
+            Ok(v) => {
+                self.db.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.db.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// The at-rest key, created (mode 0600) on first use.
+    pub fn at_rest_key(&self) -> Result<[u8; 32]> {
+        let path = self.home.join("state.key");
+        match std::fs::read(&path) {
+            Ok(bytes) => bytes
+                .try_into()
+                .map_err(|_| ClientError::State(format!("{} is not a 32-byte key", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = sirr_crypto::seal::new_at_rest_key()?;
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let mut f = opts.open(&path)?;
+                f.write_all(&key)?;
+                f.sync_all()?;
+                Ok(key)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn sealed(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .query_row("SELECT blob FROM sealed WHERE name = ?", [name], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_sealed(&self, name: &str, blob: &[u8]) -> Result<()> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO sealed (name, blob) VALUES (?, ?)",
+            params![name, blob],
+        )?;
+        Ok(())
+    }
+
+    /// The account key pinned for `account` (trust on first use).
+    pub fn pinned_key(&self, account: AccountId) -> Result<Option<[u8; 32]>> {
+        let k: Option<Vec<u8>> = self
+            .db
+            .query_row(
+                "SELECT key FROM account_keys WHERE account = ?",
+                [&account.0[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        k.map(|k| {
+            k.try_into()
+                .map_err(|_| ClientError::State("corrupt account key row".into()))
+        })
+        .transpose()
+    }
+
+    pub fn pin_key(&self, account: AccountId, key: [u8; 32]) -> Result<()> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO account_keys (account, key) VALUES (?, ?)",
+            params![&account.0[..], &key[..]],
+        )?;
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .query_row("SELECT value FROM kv WHERE name = ?", [name], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO kv (name, value) VALUES (?, ?)",
+            params![name, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete(&self, name: &str) -> Result<()> {
+        self.db.execute("DELETE FROM kv WHERE name = ?", [name])?;
+        Ok(())
+    }
+
+    /// All contacts as (phone, account).
+    pub fn contacts(&self) -> Result<Vec<(Phone, AccountId)>> {
+        let mut s = self
+            .db
+            .prepare("SELECT phone, account FROM contacts ORDER BY phone")?;
+        let rows = s
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(p, a)| Some((Phone::parse(&p).ok()?, AccountId(a.try_into().ok()?))))
+            .collect())
+    }
+
+    /// Whether a handshake or message with this id was already processed.
+    pub fn seen(&self, id: &MessageId) -> Result<bool> {
+        Ok(self
+            .db
+            .query_row("SELECT 1 FROM seen WHERE message_id = ?", [&id.0[..]], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    pub fn mark_seen(&self, id: &MessageId) -> Result<()> {
+        self.db
+            .execute("INSERT OR IGNORE INTO seen (message_id) VALUES (?)", [&id.0[..]])?;
+        Ok(())
+    }
+
+    pub fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRow>> {
+        self.db
+            .query_row(
+                "SELECT id, name, peer, members, active FROM conversations WHERE id = ?",
+                [&id.0[..]],
+                conversation_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    /// The active group called `name`.
+    pub fn group_named(&self, name: &str) -> Result<Option<ConversationRow>> {
+        self.db
+            .query_row(
+                "SELECT id, name, peer, members, active FROM conversations WHERE name = ? AND active = 1",
+                [name],
+                conversation_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    pub fn conversations(&self) -> Result<Vec<ConversationRow>> {
+        let mut s = self
+            .db
+            .prepare("SELECT id, name, peer, members, active FROM conversations ORDER BY name, peer")?;
+        let rows = s
+            .query_map([], conversation_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().collect()
+    }
+
+    pub fn save_conversation(&self, c: &ConversationRow) -> Result<()> {
+        let members = serde_json::to_string(&c.members).map_err(|e| ClientError::State(e.to_string()))?;
+        self.db.execute(
+            "INSERT OR REPLACE INTO conversations (id, name, peer, members, active) VALUES (?, ?, ?, ?, ?)",
+            params![&c.id.0[..], c.name, c.peer, members, c.active],
+        )?;
+        Ok(())
     }
 
     /// Mark an outgoing message as already shown (the sender typed it).
@@ -269,8 +474,10 @@ impl State {
         let tx = self.db.unchecked_transaction()?;
         let out = {
             let mut s = tx.prepare(
-                "SELECT message_id, conversation, direction, from_phone, to_phone, from_device, text, sent_at, received_at, verified
-                 FROM messages WHERE printed = 0 ORDER BY received_at, rowid",
+                "SELECT m.message_id, m.conversation, m.direction, m.from_phone, m.to_phone, m.from_device, m.text,
+                        m.sent_at, m.received_at, m.verified, c.name
+                 FROM messages m LEFT JOIN conversations c ON c.id = m.conversation
+                 WHERE m.printed = 0 ORDER BY m.received_at, m.rowid",
             )?;
             s.query_map([], |r| {
                 Ok(StoredMessage {
@@ -284,6 +491,7 @@ impl State {
                     sent_at: r.get::<_, i64>(7)? as u64,
                     received_at: r.get::<_, i64>(8)? as u64,
                     verified: r.get(9)?,
+                    group: r.get(10)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?
@@ -292,4 +500,26 @@ impl State {
         tx.commit()?;
         Ok(out)
     }
+}
+
+fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ConversationRow>> {
+    let id: Vec<u8> = r.get(0)?;
+    let members: String = r.get(3)?;
+    let name: Option<String> = r.get(1)?;
+    let peer: Option<String> = r.get(2)?;
+    let active: bool = r.get(4)?;
+    Ok((|| {
+        let id: [u8; 16] = id
+            .try_into()
+            .map_err(|_| ClientError::State("corrupt conversation row".into()))?;
+        let members: Vec<Member> = serde_json::from_str(&members)
+            .map_err(|_| ClientError::State("corrupt conversation row".into()))?;
+        Ok(ConversationRow {
+            id: ConversationId(id),
+            name,
+            peer,
+            members,
+            active,
+        })
+    })())
 }

@@ -233,6 +233,22 @@ impl Conversation {
             .collect()
     }
 
+    /// The member devices with their signature keys (for safety numbers).
+    pub fn member_publics(&self) -> Vec<crate::DevicePublic> {
+        self.group
+            .members()
+            .filter_map(|m| {
+                let address = parse_credential(&m.credential).ok()?;
+                let signature_key: [u8; 32] = m.signature_key.as_slice().try_into().ok()?;
+                Some(crate::DevicePublic {
+                    account: address.account,
+                    device: address.device,
+                    signature_key,
+                })
+            })
+            .collect()
+    }
+
     fn leaf_of(&self, address: DeviceAddress) -> Option<LeafNodeIndex> {
         self.group
             .members()
@@ -242,6 +258,13 @@ impl Conversation {
 
     fn address_of(&self, leaf: LeafNodeIndex) -> Option<DeviceAddress> {
         self.group.member(leaf).and_then(|c| parse_credential(c).ok())
+    }
+
+    /// Forgets the conversation: its state and keys leave `store`. Used when the server's order
+    /// made a locally created conversation lose to another member's (the winner's Welcome
+    /// follows), and when the user deletes a conversation they were removed from.
+    pub fn delete(mut self, store: &MlsStore) -> Result<()> {
+        self.group.delete(store.storage()).map_err(CryptoError::internal)
     }
 
     fn ensure_active(&self) -> Result<()> {

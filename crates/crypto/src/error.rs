@@ -50,6 +50,14 @@ pub enum CryptoError {
         /// The device the credential actually names.
         found: DeviceAddress,
     },
+    /// A device is not on its account's signed device list, or has another key there: the
+    /// account never approved it (it may have been registered by phone alone, or injected).
+    #[error("{0} was never approved by its account")]
+    UnapprovedDevice(DeviceAddress),
+    /// An account's device list is signed by another account key than the one pinned for it:
+    /// the account was registered anew, or someone is in the middle. The safety number changed.
+    #[error("the account key changed")]
+    AccountKeyChanged,
     /// A KeyPackage is outside its lifetime at the caller's time.
     #[error("key package lifetime does not cover now ({now}): valid {not_before}..{not_after}")]
     KeyPackageLifetime {

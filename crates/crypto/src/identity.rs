@@ -137,6 +137,12 @@ impl DeviceIdentity {
         Ok(identity)
     }
 
+    /// The same key pair bound to another address. A device being linked makes its key before
+    /// it knows its device id (the approving device signs that key into the device list).
+    pub fn rebind(&self, account: AccountId, device: DeviceId) -> Self {
+        Self::from_seed(account, device, self.signing.as_bytes())
+    }
+
     fn from_seed(account: AccountId, device: DeviceId, seed: &[u8; KEY_LEN]) -> Self {
         let signing = ed25519_dalek::SigningKey::from_bytes(seed);
         let public = signing.verifying_key().to_bytes();

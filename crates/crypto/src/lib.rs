@@ -13,23 +13,28 @@
 //! `wasm32-unknown-unknown` (feature `wasm`).
 //!
 //! Map of the crate:
+//! - [`account`]: the account key and signed device lists.
 //! - [`identity`]: [`DeviceIdentity`] (signature key + credential `account || device`).
 //! - [`keypackage`]: [`KeyPackages`] generation and validation.
 //! - [`conversation`]: [`Conversation`], the group operations and message processing.
 //! - [`storage`]: [`MlsStore`], the OpenMLS provider with byte export/import.
 //! - [`safety`]: safety numbers.
+//! - [`seal`]: state at rest and device-link secrets (outside MLS).
 //! - [`error`]: the error type [`CryptoError`].
 //!
 //! **Invariant:** no public function panics on bytes received from outside; all such failures
 //! are a typed [`CryptoError`].
 
+pub mod account;
 pub mod conversation;
 pub mod error;
 pub mod identity;
 pub mod keypackage;
 pub mod safety;
+pub mod seal;
 pub mod storage;
 
+pub use account::{AccountKey, DeviceList, verify_device_list};
 pub use conversation::{AddOutput, Conversation, ConversationId, Incoming, ProposalKind};
 pub use error::CryptoError;
 pub use identity::{DeviceIdentity, DevicePublic};

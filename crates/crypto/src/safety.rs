@@ -56,6 +56,15 @@ impl DevicePublicSet {
         Ok(Self { account, keys })
     }
 
+    /// The set of one account key (Sirr's safety numbers cover account keys, so linking a
+    /// device does not change them; the account key signs the device list).
+    pub fn from_account_key(account: AccountId, key: [u8; 32]) -> Self {
+        Self {
+            account,
+            keys: vec![key],
+        }
+    }
+
     /// The account.
     pub fn account(&self) -> AccountId {
         self.account

@@ -87,6 +87,12 @@ fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+/// Strictly decode any postcard value of this crate (exactly one value, no trailing bytes), for
+/// payloads clients exchange inside encryption. Never panics.
+pub fn decode_exact<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    decode(bytes, usize::MAX)
+}
+
 /// Decode a frame received by a client.
 pub fn decode_server_frame(bytes: &[u8], limit: usize) -> Result<ServerFrame, DecodeError> {
     decode(bytes, limit)

@@ -1,5 +1,5 @@
-//! What a sending client puts inside an envelope's payload, before padding (and, with MLS,
-//! before encryption). The server never decodes this.
+//! What a sending client puts inside an envelope's payload: a [`Sealed`] wrapper around MLS
+//! bytes, and inside the MLS ciphertext a padded [`Content`]. The server never decodes either.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,15 +7,50 @@ use crate::Phone;
 
 pub use crate::ConversationId;
 
-/// One message as the sender wrote it.
+/// What a client puts in an envelope's payload. The server relays it without decoding it;
+/// everything but the conversation id is MLS ciphertext or an MLS Welcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Sealed {
+    /// An MLS Welcome adding the receiving device to `conversation`.
+    Welcome {
+        conversation: ConversationId,
+        #[serde(with = "serde_bytes")]
+        welcome: Vec<u8>,
+    },
+    /// An MLS message of `conversation`: an application message, a proposal or a commit.
+    Mls {
+        conversation: ConversationId,
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
+    },
+}
+
+impl Sealed {
+    pub fn encode(&self) -> Vec<u8> {
+        crate::encode(self)
+    }
+
+    /// Strict decode: exactly one `Sealed`, no trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Sealed, crate::DecodeError> {
+        if bytes.is_empty() {
+            return Err(crate::DecodeError::Empty);
+        }
+        let (s, rest) =
+            postcard::take_from_bytes(bytes).map_err(|_| crate::DecodeError::Malformed("sealed payload"))?;
+        if !rest.is_empty() {
+            return Err(crate::DecodeError::TrailingBytes(rest.len()));
+        }
+        Ok(s)
+    }
+}
+
+/// One message as the sender wrote it: the plaintext of an MLS application message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Content {
-    pub conversation: ConversationId,
-    /// The sender's phone number as the sender states it. Receivers check it against the
-    /// directory entry of the server-authenticated sending account before showing it.
+    /// The sender's phone number as the sender states it. MLS authenticates the sending
+    /// *account*; receivers check this number against the directory entry of that account
+    /// before showing it as verified.
     pub from: Phone,
-    /// The other party of a one-to-one chat (lets the sender's own other devices file the copy).
-    pub to: Phone,
     /// Sender's clock, milliseconds since the Unix epoch.
     pub sent_at: u64,
     pub body: Body,
@@ -24,6 +59,31 @@ pub struct Content {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
     Text(String),
+    /// What the conversation is called and who is in it, sent by whoever changes either, so
+    /// that devices joining by Welcome learn the name and the members' numbers. `name` is
+    /// `None` for a one-to-one chat.
+    Info {
+        name: Option<String>,
+        members: Vec<Member>,
+    },
+}
+
+/// A member account of a conversation, with the number its inviter knows it by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub phone: Phone,
+    pub account: crate::AccountId,
+}
+
+/// What an approving device hands a newly linked device of the same account, sealed to the
+/// link's key (the server relays it without being able to read it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkBundle {
+    pub phone: Phone,
+    /// The account key's private seed, so the new device can approve devices in turn.
+    pub account_key: Option<[u8; 32]>,
+    /// Known contacts, so the new device can name the people in its conversations.
+    pub contacts: Vec<Member>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,7 +95,7 @@ pub enum ContentError {
 }
 
 impl Content {
-    /// Serialise and pad, ready to be sent (or, with MLS, encrypted).
+    /// Serialise and pad, ready to be encrypted.
     pub fn seal(&self) -> Vec<u8> {
         crate::padding::pad(&crate::encode(self))
     }
@@ -61,9 +121,7 @@ mod tests {
     #[test]
     fn content_seals_to_a_bucket_and_opens() {
         let c = Content {
-            conversation: ConversationId([5; 16]),
             from: Phone::parse("+15550000001").unwrap(),
-            to: Phone::parse("+15550000002").unwrap(),
             sent_at: 1,
             body: Body::Text("hello".into()),
         };
@@ -71,5 +129,19 @@ mod tests {
         assert_eq!(sealed.len(), 256);
         assert_eq!(Content::open(&sealed).unwrap(), c);
         assert!(Content::open(&sealed[..3]).is_err());
+    }
+
+    #[test]
+    fn sealed_decodes_strictly() {
+        let s = Sealed::Mls {
+            conversation: ConversationId([1; 16]),
+            message: vec![1, 2, 3],
+        };
+        let mut b = s.encode();
+        assert_eq!(Sealed::decode(&b).unwrap(), s);
+        b.push(0);
+        assert!(Sealed::decode(&b).is_err());
+        assert!(Sealed::decode(&[]).is_err());
+        assert!(Sealed::decode(&[9]).is_err());
     }
 }

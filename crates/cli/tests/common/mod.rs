@@ -223,3 +223,61 @@ pub fn recv_json(home: &Path, wait: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("recv --json prints one JSON object per line"))
         .collect()
 }
+
+/// What `link` saw: the approving and the linking commands' results.
+pub struct Linked {
+    pub approve: Output,
+    pub link: Output,
+}
+
+/// Link `new_home` as a new device of `approver`'s account: `sirr device link` on the new
+/// home prints a code, `sirr device approve CODE` on the approver takes it.
+pub fn link(server: &Server, new_home: &Path, approver: &Path) -> Linked {
+    let mut child = Command::new(bin("sirr"))
+        .arg("--home")
+        .arg(new_home)
+        .args(["device", "link", "--server", &server.url, "--name", "linked"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sirr device link");
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    let code = loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "device link ended without a code: {printed}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        printed.push_str(&line);
+        if let Some(code) = line.trim().strip_prefix("sirr device approve ") {
+            break code.to_owned();
+        }
+    };
+    let approve = sirr(approver, &["device", "approve", &code]);
+    if !approve.status.success() {
+        let _ = child.kill();
+    }
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    let mut link = child.wait_with_output().unwrap();
+    link.stdout = format!("{printed}{rest}").into_bytes();
+    Linked { approve, link }
+}
+
+/// Link and insist both sides succeed.
+pub fn link_ok(server: &Server, new_home: &Path, approver: &Path) {
+    let l = link(server, new_home, approver);
+    assert!(
+        l.approve.status.success() && l.link.status.success(),
+        "linking failed:\napprove: {}\nlink: {}\n{}",
+        String::from_utf8_lossy(&l.approve.stderr),
+        String::from_utf8_lossy(&l.link.stderr),
+        String::from_utf8_lossy(&l.link.stdout)
+    );
+}

@@ -1,0 +1,1034 @@
+//! End-to-end encrypted conversations: MLS groups whose leaves are devices.
+//!
+//! A one-to-one chat is the group of both accounts' devices, with an id both sides derive
+//! ([`crate::direct_conversation`]); a group has a random id. The server orders every commit of
+//! a conversation (one per epoch) and refuses messages from a stale epoch, so the flow of each
+//! operation is: stage locally, ask the server, then merge (accepted) or discard and catch up
+//! (refused), and retry.
+//!
+//! The server's device lists are the truth about which devices an account has; when they differ
+//! from a conversation's leaves the server refuses a send with `StaleDevices`, and
+//! [`Client::reconcile`] adds the missing devices and removes the departed ones before the retry.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use rand::RngCore;
+use sirr_crypto::{Conversation, Incoming, KeyPackages, ProposalKind, ValidatedKeyPackage};
+use sirr_proto::content::{Body, Content, Member, Sealed};
+use sirr_proto::{
+    AccountId, ConversationId, DeviceAddress, DeviceId, EpochRef, ErrorCode, MessageId, Outgoing, Phone,
+    Recipient, Request, Response,
+};
+
+use crate::error::{ClientError, Result};
+use crate::state::{ConversationRow, StoredMessage};
+use crate::{Client, direct_conversation, now_ms, unexpected};
+
+/// How many one-time KeyPackages to keep at the server; refill below [`KEY_PACKAGES_LOW`].
+pub(crate) const KEY_PACKAGE_BATCH: usize = 50;
+pub(crate) const KEY_PACKAGES_LOW: u32 = 10;
+/// KeyPackage lifetime.
+const KEY_PACKAGE_LIFETIME_SECS: u64 = 30 * 86_400;
+/// How many times an operation is retried after the server said the conversation moved on.
+const ATTEMPTS: usize = 6;
+/// How long to wait for the queue while catching up after a refusal.
+const CATCH_UP: Duration = Duration::from_millis(300);
+
+fn random_id() -> MessageId {
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    MessageId(id)
+}
+
+fn now_unix() -> u64 {
+    now_ms() / 1000
+}
+
+/// Group devices by account, as `Send` and `Commit` want them.
+fn recipients(devices: impl IntoIterator<Item = DeviceAddress>) -> Vec<Recipient> {
+    let mut by_account: BTreeMap<AccountId, Vec<DeviceId>> = BTreeMap::new();
+    for d in devices {
+        by_account.entry(d.account).or_default().push(d.device);
+    }
+    by_account
+        .into_iter()
+        .map(|(account, mut devices)| {
+            devices.sort();
+            Recipient { account, devices }
+        })
+        .collect()
+}
+
+/// What [`Client::process`] learnt from one envelope, beyond what it stored.
+#[derive(Default)]
+pub(crate) struct Followups {
+    /// Conversations with proposals (someone leaving) that this device should commit.
+    pub commit_proposals: BTreeSet<ConversationId>,
+    /// Conversations this device should leave because another device of its account left.
+    pub leave: BTreeSet<ConversationId>,
+}
+
+impl Client {
+    fn me(&self) -> DeviceAddress {
+        DeviceAddress {
+            account: self.creds.account,
+            device: self.creds.device,
+        }
+    }
+
+    /// Generate and upload KeyPackages if the server's stock is low. The private halves are
+    /// saved before the upload, so a Welcome made for any uploaded package can be opened.
+    pub(crate) async fn refill_key_packages(&mut self, stock: u32) -> Result<()> {
+        if stock >= KEY_PACKAGES_LOW {
+            return Ok(());
+        }
+        let batch = KeyPackages::generate(
+            &self.keys.store,
+            &self.keys.identity,
+            KEY_PACKAGE_BATCH,
+            now_unix(),
+            KEY_PACKAGE_LIFETIME_SECS,
+        )?;
+        self.keys.save(&self.state)?;
+        let r = self
+            .conn()?
+            .request(Request::UploadKeyPackages {
+                one_time: batch.one_time.into_iter().map(Into::into).collect(),
+                last_resort: Some(batch.last_resort.into()),
+            })
+            .await?;
+        match r {
+            Response::KeyStock { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Claim and check one KeyPackage per named device of `account` (all of them if empty):
+    /// each must be valid and belong to a device the account approved.
+    pub(crate) async fn claim(
+        &self,
+        account: AccountId,
+        devices: Vec<DeviceId>,
+    ) -> Result<Vec<ValidatedKeyPackage>> {
+        let wanted = devices.len();
+        let r = self
+            .conn()?
+            .request(Request::ClaimKeyPackages { account, devices })
+            .await?;
+        let Response::KeyPackages {
+            packages,
+            device_list,
+        } = r
+        else {
+            return Err(unexpected(r));
+        };
+        if wanted > 0 && packages.len() < wanted {
+            return Err(ClientError::Invalid(format!(
+                "account {account} has devices without keys at the server; try again later"
+            )));
+        }
+        let mut out = Vec::with_capacity(packages.len());
+        for p in packages {
+            let address = DeviceAddress {
+                account,
+                device: p.device,
+            };
+            let kp =
+                sirr_crypto::KeyPackages::validate(&self.keys.store, &p.key_package, address, now_unix())
+                    .map_err(|e| {
+                        ClientError::Invalid(format!("device {address} offered an invalid key package: {e}"))
+                    })?;
+            out.push(kp);
+        }
+        self.check_approved(account, device_list.as_deref().map(|b| &b[..]), &out)?;
+        Ok(out)
+    }
+
+    /// Ask the server to order a staged commit; merge it if accepted. Returns false if another
+    /// commit won the epoch (the local one is discarded; catch up and retry).
+    async fn order_commit(
+        &mut self,
+        conv: &mut Conversation,
+        members: Vec<AccountId>,
+        commit: Vec<u8>,
+        commit_to: Vec<Recipient>,
+        welcome: Option<(Vec<u8>, Vec<Recipient>)>,
+    ) -> Result<bool> {
+        let id = ConversationId(conv.id());
+        self.keys.save(&self.state)?;
+        let r = self
+            .conn()?
+            .request(Request::Commit {
+                conversation: id,
+                epoch: conv.epoch(),
+                members,
+                commit: Outgoing {
+                    message_id: random_id(),
+                    to: commit_to,
+                    payload: Sealed::Mls {
+                        conversation: id,
+                        message: commit,
+                    }
+                    .encode(),
+                },
+                welcome: welcome.map(|(welcome, to)| Outgoing {
+                    message_id: random_id(),
+                    to,
+                    payload: Sealed::Welcome {
+                        conversation: id,
+                        welcome,
+                    }
+                    .encode(),
+                }),
+            })
+            .await;
+        match r {
+            Ok(Response::Committed { .. }) => {
+                conv.merge_pending_commit(&self.keys.store)?;
+                self.keys.save(&self.state)?;
+                Ok(true)
+            }
+            Ok(other) => Err(unexpected(other)),
+            Err(ClientError::Server(e)) if e.code == ErrorCode::StaleEpoch => {
+                conv.clear_pending_commit(&self.keys.store)?;
+                self.keys.save(&self.state)?;
+                Ok(false)
+            }
+            Err(e) => {
+                // Unknown outcome (e.g. the connection broke). Discarding is safe if the server
+                // refused; if it accepted, the next send is refused as stale and catching up
+                // cannot decrypt our own commit, which is the one known gap (see ARCHITECTURE).
+                conv.clear_pending_commit(&self.keys.store)?;
+                self.keys.save(&self.state)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Create conversation `id` with the devices of `others` and this account's other devices,
+    /// unless it already exists here. Returns once the server has ordered the creating commit,
+    /// or once this device has joined the conversation another device created first.
+    pub(crate) async fn establish(
+        &mut self,
+        id: ConversationId,
+        name: Option<String>,
+        others: Vec<Member>,
+    ) -> Result<()> {
+        for _ in 0..ATTEMPTS {
+            if let Some(c) = Conversation::load(&self.keys.store, id.0)? {
+                if c.is_active() && c.epoch() > 0 {
+                    return Ok(());
+                }
+                // A local attempt that never got ordered, or a conversation we were removed from.
+                c.delete(&self.keys.store)?;
+                self.keys.save(&self.state)?;
+            }
+            let me = self.me();
+            let mut kps = Vec::new();
+            for m in &others {
+                let claimed = self.claim(m.account, Vec::new()).await?;
+                if claimed.is_empty() {
+                    return Err(ClientError::Invalid(format!(
+                        "{} has no device keys at the server yet; they need to connect once",
+                        m.phone
+                    )));
+                }
+                kps.extend(claimed);
+            }
+            let own = self.claim(me.account, Vec::new()).await?;
+            kps.extend(own.into_iter().filter(|k| k.address() != me));
+            let mut conv = Conversation::create(&self.keys.store, &self.keys.identity, id.0)?;
+            let added = conv.add_members(&self.keys.store, &self.keys.identity, &kps)?;
+            let mut accounts: Vec<AccountId> = others.iter().map(|m| m.account).collect();
+            accounts.push(me.account);
+            accounts.sort();
+            accounts.dedup();
+            let welcome_to = recipients(kps.iter().map(|k| k.address()));
+            if self
+                .order_commit(
+                    &mut conv,
+                    accounts,
+                    added.commit,
+                    Vec::new(),
+                    Some((added.welcome, welcome_to)),
+                )
+                .await?
+            {
+                let mut members = others;
+                members.push(Member {
+                    phone: self.creds.phone.clone(),
+                    account: me.account,
+                });
+                let row = ConversationRow {
+                    id,
+                    peer: if name.is_none() {
+                        members
+                            .iter()
+                            .find(|m| m.account != me.account)
+                            .map(|m| m.phone.to_string())
+                    } else {
+                        None
+                    },
+                    name: name.clone(),
+                    members: members.clone(),
+                    active: true,
+                };
+                self.state.save_conversation(&row)?;
+                self.send_content(id, Body::Info { name, members }).await?;
+                return Ok(());
+            }
+            // Someone created it first: drop ours, take their Welcome from the queue.
+            if let Some(c) = Conversation::load(&self.keys.store, id.0)? {
+                c.delete(&self.keys.store)?;
+                self.keys.save(&self.state)?;
+            }
+            Box::pin(self.receive(CATCH_UP)).await?;
+        }
+        Err(ClientError::Protocol(
+            "the conversation kept changing; try again".into(),
+        ))
+    }
+
+    fn load_active(&self, id: ConversationId) -> Result<Conversation> {
+        match Conversation::load(&self.keys.store, id.0)? {
+            Some(c) if c.is_active() => Ok(c),
+            _ => Err(ClientError::Invalid(
+                "this device is not (or no longer) a member of that conversation".into(),
+            )),
+        }
+    }
+
+    /// Encrypt `body` for every member device of conversation `id` and send it; retries after
+    /// catching up with commits, and after bringing the members in line with the server's
+    /// device lists. Returns the message id once the server has stored it for every device.
+    pub(crate) async fn send_content(&mut self, id: ConversationId, body: Body) -> Result<MessageId> {
+        let message_id = random_id();
+        for _ in 0..ATTEMPTS {
+            let mut conv = self.load_active(id)?;
+            if conv.has_pending_commit() {
+                conv.clear_pending_commit(&self.keys.store)?;
+            }
+            let content = Content {
+                from: self.creds.phone.clone(),
+                sent_at: now_ms(),
+                body: body.clone(),
+            };
+            let ciphertext = conv.encrypt(&self.keys.store, &self.keys.identity, &content.seal())?;
+            // The sender ratchet moved: persist before the ciphertext leaves the device.
+            self.keys.save(&self.state)?;
+            let me = self.me();
+            let to = recipients(conv.members().into_iter().filter(|d| *d != me));
+            let epoch = conv.epoch();
+            let r = self
+                .conn()?
+                .request(Request::Send {
+                    message_id,
+                    to,
+                    payload: Sealed::Mls {
+                        conversation: id,
+                        message: ciphertext,
+                    }
+                    .encode(),
+                    epoch: Some(EpochRef {
+                        conversation: id,
+                        epoch,
+                    }),
+                })
+                .await;
+            match r {
+                Ok(Response::Sent { .. }) => {
+                    if let Body::Text(text) = &content.body {
+                        let row = self.state.conversation(id)?;
+                        let to = row
+                            .as_ref()
+                            .and_then(|r| r.peer.clone().or_else(|| r.name.clone()))
+                            .unwrap_or_default();
+                        let stored = StoredMessage {
+                            message_id: String::new(),
+                            conversation: String::new(),
+                            direction: "out".into(),
+                            from: self.creds.phone.to_string(),
+                            to,
+                            from_device: self.creds.device.0,
+                            text: text.clone(),
+                            group: None,
+                            sent_at: content.sent_at,
+                            received_at: now_ms(),
+                            verified: true,
+                        };
+                        self.state.store_messages(&[(message_id, stored, id.0)])?;
+                        self.state.mark_printed(&message_id)?;
+                    }
+                    return Ok(message_id);
+                }
+                Ok(other) => return Err(unexpected(other)),
+                Err(ClientError::Server(e)) if e.code == ErrorCode::StaleEpoch => {
+                    Box::pin(self.receive(CATCH_UP)).await?;
+                }
+                Err(ClientError::Server(e)) if e.code == ErrorCode::StaleDevices => {
+                    Box::pin(self.reconcile(id, &e.devices)).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::Protocol(
+            "the conversation kept changing; try again".into(),
+        ))
+    }
+
+    /// After this account gained or lost a device: add it to, or take it out of, every
+    /// conversation.
+    pub(crate) async fn sync_own_devices_everywhere(&mut self, own_devices: Vec<DeviceId>) -> Result<()> {
+        let current = [Recipient {
+            account: self.creds.account,
+            devices: own_devices,
+        }];
+        for row in self.state.conversations()? {
+            if row.active && Conversation::load(&self.keys.store, row.id.0)?.is_some_and(|c| c.is_active()) {
+                self.reconcile(row.id, &current).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring conversation `id`'s leaves in line with the server's current device lists:
+    /// remove departed devices, add new ones (claiming their KeyPackages).
+    async fn reconcile(&mut self, id: ConversationId, current: &[Recipient]) -> Result<()> {
+        let me = self.me();
+        let mut conv = self.load_active(id)?;
+        let leaves = conv.members();
+        let gone: Vec<DeviceAddress> = leaves
+            .iter()
+            .copied()
+            .filter(|d| {
+                *d != me
+                    && current
+                        .iter()
+                        .any(|r| r.account == d.account && !r.devices.contains(&d.device))
+            })
+            .collect();
+        let members = self.member_accounts(id, &conv);
+        if !gone.is_empty() {
+            let commit = conv.remove_members(&self.keys.store, &self.keys.identity, &gone)?;
+            let to = recipients(leaves.iter().copied().filter(|d| *d != me));
+            if !self
+                .order_commit(&mut conv, members.clone(), commit, to, None)
+                .await?
+            {
+                return Box::pin(self.receive(CATCH_UP)).await.map(|_| ());
+            }
+        }
+        let mut kps = Vec::new();
+        for r in current {
+            let missing: Vec<DeviceId> = r
+                .devices
+                .iter()
+                .copied()
+                .filter(|d| {
+                    let a = DeviceAddress {
+                        account: r.account,
+                        device: *d,
+                    };
+                    a != me && !leaves.contains(&a)
+                })
+                .collect();
+            if !missing.is_empty() {
+                kps.extend(self.claim(r.account, missing).await?);
+            }
+        }
+        if !kps.is_empty() {
+            let added = conv.add_members(&self.keys.store, &self.keys.identity, &kps)?;
+            let to = recipients(conv.members().into_iter().filter(|d| *d != me));
+            let welcome_to = recipients(kps.iter().map(|k| k.address()));
+            if !self
+                .order_commit(
+                    &mut conv,
+                    members,
+                    added.commit,
+                    to,
+                    Some((added.welcome, welcome_to)),
+                )
+                .await?
+            {
+                return Box::pin(self.receive(CATCH_UP)).await.map(|_| ());
+            }
+            self.resend_info(id).await?;
+        }
+        Ok(())
+    }
+
+    /// The member accounts of a conversation, from its leaves.
+    fn member_accounts(&self, _id: ConversationId, conv: &Conversation) -> Vec<AccountId> {
+        let mut a: Vec<AccountId> = conv.members().into_iter().map(|d| d.account).collect();
+        a.sort();
+        a.dedup();
+        a
+    }
+
+    /// Tell the conversation (and its newest devices) its name and members again.
+    async fn resend_info(&mut self, id: ConversationId) -> Result<()> {
+        if let Some(row) = self.state.conversation(id)? {
+            self.send_content(
+                id,
+                Body::Info {
+                    name: row.name,
+                    members: row.members,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Send a text to `to` in your one-to-one conversation, creating it on first use.
+    pub async fn send_text(&mut self, to: &Phone, text: &str) -> Result<MessageId> {
+        crate::check_text(text)?;
+        let account = self.account_of(to).await?;
+        let id = direct_conversation(self.creds.account, account);
+        self.establish(
+            id,
+            None,
+            vec![Member {
+                phone: to.clone(),
+                account,
+            }],
+        )
+        .await?;
+        self.send_content(id, Body::Text(text.to_owned())).await
+    }
+
+    /// Encrypt a text for `to` without sending it: returns a ready `Send` request (recipients,
+    /// payload, epoch). For tools that pipeline their own frames, such as load generators and
+    /// tests; the sender ratchet has advanced and is saved, so each result is sent once.
+    pub async fn encrypt_text(&mut self, to: &Phone, text: &str) -> Result<Request> {
+        crate::check_text(text)?;
+        let account = self.account_of(to).await?;
+        let id = direct_conversation(self.creds.account, account);
+        self.establish(
+            id,
+            None,
+            vec![Member {
+                phone: to.clone(),
+                account,
+            }],
+        )
+        .await?;
+        let mut conv = self.load_active(id)?;
+        let content = Content {
+            from: self.creds.phone.clone(),
+            sent_at: now_ms(),
+            body: Body::Text(text.to_owned()),
+        };
+        let ciphertext = conv.encrypt(&self.keys.store, &self.keys.identity, &content.seal())?;
+        self.keys.save(&self.state)?;
+        let me = self.me();
+        Ok(Request::Send {
+            message_id: random_id(),
+            to: recipients(conv.members().into_iter().filter(|d| *d != me)),
+            payload: Sealed::Mls {
+                conversation: id,
+                message: ciphertext,
+            }
+            .encode(),
+            epoch: Some(EpochRef {
+                conversation: id,
+                epoch: conv.epoch(),
+            }),
+        })
+    }
+
+    /// The account behind `phone` (from contacts, else the directory).
+    pub(crate) async fn account_of(&self, phone: &Phone) -> Result<AccountId> {
+        if let Some((a, _)) = self.state.contact(phone)? {
+            return Ok(a);
+        }
+        self.lookup(phone)
+            .await?
+            .map(|(a, _)| a)
+            .ok_or_else(|| ClientError::NotOnSirr(phone.to_string()))
+    }
+
+    fn group(&self, name: &str) -> Result<ConversationRow> {
+        self.state
+            .group_named(name)?
+            .ok_or_else(|| ClientError::Invalid(format!("no group named {name:?} on this device")))
+    }
+
+    /// Create a group called `name` with these people; returns its id.
+    pub async fn group_create(&mut self, name: &str, phones: &[Phone]) -> Result<ConversationId> {
+        if name.trim().is_empty() || name.len() > 100 {
+            return Err(ClientError::Invalid("a group name has 1 to 100 bytes".into()));
+        }
+        if self.state.group_named(name)?.is_some() {
+            return Err(ClientError::Invalid(format!(
+                "a group named {name:?} already exists"
+            )));
+        }
+        let mut members = Vec::new();
+        for p in phones {
+            if p == &self.creds.phone {
+                continue;
+            }
+            let account = self.account_of(p).await?;
+            if !members.iter().any(|m: &Member| m.account == account) {
+                members.push(Member {
+                    phone: p.clone(),
+                    account,
+                });
+            }
+        }
+        let mut raw = [0u8; 16];
+        rand::rng().fill_bytes(&mut raw);
+        let id = ConversationId(raw);
+        self.establish(id, Some(name.to_owned()), members).await?;
+        Ok(id)
+    }
+
+    pub async fn group_send(&mut self, name: &str, text: &str) -> Result<MessageId> {
+        crate::check_text(text)?;
+        let id = self.group(name)?.id;
+        self.send_content(id, Body::Text(text.to_owned())).await
+    }
+
+    /// Add `phone`'s devices to the group.
+    pub async fn group_add(&mut self, name: &str, phone: &Phone) -> Result<()> {
+        let row = self.group(name)?;
+        let account = self.account_of(phone).await?;
+        let me = self.me();
+        for _ in 0..ATTEMPTS {
+            let mut conv = self.load_active(row.id)?;
+            if conv.members().iter().any(|d| d.account == account) {
+                return Err(ClientError::Invalid(format!("{phone} is already in {name:?}")));
+            }
+            let kps = self.claim(account, Vec::new()).await?;
+            if kps.is_empty() {
+                return Err(ClientError::Invalid(format!(
+                    "{phone} has no device keys at the server yet"
+                )));
+            }
+            let added = conv.add_members(&self.keys.store, &self.keys.identity, &kps)?;
+            let to = recipients(conv.members().into_iter().filter(|d| *d != me));
+            let mut accounts = self.member_accounts(row.id, &conv);
+            accounts.push(account);
+            let welcome_to = recipients(kps.iter().map(|k| k.address()));
+            if self
+                .order_commit(
+                    &mut conv,
+                    accounts,
+                    added.commit,
+                    to,
+                    Some((added.welcome, welcome_to)),
+                )
+                .await?
+            {
+                let mut row = self.state.conversation(row.id)?.unwrap_or(row);
+                row.members.retain(|m| m.account != account);
+                row.members.push(Member {
+                    phone: phone.clone(),
+                    account,
+                });
+                self.state.save_conversation(&row)?;
+                return self.resend_info(row.id).await;
+            }
+            Box::pin(self.receive(CATCH_UP)).await?;
+        }
+        Err(ClientError::Protocol("the group kept changing; try again".into()))
+    }
+
+    /// Remove `phone`'s devices from the group. From the next epoch on they cannot decrypt.
+    pub async fn group_remove(&mut self, name: &str, phone: &Phone) -> Result<()> {
+        let row = self.group(name)?;
+        let account = self.account_of(phone).await?;
+        if account == self.creds.account {
+            return Err(ClientError::Invalid("to leave a group, use `group leave`".into()));
+        }
+        let me = self.me();
+        for _ in 0..ATTEMPTS {
+            let mut conv = self.load_active(row.id)?;
+            let leaves = conv.members();
+            let gone: Vec<DeviceAddress> = leaves.iter().copied().filter(|d| d.account == account).collect();
+            if gone.is_empty() {
+                return Err(ClientError::Invalid(format!("{phone} is not in {name:?}")));
+            }
+            let commit = conv.remove_members(&self.keys.store, &self.keys.identity, &gone)?;
+            // The removed devices get the commit too, so they learn they were removed.
+            let to = recipients(leaves.into_iter().filter(|d| *d != me));
+            let accounts: Vec<AccountId> = self
+                .member_accounts(row.id, &conv)
+                .into_iter()
+                .filter(|a| *a != account)
+                .collect();
+            if self.order_commit(&mut conv, accounts, commit, to, None).await? {
+                let mut row = self.state.conversation(row.id)?.unwrap_or(row);
+                row.members.retain(|m| m.account != account);
+                self.state.save_conversation(&row)?;
+                return self.resend_info(row.id).await;
+            }
+            Box::pin(self.receive(CATCH_UP)).await?;
+        }
+        Err(ClientError::Protocol("the group kept changing; try again".into()))
+    }
+
+    /// Leave the group: send a proposal removing this device (a member commits it); this
+    /// account's other devices follow when they see it.
+    pub async fn group_leave(&mut self, name: &str) -> Result<()> {
+        let mut row = self.group(name)?;
+        self.leave(row.id).await?;
+        row.active = false;
+        self.state.save_conversation(&row)?;
+        Ok(())
+    }
+
+    async fn leave(&mut self, id: ConversationId) -> Result<()> {
+        let me = self.me();
+        for _ in 0..ATTEMPTS {
+            let mut conv = self.load_active(id)?;
+            let proposal = conv.leave(&self.keys.store, &self.keys.identity)?;
+            self.keys.save(&self.state)?;
+            let to = recipients(conv.members().into_iter().filter(|d| *d != me));
+            let r = self
+                .conn()?
+                .request(Request::Send {
+                    message_id: random_id(),
+                    to,
+                    payload: Sealed::Mls {
+                        conversation: id,
+                        message: proposal,
+                    }
+                    .encode(),
+                    epoch: Some(EpochRef {
+                        conversation: id,
+                        epoch: conv.epoch(),
+                    }),
+                })
+                .await;
+            match r {
+                Ok(Response::Sent { .. }) => return Ok(()),
+                Ok(other) => return Err(unexpected(other)),
+                Err(ClientError::Server(e)) if e.code == ErrorCode::StaleEpoch => {
+                    Box::pin(self.receive(CATCH_UP)).await?;
+                }
+                Err(ClientError::Server(e)) if e.code == ErrorCode::StaleDevices => {
+                    Box::pin(self.reconcile(id, &e.devices)).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::Protocol("the group kept changing; try again".into()))
+    }
+
+    /// The groups and chats this device is in.
+    pub fn conversations(&self) -> Result<Vec<(ConversationRow, u64, usize)>> {
+        let mut out = Vec::new();
+        for row in self.state.conversations()? {
+            if let Some(c) = Conversation::load(&self.keys.store, row.id.0)?
+                && c.is_active()
+                && row.active
+            {
+                out.push((row, c.epoch(), c.members().len()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Run what processing a batch asked for: commit others' leave proposals, follow this
+    /// account's other devices out of groups they left.
+    pub(crate) async fn run_followups(&mut self, f: Followups) -> Result<()> {
+        let me = self.me();
+        for id in f.leave {
+            if let Err(e) = self.leave(id).await {
+                tracing::warn!(conversation = %id, error = %e, "could not follow this account out of a group");
+            }
+        }
+        for id in f.commit_proposals {
+            let Ok(mut conv) = self.load_active(id) else {
+                continue;
+            };
+            let leaves = conv.members();
+            let (commit, _welcome) =
+                match conv.commit_pending_proposals(&self.keys.store, &self.keys.identity) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(conversation = %id, error = %e, "could not commit pending proposals");
+                        continue;
+                    }
+                };
+            let after: BTreeSet<AccountId> = conv.members().into_iter().map(|d| d.account).collect();
+            let to = recipients(leaves.into_iter().filter(|d| *d != me));
+            // Someone else may commit first: then ours is refused and theirs arrives in the queue.
+            // (Only leave proposals are accepted, so there is never a Welcome to send.)
+            self.order_commit(&mut conv, after.into_iter().collect(), commit, to, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Decrypt and file one pushed envelope. Errors that concern only this envelope (it does
+    /// not decode, decrypt or verify) become a `notice` row for the user, never a failure:
+    /// one bad message must not block the queue.
+    pub(crate) async fn process(
+        &mut self,
+        from: DeviceAddress,
+        message_id: MessageId,
+        payload: &[u8],
+        rows: &mut Vec<(MessageId, StoredMessage, [u8; 16])>,
+        followups: &mut Followups,
+    ) -> Result<()> {
+        let me = self.me();
+        let notice = |rows: &mut Vec<_>, conversation: [u8; 16], text: String| {
+            rows.push((
+                message_id,
+                StoredMessage {
+                    message_id: String::new(),
+                    conversation: String::new(),
+                    direction: "notice".into(),
+                    from: String::new(),
+                    to: String::new(),
+                    from_device: from.device.0,
+                    text,
+                    group: None,
+                    sent_at: now_ms(),
+                    received_at: now_ms(),
+                    verified: false,
+                },
+                conversation,
+            ));
+        };
+        let sealed = match Sealed::decode(payload) {
+            Ok(s) => s,
+            Err(e) => {
+                notice(
+                    rows,
+                    [0; 16],
+                    format!("a message from device {from} could not be read: {e}"),
+                );
+                return Ok(());
+            }
+        };
+        match sealed {
+            Sealed::Welcome {
+                conversation,
+                welcome,
+            } => {
+                if let Some(c) = Conversation::load(&self.keys.store, conversation.0)? {
+                    if c.is_active() && c.epoch() > 0 {
+                        notice(
+                            rows,
+                            conversation.0,
+                            format!(
+                                "ignored an invitation from device {from} to a conversation this device is already in"
+                            ),
+                        );
+                        return Ok(());
+                    }
+                    c.delete(&self.keys.store)?;
+                }
+                match Conversation::join(&self.keys.store, &welcome) {
+                    Ok(c) if ConversationId(c.id()) == conversation => {
+                        let mut row = self.state.conversation(conversation)?.unwrap_or(ConversationRow {
+                            id: conversation,
+                            name: None,
+                            peer: None,
+                            members: Vec::new(),
+                            active: true,
+                        });
+                        row.active = true;
+                        self.state.save_conversation(&row)?;
+                    }
+                    Ok(c) => {
+                        c.delete(&self.keys.store)?;
+                        notice(
+                            rows,
+                            conversation.0,
+                            format!(
+                                "rejected an invitation from device {from}: its conversation id does not match"
+                            ),
+                        );
+                    }
+                    Err(e) => notice(
+                        rows,
+                        conversation.0,
+                        format!("rejected an invitation from device {from}: {e}"),
+                    ),
+                }
+            }
+            Sealed::Mls {
+                conversation,
+                message,
+            } => {
+                let Some(mut conv) = Conversation::load(&self.keys.store, conversation.0)? else {
+                    notice(
+                        rows,
+                        conversation.0,
+                        format!("a message from device {from} is for a conversation this device is not in"),
+                    );
+                    return Ok(());
+                };
+                let incoming = match conv.process_incoming(&self.keys.store, &message) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        notice(
+                            rows,
+                            conversation.0,
+                            format!("rejected a message from device {from}: {e}"),
+                        );
+                        return Ok(());
+                    }
+                };
+                match incoming {
+                    Incoming::ApplicationMessage { sender, plaintext } => {
+                        if sender.account != from.account {
+                            notice(
+                                rows,
+                                conversation.0,
+                                format!("rejected a message relayed as device {from} but signed by {sender}"),
+                            );
+                            return Ok(());
+                        }
+                        let content = match Content::open(&plaintext) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                notice(
+                                    rows,
+                                    conversation.0,
+                                    format!("a message from device {sender} could not be read: {e}"),
+                                );
+                                return Ok(());
+                            }
+                        };
+                        let verified = self.sender_matches(&content.from, sender.account).await?;
+                        match content.body {
+                            Body::Text(text) => {
+                                let row = self.state.conversation(conversation)?;
+                                let to = match &row {
+                                    Some(r) if r.name.is_some() => r.name.clone().unwrap_or_default(),
+                                    Some(r) if sender.account == me.account => {
+                                        r.peer.clone().unwrap_or_default()
+                                    }
+                                    _ => self.creds.phone.to_string(),
+                                };
+                                rows.push((
+                                    message_id,
+                                    StoredMessage {
+                                        message_id: String::new(),
+                                        conversation: String::new(),
+                                        direction: if sender.account == me.account { "out" } else { "in" }
+                                            .into(),
+                                        from: content.from.to_string(),
+                                        to,
+                                        from_device: sender.device.0,
+                                        text,
+                                        group: None,
+                                        sent_at: content.sent_at,
+                                        received_at: now_ms(),
+                                        verified,
+                                    },
+                                    conversation.0,
+                                ));
+                            }
+                            Body::Info { name, members } => {
+                                if !verified {
+                                    notice(
+                                        rows,
+                                        conversation.0,
+                                        format!(
+                                            "ignored group details from device {sender}: its stated number does not match its account"
+                                        ),
+                                    );
+                                    return Ok(());
+                                }
+                                let leaves: BTreeSet<AccountId> =
+                                    conv.members().into_iter().map(|d| d.account).collect();
+                                let members: Vec<Member> = members
+                                    .into_iter()
+                                    .filter(|m| leaves.contains(&m.account))
+                                    .collect();
+                                for m in &members {
+                                    if m.account != me.account && self.state.contact(&m.phone)?.is_none() {
+                                        self.state.set_contact(&m.phone, m.account, &[])?;
+                                    }
+                                }
+                                let mut row =
+                                    self.state.conversation(conversation)?.unwrap_or(ConversationRow {
+                                        id: conversation,
+                                        name: None,
+                                        peer: None,
+                                        members: Vec::new(),
+                                        active: true,
+                                    });
+                                row.peer = if name.is_none() {
+                                    members
+                                        .iter()
+                                        .find(|m| m.account != me.account)
+                                        .map(|m| m.phone.to_string())
+                                } else {
+                                    None
+                                };
+                                row.name = match name {
+                                    Some(n) => Some(self.unique_name(conversation, n)?),
+                                    None => None,
+                                };
+                                row.members = members;
+                                self.state.save_conversation(&row)?;
+                            }
+                        }
+                    }
+                    Incoming::CommitApplied {
+                        added, self_removed, ..
+                    } => {
+                        if self_removed && let Some(mut row) = self.state.conversation(conversation)? {
+                            row.active = false;
+                            self.state.save_conversation(&row)?;
+                            let what = row
+                                .name
+                                .map(|n| format!("the group {n:?}"))
+                                .or(row.peer.map(|p| format!("the chat with {p}")))
+                                .unwrap_or_else(|| "a conversation".into());
+                            notice(
+                                rows,
+                                conversation.0,
+                                format!("this device was removed from {what}"),
+                            );
+                        }
+                        for d in added.iter().filter(|d| d.account != me.account) {
+                            if let Some(p) = self.state.contact_phone(d.account)? {
+                                notice(
+                                    rows,
+                                    conversation.0,
+                                    format!(
+                                        "{p} has a new device ({}); your safety number with {p} changed",
+                                        d.device
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                    Incoming::Proposal { sender, proposal } => {
+                        if let ProposalKind::Remove(_) = proposal {
+                            if sender.account == me.account && sender != me {
+                                followups.leave.insert(conversation);
+                                if let Some(mut row) = self.state.conversation(conversation)? {
+                                    row.active = false;
+                                    self.state.save_conversation(&row)?;
+                                }
+                            } else if sender.account != me.account {
+                                followups.commit_proposals.insert(conversation);
+                            }
+                        }
+                    }
+                    Incoming::OwnCommitMerged { .. } | Incoming::OwnMessage => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A group name not used by another active group here (names are local labels).
+    fn unique_name(&self, id: ConversationId, name: String) -> Result<String> {
+        match self.state.group_named(&name)? {
+            Some(other) if other.id != id => Ok(format!("{name} ({})", &id.to_string()[..6])),
+            _ => Ok(name),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! This device's secrets: its MLS identity and the MLS state, sealed at rest in `state.db`.
+
+use sirr_crypto::seal::{open_at_rest, seal_at_rest};
+use sirr_crypto::{AccountKey, DeviceIdentity, MlsStore};
+use sirr_proto::{AccountId, DeviceId};
+
+use crate::error::{ClientError, Result};
+use crate::state::State;
+
+const IDENTITY: &str = "identity";
+const MLS: &str = "mls";
+const ACCOUNT_KEY: &str = "account key";
+
+/// The device identity and the OpenMLS state, in memory while the client runs.
+///
+/// Every change to the MLS state must reach disk before anything that depends on it leaves the
+/// device ([`Keys::save`]): a ratchet advanced by an encryption, a pending commit, a merged one.
+pub(crate) struct Keys {
+    pub identity: DeviceIdentity,
+    pub store: MlsStore,
+    /// Held by the account's first device and the devices it approved; signs the device list.
+    pub account_key: Option<AccountKey>,
+    key: [u8; 32],
+}
+
+impl Keys {
+    /// A new identity for a freshly registered device.
+    pub fn create(state: &State, identity: DeviceIdentity, account_key: Option<AccountKey>) -> Result<Keys> {
+        let key = state.at_rest_key()?;
+        let keys = Keys {
+            identity,
+            store: MlsStore::new(),
+            account_key,
+            key,
+        };
+        state.tx(|| {
+            state.set_sealed(
+                IDENTITY,
+                &seal_at_rest(&keys.key, IDENTITY.as_bytes(), &keys.identity.to_bytes())?,
+            )?;
+            if let Some(k) = &keys.account_key {
+                state.set_sealed(
+                    ACCOUNT_KEY,
+                    &seal_at_rest(&keys.key, ACCOUNT_KEY.as_bytes(), &k.to_bytes())?,
+                )?;
+            }
+            keys.save(state)
+        })?;
+        Ok(keys)
+    }
+
+    /// A fresh identity for a new device of `account`.
+    pub fn new_identity(account: AccountId, device: DeviceId) -> DeviceIdentity {
+        DeviceIdentity::generate(account, device, &mut rand::rng())
+    }
+
+    pub fn load(state: &State) -> Result<Keys> {
+        let key = state.at_rest_key()?;
+        let open = |name: &str| -> Result<Vec<u8>> {
+            let sealed = state
+                .sealed(name)?
+                .ok_or_else(|| ClientError::State(format!("the {name} is missing from the local state")))?;
+            open_at_rest(&key, name.as_bytes(), &sealed).map_err(|_| {
+                ClientError::State(format!(
+                    "the {name} does not open with state.key (wrong key file, or the state was altered)"
+                ))
+            })
+        };
+        let identity = DeviceIdentity::from_bytes(&open(IDENTITY)?)?;
+        let store = MlsStore::import(&open(MLS)?)?;
+        let account_key = match state.sealed(ACCOUNT_KEY)? {
+            None => None,
+            Some(_) => {
+                let seed: [u8; 32] = open(ACCOUNT_KEY)?
+                    .try_into()
+                    .map_err(|_| ClientError::State("the account key is malformed".into()))?;
+                Some(AccountKey::from_bytes(&seed))
+            }
+        };
+        Ok(Keys {
+            identity,
+            store,
+            account_key,
+            key,
+        })
+    }
+
+    /// Seal and write the MLS state (inside the caller's transaction, if one is open).
+    pub fn save(&self, state: &State) -> Result<()> {
+        let blob = seal_at_rest(&self.key, MLS.as_bytes(), &self.store.export()?)?;
+        state.set_sealed(MLS, &blob)
+    }
+}
