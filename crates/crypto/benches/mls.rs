@@ -182,6 +182,11 @@ fn group_1000(c: &mut Criterion) {
             total
         })
     });
+    // Sending to the whole group is one encryption, whatever its size (the server fans out).
+    g.bench_function("encrypt_256", |bench| {
+        let msg = sirr_proto::padding::pad(&[0x61; 200]);
+        bench.iter(|| black_box(a.encrypt(&alice.store, &alice.id, &msg).expect("encrypt")))
+    });
     // The PCS key refresh (commit with UpdatePath) in the same tree: worst case, since all
     // parent nodes off the creator's path are blank right after the group was built.
     g.bench_function("update_commit_create", |bench| {
