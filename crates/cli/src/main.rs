@@ -75,6 +75,13 @@ enum Command {
     /// Manage this account's devices
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Lock this device's keys with a passphrase (`set`, reading it from
+    /// `$SIRR_NEW_PASSPHRASE` or the first line of stdin) or stop using one (`remove`). A locked
+    /// home needs `$SIRR_PASSPHRASE` for every command.
+    Passphrase {
+        #[arg(value_parser = ["set", "remove"])]
+        action: String,
+    },
     /// Group chats: end-to-end encrypted to every member's devices.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -99,6 +106,8 @@ enum GroupCommand {
     Remove { name: String, phone: String },
     /// Leave the group.
     Leave { name: String },
+    /// Rename the group for every member.
+    Rename { name: String, new_name: String },
     /// The groups and chats this device is in.
     List {
         #[arg(long)]
@@ -159,6 +168,12 @@ fn home_dir(home: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(base).join(".sirr"))
 }
 
+/// Open the home directory, unlocking it with `$SIRR_PASSPHRASE` if that is set.
+fn open(home: &std::path::Path) -> anyhow::Result<Client> {
+    let passphrase = std::env::var("SIRR_PASSPHRASE").ok();
+    Ok(Client::open_with(home, passphrase.as_deref())?)
+}
+
 fn phone(s: &str) -> anyhow::Result<Phone> {
     Phone::parse(s).with_context(|| format!("invalid phone number {s:?}"))
 }
@@ -211,7 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Send { to, text } => {
             let to = phone(&to)?;
-            let mut client = Client::open(&home)?;
+            let mut client = open(&home)?;
             client.connect().await?;
             let id = client.send_text(&to, &text).await?;
             client.disconnect().await;
@@ -221,7 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !(0.0..=86_400.0).contains(&wait) {
                 bail!("--wait must be between 0 and 86400 seconds");
             }
-            let mut client = Client::open(&home)?;
+            let mut client = open(&home)?;
             client.connect().await?;
             client.receive(Duration::from_secs_f64(wait)).await?;
             client.disconnect().await;
@@ -265,7 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Whoami { json } => {
-            let id = Client::open(&home)?.identity();
+            let id = open(&home)?.identity();
             if json {
                 writeln!(out, "{}", serde_json::to_string(&id)?)?;
             } else {
@@ -277,7 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Devices { json } | Command::Device(DeviceCommand::List { json }) => {
-            let mut client = Client::open(&home)?;
+            let mut client = open(&home)?;
             client.connect().await?;
             let me = client.identity().device;
             let devices = client.devices().await?;
@@ -300,7 +315,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Device(DeviceCommand::Remove { id }) => {
-            let mut client = Client::open(&home)?;
+            let mut client = open(&home)?;
             client.connect().await?;
             client.remove_device(DeviceId(id)).await?;
             client.disconnect().await;
@@ -336,7 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Command::Device(DeviceCommand::Approve { code }) => {
-            let mut client = Client::open(&home)?;
+            let mut client = open(&home)?;
             client.connect().await?;
             client.receive(Duration::ZERO).await?;
             let device = client.approve_link(&code).await?;
@@ -344,7 +359,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "approved device {}", device.0)?;
         }
         Command::Group(cmd) => {
-            let mut client = Client::open(&home)?;
+            let mut client = open(&home)?;
             client.connect().await?;
             // Catch up first, so the operation starts from the group's latest state.
             client.receive(Duration::ZERO).await?;
@@ -368,6 +383,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 GroupCommand::Remove { name, phone: p } => {
                     client.group_remove(&name, &phone(&p)?).await?;
                     writeln!(out, "removed {p} from {name}")?;
+                }
+                GroupCommand::Rename { name, new_name } => {
+                    client.group_rename(&name, &new_name).await?;
+                    writeln!(out, "renamed {name} to {new_name}")?;
                 }
                 GroupCommand::Leave { name } => {
                     client.group_leave(&name).await?;
@@ -402,9 +421,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             client.disconnect().await;
         }
+        Command::Passphrase { action } => {
+            let mut client = open(&home)?;
+            if action == "set" {
+                let new = match std::env::var("SIRR_NEW_PASSPHRASE") {
+                    Ok(p) => p,
+                    Err(_) => {
+                        let mut line = String::new();
+                        std::io::stdin().lock().read_line(&mut line)?;
+                        line.trim_end_matches(['\r', '\n']).to_owned()
+                    }
+                };
+                client.set_passphrase(Some(&new))?;
+                writeln!(out, "this device's keys are now locked with your passphrase")?;
+            } else {
+                client.set_passphrase(None)?;
+                writeln!(out, "this device's keys are no longer locked with a passphrase")?;
+            }
+        }
         Command::Safety { phone: p } => {
             let p = phone(&p)?;
-            let mut client = Client::open(&home)?;
+            let mut client = open(&home)?;
             client.connect().await?;
             client.receive(Duration::ZERO).await?;
             let number = client.safety_number(&p).await?;

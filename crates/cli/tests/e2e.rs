@@ -144,6 +144,29 @@ fn alice_bob_and_carol_chat_link_a_device_and_remove_a_member() {
     }
     let list = sirr_ok(&carol, &["group", "list", "--json"]);
     assert!(!list.contains("friends"), "{list}");
+
+    // Bob renames the group for everyone, then leaves it with both his devices.
+    sirr_ok(&bob, &["group", "rename", "friends", "pals"]);
+    recv_json(&alice, "5");
+    recv_json(&bob2, "5");
+    for h in [&alice, &bob2] {
+        assert!(sirr_ok(h, &["group", "list"]).contains("pals"));
+    }
+    sirr_ok(&bob, &["group", "leave", "pals"]);
+    recv_json(&bob2, "5"); // bob's other device follows him out
+    recv_json(&alice, "5"); // a remaining member commits the departures
+    recv_json(&alice, "2");
+    for h in [&bob, &bob2] {
+        let got = recv_json(h, "5");
+        assert!(!sirr_ok(h, &["group", "list"]).contains("pals"), "{got:?}");
+    }
+    let list = sirr_ok(&alice, &["group", "list", "--json"]);
+    let g: Value = serde_json::from_str(list.lines().find(|l| l.contains("pals")).unwrap()).unwrap();
+    assert_eq!(g["devices"], 1, "only alice is left: {g}");
+    sirr_ok(&alice, &["group", "send", "pals", "anyone?"]);
+    for h in [&bob, &bob2] {
+        assert!(texts(&recv_json(h, "1")).is_empty());
+    }
 }
 
 #[test]
@@ -575,4 +598,47 @@ fn ws_frames(stream: &[u8]) -> Vec<Vec<u8>> {
         b = &b[at + len..];
     }
     out
+}
+
+#[test]
+fn a_passphrase_locks_the_keys_at_rest() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let alice = dir.path().join("alice");
+    register(&server, &alice, ALICE);
+    let key = std::fs::metadata(alice.join("state.key")).unwrap();
+    #[cfg(unix)]
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(bin("sirr"));
+        c.arg("--home")
+            .arg(&alice)
+            .args(args)
+            .env_remove("SIRR_PASSPHRASE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let out = run(
+        &["passphrase", "set"],
+        &[("SIRR_NEW_PASSPHRASE", "correct horse battery")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["recv"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("locked with a passphrase"));
+    let out = run(&["recv"], &[("SIRR_PASSPHRASE", "wrong horse battery")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+    let out = run(&["recv"], &[("SIRR_PASSPHRASE", "correct horse battery")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &["passphrase", "remove"],
+        &[("SIRR_PASSPHRASE", "correct horse battery")],
+    );
+    assert!(out.status.success());
+    assert!(run(&["recv"], &[]).status.success());
 }

@@ -670,6 +670,29 @@ impl Client {
         Err(ClientError::Protocol("the group kept changing; try again".into()))
     }
 
+    /// Rename the group, for every member (the name travels encrypted, as an `Info` message).
+    pub async fn group_rename(&mut self, name: &str, new_name: &str) -> Result<()> {
+        if new_name.trim().is_empty() || new_name.len() > 100 {
+            return Err(ClientError::Invalid("a group name has 1 to 100 bytes".into()));
+        }
+        if self.state.group_named(new_name)?.is_some() {
+            return Err(ClientError::Invalid(format!(
+                "a group named {new_name:?} already exists"
+            )));
+        }
+        let mut row = self.group(name)?;
+        row.name = Some(new_name.to_owned());
+        self.send_content(
+            row.id,
+            Body::Info {
+                name: row.name.clone(),
+                members: row.members.clone(),
+            },
+        )
+        .await?;
+        self.state.save_conversation(&row)
+    }
+
     /// Leave the group: send a proposal removing this device (a member commits it); this
     /// account's other devices follow when they see it.
     pub async fn group_leave(&mut self, name: &str) -> Result<()> {
@@ -1007,8 +1030,11 @@ impl Client {
                     Incoming::Proposal { sender, proposal } => {
                         if let ProposalKind::Remove(_) = proposal {
                             if sender.account == me.account && sender != me {
-                                followups.leave.insert(conversation);
-                                if let Some(mut row) = self.state.conversation(conversation)? {
+                                // Follow this account's other device out, unless already leaving.
+                                if let Some(mut row) = self.state.conversation(conversation)?
+                                    && row.active
+                                {
+                                    followups.leave.insert(conversation);
                                     row.active = false;
                                     self.state.save_conversation(&row)?;
                                 }

@@ -156,6 +156,16 @@ impl Client {
         Ok(client)
     }
 
+    /// Lock this device's keys with a passphrase (or remove it with `None`).
+    pub fn set_passphrase(&mut self, passphrase: Option<&str>) -> Result<()> {
+        if passphrase.is_some_and(|p| p.chars().count() < 8) {
+            return Err(ClientError::Invalid(
+                "a passphrase has at least 8 characters".into(),
+            ));
+        }
+        self.state.set_passphrase(passphrase)
+    }
+
     /// Whether this device holds the account key (it can approve and remove devices). A
     /// device registered by phone on an existing account does not, and contacts refuse it.
     pub fn holds_account_key(&self) -> bool {
@@ -164,6 +174,11 @@ impl Client {
 
     /// Open an already registered home directory.
     pub fn open(home: &Path) -> Result<Client> {
+        Self::open_with(home, None)
+    }
+
+    /// Open a home directory whose key is locked with `passphrase` (if `Some`).
+    pub fn open_with(home: &Path, passphrase: Option<&str>) -> Result<Client> {
         if !home.join("credentials.json").exists() {
             return Err(ClientError::State(format!(
                 "{} is not registered; run `sirr --home {} register ...` first",
@@ -171,7 +186,10 @@ impl Client {
                 home.display()
             )));
         }
-        let state = State::open(home)?;
+        let mut state = State::open(home)?;
+        if let Some(p) = passphrase {
+            state.unlock(p);
+        }
         let creds = state.credentials()?;
         let keys = keys::Keys::load(&state)?;
         Ok(Client {

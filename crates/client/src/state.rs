@@ -63,7 +63,13 @@ pub struct StoredMessage {
 pub struct State {
     home: PathBuf,
     db: Connection,
+    /// Unlocks `state.key` when it is wrapped with a passphrase.
+    passphrase: Option<String>,
 }
+
+/// `state.key` wrapped with a passphrase: this magic, a 16-byte salt, then the 32-byte key
+/// sealed under the Argon2id key of the passphrase.
+const WRAPPED: &[u8; 8] = b"SIRRPW1\0";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS own_devices (device INTEGER PRIMARY KEY);
@@ -134,6 +140,7 @@ impl State {
         Ok(State {
             home: home.to_owned(),
             db,
+            passphrase: None,
         })
     }
 
@@ -307,26 +314,78 @@ impl State {
         }
     }
 
+    /// Use `passphrase` to unlock `state.key`.
+    pub fn unlock(&mut self, passphrase: &str) {
+        self.passphrase = Some(passphrase.to_owned());
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.home.join("state.key")
+    }
+
     /// The at-rest key, created (mode 0600) on first use.
     pub fn at_rest_key(&self) -> Result<[u8; 32]> {
-        let path = self.home.join("state.key");
+        let path = self.key_path();
         match std::fs::read(&path) {
-            Ok(bytes) => bytes
-                .try_into()
-                .map_err(|_| ClientError::State(format!("{} is not a 32-byte key", path.display()))),
+            Ok(bytes) if bytes.len() == 32 => Ok(bytes.try_into().expect("length checked")),
+            Ok(bytes) if bytes.starts_with(WRAPPED) && bytes.len() > WRAPPED.len() + 16 => {
+                let Some(passphrase) = &self.passphrase else {
+                    return Err(ClientError::State(
+                        "this home directory is locked with a passphrase; set SIRR_PASSPHRASE".into(),
+                    ));
+                };
+                let salt: [u8; 16] = bytes[8..24].try_into().expect("length checked");
+                let kek = sirr_crypto::seal::key_from_passphrase(passphrase, &salt)?;
+                let key = sirr_crypto::seal::open_at_rest(&kek, WRAPPED, &bytes[24..])
+                    .map_err(|_| ClientError::State("wrong passphrase".into()))?;
+                key.try_into()
+                    .map_err(|_| ClientError::State(format!("{} is malformed", path.display())))
+            }
+            Ok(_) => Err(ClientError::State(format!(
+                "{} is not a Sirr key file",
+                path.display()
+            ))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = sirr_crypto::seal::new_at_rest_key()?;
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let mut f = opts.open(&path)?;
-                f.write_all(&key)?;
-                f.sync_all()?;
+                self.write_key(&key, self.passphrase.as_deref())?;
                 Ok(key)
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Lock `state.key` with a new passphrase, or unlock it for good with `None`. The key itself
+    /// does not change, so nothing else needs re-encrypting.
+    pub fn set_passphrase(&mut self, new: Option<&str>) -> Result<()> {
+        let key = self.at_rest_key()?;
+        self.write_key(&key, new)?;
+        self.passphrase = new.map(str::to_owned);
+        Ok(())
+    }
+
+    /// Write `state.key` atomically with mode 0600.
+    fn write_key(&self, key: &[u8; 32], passphrase: Option<&str>) -> Result<()> {
+        let bytes = match passphrase {
+            None => key.to_vec(),
+            Some(p) => {
+                let salt = sirr_crypto::seal::random_16()?;
+                let kek = sirr_crypto::seal::key_from_passphrase(p, &salt)?;
+                let mut b = WRAPPED.to_vec();
+                b.extend_from_slice(&salt);
+                b.extend_from_slice(&sirr_crypto::seal::seal_at_rest(&kek, WRAPPED, key)?);
+                b
+            }
+        };
+        let tmp = self.home.join("state.key.tmp");
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.key_path())?;
+        Ok(())
     }
 
     pub fn sealed(&self, name: &str) -> Result<Option<Vec<u8>>> {
