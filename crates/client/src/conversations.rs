@@ -236,8 +236,16 @@ impl Client {
                 }
                 kps.extend(claimed);
             }
-            let own = self.claim(me.account, Vec::new()).await?;
-            kps.extend(own.into_iter().filter(|k| k.address() != me));
+            // This account's other devices (the server's StaleDevices answer corrects a stale list).
+            let own: Vec<DeviceId> = self
+                .state
+                .own_devices()?
+                .into_iter()
+                .filter(|d| *d != me.device)
+                .collect();
+            if !own.is_empty() {
+                kps.extend(self.claim(me.account, own).await?);
+            }
             let mut conv = Conversation::create(&self.keys.store, &self.keys.identity, id.0)?;
             let added = conv.add_members(&self.keys.store, &self.keys.identity, &kps)?;
             let mut accounts: Vec<AccountId> = others.iter().map(|m| m.account).collect();
@@ -320,22 +328,26 @@ impl Client {
             let me = self.me();
             let to = recipients(conv.members().into_iter().filter(|d| *d != me));
             let epoch = conv.epoch();
-            let r = self
-                .conn()?
-                .request(Request::Send {
-                    message_id,
-                    to,
-                    payload: Sealed::Mls {
-                        conversation: id,
-                        message: ciphertext,
-                    }
-                    .encode(),
-                    epoch: Some(EpochRef {
-                        conversation: id,
-                        epoch,
-                    }),
-                })
-                .await;
+            let r = if to.is_empty() {
+                // Everyone else left: no one to deliver to, only the local copy to keep.
+                Ok(Response::Sent { server_ts: now_ms() })
+            } else {
+                self.conn()?
+                    .request(Request::Send {
+                        message_id,
+                        to,
+                        payload: Sealed::Mls {
+                            conversation: id,
+                            message: ciphertext,
+                        }
+                        .encode(),
+                        epoch: Some(EpochRef {
+                            conversation: id,
+                            epoch,
+                        }),
+                    })
+                    .await
+            };
             match r {
                 Ok(Response::Sent { .. }) => {
                     if let Body::Text(text) = &content.body {
