@@ -28,6 +28,14 @@ fn texts(msgs: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// The message rows (not notices).
+fn messages(msgs: &[Value]) -> Vec<Value> {
+    msgs.iter()
+        .filter(|m| m["direction"] != "notice")
+        .cloned()
+        .collect()
+}
+
 fn notices(msgs: &[Value]) -> Vec<String> {
     msgs.iter()
         .filter(|m| m["direction"] == "notice")
@@ -93,12 +101,22 @@ fn alice_bob_and_carol_chat_link_a_device_and_remove_a_member() {
     sirr_ok(&bob2, &["send", ALICE, "from bob's second device"]);
     let got = recv_json(&alice, "5");
     assert_eq!(texts(&got), ["from bob's second device"]);
-    assert_eq!(got[0]["device"], 2);
-    assert_eq!(got[0]["verified"], true);
+    let m = &messages(&got)[0];
+    assert_eq!(m["device"], 2);
+    assert_eq!(m["verified"], true);
+    // Alice was told that bob has a new device.
+    assert!(
+        notices(&got).iter().any(|n| n.contains("has a new device")),
+        "{got:?}"
+    );
     let got = recv_json(&bob, "5");
     assert_eq!(texts(&got), ["from bob's second device"]);
-    assert_eq!(got[0]["direction"], "out");
-    assert_eq!(recv_json(&carol, "1").len(), 1, "carol got the group message");
+    assert_eq!(messages(&got)[0]["direction"], "out");
+    assert_eq!(
+        texts(&recv_json(&carol, "1")).len(),
+        1,
+        "carol got the group message"
+    );
 
     // The safety number is the same on both sides, and linking did not change it.
     let a = sirr_ok(&alice, &["safety", BOB]);

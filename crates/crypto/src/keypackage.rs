@@ -61,6 +61,11 @@ impl ValidatedKeyPackage {
         self.key_package.last_resort()
     }
 
+    /// End of the KeyPackage's lifetime, seconds since the Unix epoch.
+    pub fn not_after(&self) -> u64 {
+        self.key_package.life_time().not_after()
+    }
+
     /// The Ed25519 signature key of the device.
     pub fn signature_key(&self) -> &[u8] {
         self.key_package.leaf_node().signature_key().as_slice()

@@ -98,6 +98,11 @@ pub struct LimitsConfig {
     pub send: Rate,
     /// Phone numbers looked up per account (contact discovery).
     pub lookup: Rate,
+    /// KeyPackages claimed per account (one per device of the account claimed from): claims
+    /// reveal who starts talking to whom, and each uses up another device's key.
+    pub claim: Rate,
+    /// One-time KeyPackages kept per device; uploads beyond it replace the oldest.
+    pub key_packages_per_device: usize,
     /// Registration requests (code requests and verifications) in progress at once; past it new
     /// ones are refused at once with "retry after" instead of queueing (surge protection).
     pub registrations_in_flight: usize,
@@ -171,6 +176,8 @@ impl Default for LimitsConfig {
             registration_per_ip: Rate::new(30, 0.5),
             send: Rate::new(200, 20.0),
             lookup: Rate::new(2_000, 1.0),
+            claim: Rate::new(2_000, 2.0),
+            key_packages_per_device: 200,
             registrations_in_flight: 256,
         }
     }
@@ -282,6 +289,9 @@ impl Config {
             return bad("no way to send verification codes: set verification.webhook_url \
                  (SIRR_VERIFICATION__WEBHOOK_URL) or run with --dev for development");
         }
+        if self.limits.key_packages_per_device == 0 || self.limits.key_packages_per_device > 10_000 {
+            return bad("limits.key_packages_per_device must be between 1 and 10000");
+        }
         if self.limits.registrations_in_flight == 0 {
             return bad("limits.registrations_in_flight must be at least 1");
         }
@@ -294,6 +304,7 @@ impl Config {
             ("registration_per_ip", self.limits.registration_per_ip),
             ("send", self.limits.send),
             ("lookup", self.limits.lookup),
+            ("claim", self.limits.claim),
         ] {
             if r.burst == 0 || r.per_second.is_nan() || r.per_second <= 0.0 {
                 return Err(ConfigError::Invalid(format!(

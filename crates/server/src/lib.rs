@@ -5,7 +5,8 @@
 //! - `config`: the one configuration struct and its layered loading;
 //! - `http`: routes (`/v1/websocket`, `/health`, `/metrics`);
 //! - `session`: one WebSocket connection (handshake, then a device session);
-//! - `service`: what requests do, independent of transport;
+//! - `service`: what requests do, independent of transport; `keydir`: the key directory and
+//!   the order of conversation commits; `link`: linking new devices;
 //! - `hub`: live sessions on this node, fed by storage commits;
 //! - `limits`: in-memory token buckets; `keys`: the server key and keyed hashes;
 //! - `verify`: verification-code senders (log for dev, webhook for an SMS gateway);
@@ -14,8 +15,10 @@
 pub mod config;
 mod http;
 pub mod hub;
+pub mod keydir;
 pub mod keys;
 pub mod limits;
+pub mod link;
 pub mod metrics;
 pub mod service;
 mod session;

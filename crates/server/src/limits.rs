@@ -89,6 +89,7 @@ pub struct Limits {
     pub registration_per_ip: Bucket<IpKey>,
     pub send: Bucket<AccountId>,
     pub lookup: Bucket<AccountId>,
+    pub claim: Bucket<AccountId>,
     pub prefix_digits: usize,
 }
 
@@ -100,6 +101,7 @@ impl Limits {
             registration_per_ip: Bucket::new(c.registration_per_ip),
             send: Bucket::new(c.send),
             lookup: Bucket::new(c.lookup),
+            claim: Bucket::new(c.claim),
             prefix_digits: c.prefix_digits,
         }
     }
@@ -111,6 +113,7 @@ impl Limits {
         self.registration_per_ip.forget_idle();
         self.send.forget_idle();
         self.lookup.forget_idle();
+        self.claim.forget_idle();
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub rejected_rate_limit: Counter,
     pub registrations: Counter,
     pub malformed_frames: Counter,
+    /// Conversation commits ordered (accepted).
+    pub commits: Counter,
     /// Seconds from receiving a send to it being durable.
     pub send_latency: Histogram,
     /// Seconds from acceptance to the push being written to the recipient's socket.
@@ -39,6 +41,7 @@ impl Default for Metrics {
             rejected_rate_limit: Counter::default(),
             registrations: Counter::default(),
             malformed_frames: Counter::default(),
+            commits: Counter::default(),
             send_latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             delivery_latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             store_backlog: Gauge::default(),
@@ -73,6 +76,11 @@ impl Default for Metrics {
             "malformed_frames",
             "Frames that failed to decode",
             m.malformed_frames.clone(),
+        );
+        registry.register(
+            "commits",
+            "Conversation commits accepted (one per epoch)",
+            m.commits.clone(),
         );
         registry.register(
             "send_latency_seconds",

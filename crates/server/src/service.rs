@@ -40,7 +40,7 @@ pub struct Authed {
     pub key: DeviceKey,
 }
 
-type Answer = Result<Response, ErrorBody>;
+pub type Answer = Result<Response, ErrorBody>;
 
 pub struct Service {
     pub config: Config,
@@ -56,16 +56,18 @@ pub struct Service {
     device_generation: std::sync::atomic::AtomicU64,
     /// Admission control for registration: a surge is shed here, quickly, instead of queueing.
     registration_slots: tokio::sync::Semaphore,
+    /// Device links waiting for approval (see `link.rs`).
+    pub(crate) links: DashMap<[u8; 16], Arc<crate::link::PendingLink>>,
 }
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorBody {
+pub fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorBody {
     ErrorBody::new(code, msg)
 }
 
@@ -88,6 +90,7 @@ impl Service {
             metrics: Metrics::default(),
             devices: DashMap::new(),
             device_generation: std::sync::atomic::AtomicU64::new(0),
+            links: DashMap::new(),
         }
     }
 
@@ -95,7 +98,7 @@ impl Service {
         self.store.write_backlog()
     }
 
-    fn store_error(&self, e: StoreError) -> ErrorBody {
+    pub(crate) fn store_error(&self, e: StoreError) -> ErrorBody {
         match e {
             StoreError::Overloaded => {
                 self.metrics.rejected_overload.inc();
@@ -132,7 +135,7 @@ impl Service {
         })
     }
 
-    fn rate_limited(&self, what: &str, r: RetryAfter) -> ErrorBody {
+    pub(crate) fn rate_limited(&self, what: &str, r: RetryAfter) -> ErrorBody {
         self.metrics.rejected_rate_limit.inc();
         err(ErrorCode::RateLimited, format!("too many {what}; slow down")).retry_after(r.millis())
     }
@@ -281,6 +284,7 @@ impl Service {
             .queue_len(record.key)
             .await
             .map_err(|e| self.store_error(e))?;
+        let key_packages = self.key_package_stock(record.key).await?;
         let authed = Authed {
             address,
             key: record.key,
@@ -291,14 +295,14 @@ impl Service {
                 account,
                 device,
                 queued,
-                key_packages: 0,
+                key_packages,
             },
         ))
     }
 
     // ----- messaging ------------------------------------------------------------------------
 
-    async fn devices_of(
+    pub(crate) async fn devices_of(
         &self,
         account: AccountId,
     ) -> Result<Option<Arc<Vec<(DeviceId, DeviceKey)>>>, ErrorBody> {
@@ -338,6 +342,7 @@ impl Service {
         message_id: MessageId,
         to: Vec<Recipient>,
         payload: Vec<u8>,
+        epoch: Option<sirr_proto::EpochRef>,
     ) -> Result<Pending, ErrorBody> {
         if payload.len() > self.config.delivery.max_payload {
             return Err(err(
@@ -409,11 +414,17 @@ impl Service {
             server_ts: now_ms(),
             payload: payload.into(),
         };
-        Ok(self.store.enqueue(message, keys))
+        Ok(match epoch {
+            None => self.store.enqueue(message, keys),
+            Some(e) => {
+                self.store
+                    .enqueue_checked(message, keys, Self::epoch_check(me, e.conversation, e.epoch))
+            }
+        })
     }
 
     /// Forget the cached device list of `account` after a committed change.
-    fn devices_changed(&self, account: AccountId) {
+    pub(crate) fn devices_changed(&self, account: AccountId) {
         self.device_generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.devices.remove(&account);
@@ -434,7 +445,7 @@ impl Service {
 
     /// `Send`, second half: the answer once storage has committed.
     pub async fn finish_send(&self, pending: Pending, started: Instant) -> Answer {
-        pending.await.map_err(|e| self.store_error(e))?;
+        pending.await.map_err(|e| self.e2e_error(e))?;
         self.metrics.messages_in.inc();
         self.metrics.send_latency.observe(started.elapsed().as_secs_f64());
         Ok(Response::Sent { server_ts: now_ms() })
@@ -538,6 +549,10 @@ impl Service {
         if let Err(e) = self.store.purge_verifications(now_ms()).await {
             tracing::warn!(error = %e, "verification purge failed");
         }
+        if let Err(e) = self.store.purge_key_packages(now_ms()).await {
+            tracing::warn!(error = %e, "KeyPackage purge failed");
+        }
+        self.expire_links();
         self.limits.forget_idle();
         if let Ok(n) = self.store.queued_total().await {
             self.metrics.queued_messages.set(n as i64);

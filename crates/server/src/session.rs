@@ -132,7 +132,7 @@ async fn handshake(
     ip: IpAddr,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Authed> {
-    let deadline =
+    let mut deadline =
         tokio::time::Instant::now() + Duration::from_secs(svc.config.delivery.handshake_timeout_secs);
     loop {
         let msg = tokio::select! {
@@ -177,6 +177,23 @@ async fn handshake(
                 Err(e) => (Err(e), None),
             },
             Request::Ping => (Ok(sirr_proto::Response::Pong), None),
+            Request::RequestLink {
+                device_name,
+                public_key,
+            } => (svc.request_link(device_name, public_key, ip).await, None),
+            Request::AwaitLink { link_id } => {
+                // A long wait by design: it is not held to the handshake deadline.
+                let answer = tokio::select! {
+                    a = svc.await_link(link_id) => a,
+                    _ = shutdown.changed() => {
+                        close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
+                        return None;
+                    }
+                };
+                deadline = tokio::time::Instant::now()
+                    + Duration::from_secs(svc.config.delivery.handshake_timeout_secs);
+                (answer, None)
+            }
             _ => (
                 Err(ErrorBody::new(
                     ErrorCode::WrongState,
@@ -389,10 +406,10 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
             message_id,
             to,
             payload,
-            epoch: _,
+            epoch,
         } => {
             let started = Instant::now();
-            match svc.submit_send(me, message_id, to, payload).await {
+            match svc.submit_send(me, message_id, to, payload, epoch).await {
                 Ok(pending) => Box::pin(async move { reply(svc.finish_send(pending, started).await) }),
                 Err(e) => return Err(ServerFrame::Response { id, result: Err(e) }),
             }
@@ -403,18 +420,42 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
             Box::pin(async move { reply(svc.remove_device(me, device).await) })
         }
         Request::Ping => Box::pin(async move { reply(Ok(sirr_proto::Response::Pong)) }),
-        Request::UploadKeyPackages { .. }
-        | Request::ClaimKeyPackages { .. }
-        | Request::PublishDeviceList { .. }
-        | Request::Commit { .. }
-        | Request::RequestLink { .. }
-        | Request::AwaitLink { .. }
-        | Request::ApproveLink { .. } => {
+        Request::Commit {
+            conversation,
+            epoch,
+            members,
+            commit,
+            welcome,
+        } => match svc
+            .submit_commit(me, conversation, epoch, members, commit, welcome)
+            .await
+        {
+            Ok(pending) => Box::pin(async move { reply(svc.finish_commit(pending).await) }),
+            Err(e) => return Err(ServerFrame::Response { id, result: Err(e) }),
+        },
+        Request::UploadKeyPackages {
+            one_time,
+            last_resort,
+        } => Box::pin(async move {
+            let one_time = one_time.into_iter().map(|b| b.into_vec()).collect();
+            let last_resort = last_resort.map(|b| b.into_vec());
+            reply(svc.upload_key_packages(me, one_time, last_resort).await)
+        }),
+        Request::ClaimKeyPackages { account, devices } => {
+            Box::pin(async move { reply(svc.claim_key_packages(me, account, devices).await) })
+        }
+        Request::PublishDeviceList { version, list } => {
+            Box::pin(async move { reply(svc.publish_device_list(me, version, list.into_vec()).await) })
+        }
+        Request::ApproveLink { link_id, sealed } => {
+            Box::pin(async move { reply(svc.approve_link(me, link_id, sealed.into_vec()).await) })
+        }
+        Request::RequestLink { .. } | Request::AwaitLink { .. } => {
             return Err(ServerFrame::Response {
                 id,
                 result: Err(ErrorBody::new(
-                    ErrorCode::BadRequest,
-                    "not supported by this server yet",
+                    ErrorCode::WrongState,
+                    "this session is already signed in; link from a new connection",
                 )),
             });
         }

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sirr_proto::{AccountId, DeviceAddress, DeviceId, MessageId};
+use sirr_proto::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId};
 
 pub mod sqlite;
 
@@ -47,6 +47,15 @@ pub enum StoreError {
     /// A verification was consumed concurrently, or a row vanished mid-operation.
     #[error("conflicting concurrent change: {0}")]
     Conflict(&'static str),
+    /// A commit or message was made for another epoch than the conversation's current one.
+    #[error("the conversation is at epoch {current}")]
+    StaleEpoch { current: u64 },
+    /// The sender's account is not a member of the conversation.
+    #[error("not a member of the conversation")]
+    NotMember,
+    /// A device list's version is not newer than the stored one.
+    #[error("device list version {offered} is not newer than {stored}")]
+    StaleVersion { offered: u64, stored: u64 },
     /// The backend failed (disk full, corruption, ...). The text is for operators' logs, never
     /// for clients.
     #[error("storage backend failed: {0}")]
@@ -113,6 +122,36 @@ pub struct NewMessage {
     pub payload: Arc<[u8]>,
 }
 
+/// A KeyPackage to store for a device.
+#[derive(Clone, Debug)]
+pub struct NewKeyPackage {
+    pub bytes: Vec<u8>,
+    /// Milliseconds since the Unix epoch; never handed out after this.
+    pub expires_at: u64,
+}
+
+/// An epoch check that must hold, atomically with the write, for a message to be stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochCheck {
+    pub conversation: ConversationId,
+    pub epoch: u64,
+    /// The sending account: it must be a member.
+    pub sender: AccountId,
+}
+
+/// A commit to order: accepted only if `epoch` is the conversation's current epoch (0 for a
+/// conversation storage has not seen) and `sender` is a member; then the conversation moves to
+/// `epoch + 1` with `members`, and every message is queued, all in one transaction.
+#[derive(Clone, Debug)]
+pub struct NewCommit {
+    pub conversation: ConversationId,
+    pub epoch: u64,
+    pub sender: AccountId,
+    pub members: Vec<AccountId>,
+    pub day: u32,
+    pub messages: Vec<(NewMessage, Vec<DeviceKey>)>,
+}
+
 /// A message in a device's queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueuedMessage {
@@ -150,6 +189,15 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// Create the account for this number if it has none, and add a device to it.
     async fn register_device(&self, new: NewDevice) -> Result<Registration>;
+    /// Add a device to an existing account (a device linked by another of its devices).
+    /// [`StoreError::DeviceLimit`] if the account is full.
+    async fn add_device(
+        &self,
+        account: AccountId,
+        name: String,
+        secret_hash: [u8; 32],
+        day: u32,
+    ) -> Result<DeviceRecord>;
     async fn device(&self, address: DeviceAddress) -> Result<Option<DeviceRecord>>;
     /// The account behind a phone number and its devices.
     async fn account_by_phone(&self, phone: PhoneKey) -> Result<Option<(AccountId, Vec<DeviceId>)>>;
@@ -177,9 +225,46 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn expire(&self, cutoff_ms: u64) -> Result<u64>;
 }
 
+/// The key directory and the order of conversations.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Store one-time KeyPackages for `device` (at most `max_one_time` kept: beyond, the oldest
+    /// are dropped) and, if given, replace its last-resort one. Returns the one-time stock.
+    async fn add_key_packages(
+        &self,
+        device: DeviceKey,
+        one_time: Vec<NewKeyPackage>,
+        last_resort: Option<NewKeyPackage>,
+        max_one_time: usize,
+    ) -> Result<u32>;
+    /// One-time KeyPackages `device` has that are not expired at `now_ms`.
+    async fn key_package_stock(&self, device: DeviceKey, now_ms: u64) -> Result<u32>;
+    /// For each device, take one unexpired one-time KeyPackage (deleted: each is handed out at
+    /// most once, ever), else its unexpired last-resort one (kept). Devices with neither are
+    /// left out.
+    async fn claim_key_packages(
+        &self,
+        devices: Vec<(DeviceId, DeviceKey)>,
+        now_ms: u64,
+    ) -> Result<Vec<(DeviceId, Vec<u8>)>>;
+    /// Delete KeyPackages expired before `now_ms`; returns how many.
+    async fn purge_key_packages(&self, now_ms: u64) -> Result<u64>;
+    /// Store `account`'s device list if `version` is newer than the stored one.
+    async fn put_device_list(&self, account: AccountId, version: u64, list: Vec<u8>) -> Result<()>;
+    async fn device_list(&self, account: AccountId) -> Result<Option<Vec<u8>>>;
+    /// Order a commit (see [`NewCommit`]); resolves to the new epoch once durable.
+    fn commit(
+        &self,
+        commit: NewCommit,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64>> + Send>>;
+    /// Like [`QueueStore::enqueue`], but stored only if `check` holds at that point of the
+    /// commit order ([`StoreError::StaleEpoch`] / [`StoreError::NotMember`] otherwise).
+    fn enqueue_checked(&self, message: NewMessage, to: Vec<DeviceKey>, check: EpochCheck) -> Pending;
+}
+
 /// Everything `sirrd` needs from storage.
 #[async_trait]
-pub trait Store: AccountStore + QueueStore {
+pub trait Store: AccountStore + QueueStore + KeyStore {
     /// Writes waiting to be applied (a gauge for metrics and load shedding).
     fn write_backlog(&self) -> usize;
 

@@ -90,7 +90,13 @@ impl Server {
             .stderr(Stdio::piped());
         // Generous limits so tests exercise behaviour, not the default production budgets,
         // unless a test sets its own.
-        for limit in ["SEND", "REGISTRATION_PER_IP", "CODE_PER_PREFIX", "LOOKUP"] {
+        for limit in [
+            "SEND",
+            "REGISTRATION_PER_IP",
+            "CODE_PER_PREFIX",
+            "LOOKUP",
+            "CLAIM",
+        ] {
             cmd.env(format!("SIRR_LIMITS__{limit}__BURST"), "100000");
             cmd.env(format!("SIRR_LIMITS__{limit}__PER_SECOND"), "100000.0");
         }

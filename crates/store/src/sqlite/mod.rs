@@ -264,6 +264,23 @@ impl AccountStore for SqliteStore {
         self.submit(|reply| Op::Register { new, reply }).await
     }
 
+    async fn add_device(
+        &self,
+        account: AccountId,
+        name: String,
+        secret_hash: [u8; 32],
+        day: u32,
+    ) -> Result<DeviceRecord> {
+        self.submit(|reply| Op::AddDevice {
+            account,
+            name,
+            secret_hash,
+            day,
+            reply,
+        })
+        .await
+    }
+
     async fn device(&self, address: DeviceAddress) -> Result<Option<DeviceRecord>> {
         self.read(move |c| {
             c.prepare_cached(&format!(
@@ -316,7 +333,12 @@ impl QueueStore for SqliteStore {
         let submitted = self
             .inner
             .writes
-            .try_send(Op::Enqueue { message, to, reply })
+            .try_send(Op::Enqueue {
+                message,
+                to,
+                check: None,
+                reply,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
@@ -376,6 +398,107 @@ impl QueueStore for SqliteStore {
 
     async fn expire(&self, cutoff_ms: u64) -> Result<u64> {
         self.submit(|reply| Op::Expire { cutoff_ms, reply }).await
+    }
+}
+
+impl SqliteStore {
+    /// Submit a write that is refused at once when the writer is saturated (load shedding).
+    fn try_submit<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send>> {
+        let (reply, rx) = oneshot::channel();
+        let submitted = self.inner.writes.try_send(make(reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        });
+        Box::pin(async move {
+            submitted?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn add_key_packages(
+        &self,
+        device: DeviceKey,
+        one_time: Vec<NewKeyPackage>,
+        last_resort: Option<NewKeyPackage>,
+        max_one_time: usize,
+    ) -> Result<u32> {
+        self.try_submit(|reply| Op::AddKeyPackages {
+            device,
+            one_time,
+            last_resort,
+            max_one_time,
+            reply,
+        })
+        .await
+    }
+
+    async fn key_package_stock(&self, device: DeviceKey, now_ms: u64) -> Result<u32> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM key_packages WHERE device = ? AND last_resort = 0 AND expires_at > ?",
+            )?
+            .query_row(params![device.0, now_ms as i64], |r| r.get::<_, i64>(0))
+            .map(|n| n as u32)
+        })
+        .await
+    }
+
+    async fn claim_key_packages(
+        &self,
+        devices: Vec<(DeviceId, DeviceKey)>,
+        now_ms: u64,
+    ) -> Result<Vec<(DeviceId, Vec<u8>)>> {
+        self.try_submit(|reply| Op::ClaimKeyPackages {
+            devices,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn purge_key_packages(&self, now_ms: u64) -> Result<u64> {
+        self.submit(|reply| Op::PurgeKeyPackages { now_ms, reply }).await
+    }
+
+    async fn put_device_list(&self, account: AccountId, version: u64, list: Vec<u8>) -> Result<()> {
+        self.submit(|reply| Op::PutDeviceList {
+            account,
+            version,
+            list,
+            reply,
+        })
+        .await
+    }
+
+    async fn device_list(&self, account: AccountId) -> Result<Option<Vec<u8>>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT list FROM device_lists WHERE account = ?")?
+                .query_row([&account.0[..]], |r| r.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    fn commit(
+        &self,
+        commit: NewCommit,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64>> + Send>> {
+        self.try_submit(|reply| Op::Commit { commit, reply })
+    }
+
+    fn enqueue_checked(&self, message: NewMessage, to: Vec<DeviceKey>, check: EpochCheck) -> Pending {
+        self.try_submit(|reply| Op::Enqueue {
+            message,
+            to,
+            check: Some(check),
+            reply,
+        })
     }
 }
 

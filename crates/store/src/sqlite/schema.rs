@@ -45,4 +45,37 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX queue_by_device ON queue (device, seq);
     ",
+    // 2: the key directory, device lists, and the order of conversation commits.
+    "
+    -- KeyPackages: public keys a device publishes so others can add it to a conversation.
+    -- One-time ones are deleted when claimed; the last-resort one is kept until replaced.
+    CREATE TABLE key_packages (
+        id          INTEGER PRIMARY KEY,
+        device      INTEGER NOT NULL REFERENCES devices(key) ON DELETE CASCADE,
+        last_resort INTEGER NOT NULL,      -- 1 for the device's fallback package
+        expires_at  INTEGER NOT NULL,      -- ms since the Unix epoch (the package's not_after)
+        bytes       BLOB NOT NULL          -- the TLS-encoded KeyPackage (public keys only)
+    );
+    CREATE INDEX key_packages_by_device ON key_packages (device, last_resort, id);
+
+    -- An account's device list, signed by its account key; opaque to the server.
+    CREATE TABLE device_lists (
+        account BLOB PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        list    BLOB NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Conversations the server orders commits for: the current epoch and the member accounts
+    -- allowed to commit and to send in it.
+    CREATE TABLE conversations (
+        id          BLOB PRIMARY KEY,      -- the MLS group id (random, or derived for 1:1)
+        epoch       INTEGER NOT NULL,
+        updated_day INTEGER NOT NULL       -- days since the Unix epoch (coarse on purpose)
+    ) WITHOUT ROWID;
+    CREATE TABLE conversation_members (
+        conversation BLOB NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        account      BLOB NOT NULL,
+        PRIMARY KEY (conversation, account)
+    ) WITHOUT ROWID;
+    ",
 ];

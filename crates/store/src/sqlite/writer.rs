@@ -1,10 +1,11 @@
 //! The writer thread: the single owner of the write connection. See the module docs of
 //! [`super`] for why it exists and how batching works.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sirr_proto::{DeviceAddress, MAX_DEVICES_PER_ACCOUNT};
+use sirr_proto::{AccountId, ConversationId, DeviceAddress, DeviceId, MAX_DEVICES_PER_ACCOUNT};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{DEVICE_COLUMNS, backend, device_from_row};
@@ -18,6 +19,33 @@ pub(super) enum Op {
     Enqueue {
         message: NewMessage,
         to: Vec<DeviceKey>,
+        check: Option<EpochCheck>,
+        reply: Reply<()>,
+    },
+    Commit {
+        commit: NewCommit,
+        reply: Reply<u64>,
+    },
+    AddKeyPackages {
+        device: DeviceKey,
+        one_time: Vec<NewKeyPackage>,
+        last_resort: Option<NewKeyPackage>,
+        max_one_time: usize,
+        reply: Reply<u32>,
+    },
+    ClaimKeyPackages {
+        devices: Vec<(DeviceId, DeviceKey)>,
+        now_ms: u64,
+        reply: Reply<Vec<(DeviceId, Vec<u8>)>>,
+    },
+    PurgeKeyPackages {
+        now_ms: u64,
+        reply: Reply<u64>,
+    },
+    PutDeviceList {
+        account: AccountId,
+        version: u64,
+        list: Vec<u8>,
         reply: Reply<()>,
     },
     Ack {
@@ -48,6 +76,13 @@ pub(super) enum Op {
         address: DeviceAddress,
         reply: Reply<bool>,
     },
+    AddDevice {
+        account: AccountId,
+        name: String,
+        secret_hash: [u8; 32],
+        day: u32,
+        reply: Reply<DeviceRecord>,
+    },
     Expire {
         cutoff_ms: u64,
         reply: Reply<u64>,
@@ -74,6 +109,7 @@ pub(super) fn spawn(
         conn,
         next_seq: next_seq as u64,
         listener,
+        conversations: HashMap::new(),
     };
     std::thread::Builder::new()
         .name("sirr-store-writer".into())
@@ -85,14 +121,22 @@ struct Writer {
     conn: Connection,
     next_seq: u64,
     listener: Arc<dyn QueueListener>,
+    /// Epoch and member accounts of conversations seen since start (or since the last failed
+    /// batch, which clears it): epoch checks on sends then need no read.
+    conversations: HashMap<ConversationId, (u64, Vec<AccountId>)>,
 }
+
+/// How much of the conversation cache to keep before starting afresh.
+const CONVERSATION_CACHE_CAP: usize = 100_000;
 
 /// Delivers an operation's result once the commit's outcome (an error, or none) is known.
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 /// What to do once the batch's fate is known.
 enum Done {
-    Enqueued(Reply<()>, Vec<(DeviceKey, QueuedMessage)>),
+    /// `Err` is a refusal for a domain reason (nothing was written); the batch goes on.
+    Enqueued(Reply<()>, Result<Vec<(DeviceKey, QueuedMessage)>>),
+    Committed(Reply<u64>, Result<(u64, Vec<(DeviceKey, QueuedMessage)>)>),
     Reply(Completion),
     Shutdown(oneshot::Sender<()>),
 }
@@ -155,19 +199,34 @@ impl Writer {
         if let Some(e) = &commit_err {
             tracing::error!(error = %e, "store batch failed; rolled back");
             let _ = self.conn.execute_batch("ROLLBACK");
+            self.conversations.clear();
         }
         let mut stop = false;
         for d in done {
             match d {
                 Done::Enqueued(reply, queued) => {
-                    if commit_err.is_none() {
-                        for (device, m) in &queued {
-                            self.listener.queued(*device, m);
+                    let _ = reply.send(match (commit_err.is_none(), queued) {
+                        (_, Err(refused)) => Err(refused),
+                        (true, Ok(queued)) => {
+                            for (device, m) in &queued {
+                                self.listener.queued(*device, m);
+                            }
+                            Ok(())
                         }
-                        let _ = reply.send(Ok(()));
-                    } else {
-                        let _ = reply.send(Err(StoreError::Backend("commit failed".into())));
-                    }
+                        (false, Ok(_)) => Err(StoreError::Backend("commit failed".into())),
+                    });
+                }
+                Done::Committed(reply, outcome) => {
+                    let _ = reply.send(match (commit_err.is_none(), outcome) {
+                        (_, Err(refused)) => Err(refused),
+                        (true, Ok((epoch, queued))) => {
+                            for (device, m) in &queued {
+                                self.listener.queued(*device, m);
+                            }
+                            Ok(epoch)
+                        }
+                        (false, Ok(_)) => Err(StoreError::Backend("commit failed".into())),
+                    });
                 }
                 Done::Reply(f) => f(commit_err.as_ref()),
                 Done::Shutdown(reply) => {
@@ -184,13 +243,19 @@ impl Writer {
             Err(StoreError::Backend("transaction failed".into()))
         }
         match op {
-            Op::Enqueue { reply, .. } => Done::Enqueued(reply, Vec::new()),
+            Op::Enqueue { reply, .. } => Done::Enqueued(reply, Ok(Vec::new())),
+            Op::Commit { reply, .. } => Done::Committed(reply, Ok((0, Vec::new()))),
+            Op::AddKeyPackages { reply, .. } => finish(reply, e()),
+            Op::ClaimKeyPackages { reply, .. } => finish(reply, e()),
+            Op::PurgeKeyPackages { reply, .. } => finish(reply, e()),
+            Op::PutDeviceList { reply, .. } => finish(reply, e()),
             Op::Ack { reply, .. }
             | Op::PutVerification { reply, .. }
             | Op::DeleteVerification { reply, .. } => finish(reply, e()),
             Op::Register { reply, .. } => finish(reply, e()),
             Op::TakeAttempt { reply, .. } => finish(reply, e()),
             Op::RemoveDevice { reply, .. } => finish(reply, e()),
+            Op::AddDevice { reply, .. } => finish(reply, e()),
             Op::Expire { reply, .. } | Op::PurgeVerifications { reply, .. } => finish(reply, e()),
             Op::Shutdown { reply } => Done::Shutdown(reply),
         }
@@ -199,10 +264,118 @@ impl Writer {
     /// Apply one operation. An `Err` poisons the whole batch (an IO-level failure).
     fn one(&mut self, op: Op) -> std::result::Result<Done, (StoreError, Done)> {
         match op {
-            Op::Enqueue { message, to, reply } => match self.enqueue(&message, &to) {
-                Ok(queued) => Ok(Done::Enqueued(reply, queued)),
-                Err(e) => Err((e, Done::Enqueued(reply, Vec::new()))),
+            Op::Enqueue {
+                message,
+                to,
+                check,
+                reply,
+            } => {
+                if let Some(check) = check {
+                    match self.check_epoch(&check) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(refused)) => return Ok(Done::Enqueued(reply, Err(refused))),
+                        Err(e) => return Err((e, Done::Enqueued(reply, Ok(Vec::new())))),
+                    }
+                }
+                match self.enqueue(&message, &to) {
+                    Ok(queued) => Ok(Done::Enqueued(reply, Ok(queued))),
+                    Err(e) => Err((e, Done::Enqueued(reply, Ok(Vec::new())))),
+                }
+            }
+            Op::Commit { commit, reply } => match self.commit(commit) {
+                Ok(outcome) => Ok(Done::Committed(reply, outcome)),
+                Err(e) => Err((e, Done::Committed(reply, Ok((0, Vec::new()))))),
             },
+            Op::AddKeyPackages {
+                device,
+                one_time,
+                last_resort,
+                max_one_time,
+                reply,
+            } => self.plain(reply, |c| {
+                let mut insert = c.prepare_cached(
+                    "INSERT INTO key_packages (device, last_resort, expires_at, bytes) VALUES (?, ?, ?, ?)",
+                )?;
+                for kp in &one_time {
+                    insert.execute(params![device.0, 0, kp.expires_at as i64, &kp.bytes])?;
+                }
+                if let Some(kp) = &last_resort {
+                    c.prepare_cached("DELETE FROM key_packages WHERE device = ? AND last_resort = 1")?
+                        .execute([device.0])?;
+                    insert.execute(params![device.0, 1, kp.expires_at as i64, &kp.bytes])?;
+                }
+                // Keep the newest `max_one_time`.
+                c.prepare_cached(
+                    "DELETE FROM key_packages WHERE device = ?1 AND last_resort = 0 AND id NOT IN
+                       (SELECT id FROM key_packages WHERE device = ?1 AND last_resort = 0
+                        ORDER BY id DESC LIMIT ?2)",
+                )?
+                .execute(params![device.0, max_one_time as i64])?;
+                c.prepare_cached("SELECT COUNT(*) FROM key_packages WHERE device = ? AND last_resort = 0")?
+                    .query_row([device.0], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u32)
+            }),
+            Op::ClaimKeyPackages {
+                devices,
+                now_ms,
+                reply,
+            } => self.plain(reply, |c| {
+                let mut out = Vec::with_capacity(devices.len());
+                let mut take = c.prepare_cached(
+                    "DELETE FROM key_packages WHERE id =
+                       (SELECT id FROM key_packages WHERE device = ? AND last_resort = 0 AND expires_at > ?
+                        ORDER BY id LIMIT 1)
+                     RETURNING bytes",
+                )?;
+                let mut fallback = c.prepare_cached(
+                    "SELECT bytes FROM key_packages WHERE device = ? AND last_resort = 1 AND expires_at > ?
+                     ORDER BY id DESC LIMIT 1",
+                )?;
+                for (id, key) in devices {
+                    let bytes: Option<Vec<u8>> = take
+                        .query_row(params![key.0, now_ms as i64], |r| r.get(0))
+                        .optional()?;
+                    let bytes = match bytes {
+                        Some(b) => Some(b),
+                        None => fallback
+                            .query_row(params![key.0, now_ms as i64], |r| r.get(0))
+                            .optional()?,
+                    };
+                    if let Some(b) = bytes {
+                        out.push((id, b));
+                    }
+                }
+                Ok(out)
+            }),
+            Op::PurgeKeyPackages { now_ms, reply } => self.plain(reply, |c| {
+                let n = c.execute("DELETE FROM key_packages WHERE expires_at <= ?", [now_ms as i64])?;
+                Ok(n as u64)
+            }),
+            Op::PutDeviceList {
+                account,
+                version,
+                list,
+                reply,
+            } => self.in_savepoint(reply, |c| {
+                let stored: Option<i64> = c
+                    .prepare_cached("SELECT version FROM device_lists WHERE account = ?")
+                    .and_then(|mut s| s.query_row([&account.0[..]], |r| r.get(0)).optional())
+                    .map_err(backend)?;
+                if let Some(stored) = stored
+                    && stored as u64 >= version
+                {
+                    return Err(StoreError::StaleVersion {
+                        offered: version,
+                        stored: stored as u64,
+                    });
+                }
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO device_lists (account, version, list) VALUES (?, ?, ?)",
+                )
+                .and_then(|mut s| s.execute(params![&account.0[..], version as i64, &list]))
+                .map_err(backend)?;
+                Ok(())
+            }),
             Op::Ack { device, seqs, reply } => self.plain(reply, |c| {
                 let mut stmt = c.prepare_cached("DELETE FROM queue WHERE seq = ? AND device = ?")?;
                 for seq in seqs {
@@ -256,6 +429,20 @@ impl Writer {
                 Ok(())
             }),
             Op::Register { new, reply } => self.in_savepoint(reply, |c| register(c, new)),
+            Op::AddDevice {
+                account,
+                name,
+                secret_hash,
+                day,
+                reply,
+            } => self.in_savepoint(reply, |c| {
+                let next: Option<u32> = c
+                    .prepare_cached("SELECT next_device FROM accounts WHERE id = ?")
+                    .and_then(|mut s| s.query_row([&account.0[..]], |r| r.get(0)).optional())
+                    .map_err(backend)?;
+                let next = next.ok_or(StoreError::Conflict("the account no longer exists"))?;
+                insert_device(c, &account.0, next, &name, &secret_hash, day)
+            }),
             Op::RemoveDevice { address, reply } => self.in_savepoint(reply, |c| {
                 let key: Option<i64> = c
                     .prepare_cached("SELECT key FROM devices WHERE account = ? AND device = ?")
@@ -291,6 +478,87 @@ impl Writer {
             }),
             Op::Shutdown { reply } => Ok(Done::Shutdown(reply)),
         }
+    }
+
+    /// The stored epoch and member accounts of a conversation.
+    fn conversation(&mut self, id: ConversationId) -> Result<Option<(u64, Vec<AccountId>)>> {
+        if let Some(c) = self.conversations.get(&id) {
+            return Ok(Some(c.clone()));
+        }
+        let epoch: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT epoch FROM conversations WHERE id = ?")
+            .and_then(|mut s| s.query_row([&id.0[..]], |r| r.get(0)).optional())
+            .map_err(backend)?;
+        let Some(epoch) = epoch else { return Ok(None) };
+        let members = self
+            .conn
+            .prepare_cached("SELECT account FROM conversation_members WHERE conversation = ?")
+            .and_then(|mut s| {
+                s.query_map([&id.0[..]], |r| r.get::<_, Vec<u8>>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(backend)?
+            .into_iter()
+            .filter_map(|a| a.try_into().ok().map(AccountId))
+            .collect::<Vec<_>>();
+        if self.conversations.len() >= CONVERSATION_CACHE_CAP {
+            self.conversations.clear();
+        }
+        self.conversations.insert(id, (epoch as u64, members.clone()));
+        Ok(Some((epoch as u64, members)))
+    }
+
+    /// `Ok(Err(_))`: the check failed (a refusal, not a fault).
+    fn check_epoch(&mut self, check: &EpochCheck) -> Result<Result<()>> {
+        Ok(match self.conversation(check.conversation)? {
+            None => Err(StoreError::NotMember),
+            Some((_, members)) if !members.contains(&check.sender) => Err(StoreError::NotMember),
+            Some((epoch, _)) if epoch != check.epoch => Err(StoreError::StaleEpoch { current: epoch }),
+            Some(_) => Ok(()),
+        })
+    }
+
+    /// Order a commit: `Ok(Err(_))` is a refusal (nothing written).
+    #[allow(clippy::type_complexity)]
+    fn commit(&mut self, c: NewCommit) -> Result<Result<(u64, Vec<(DeviceKey, QueuedMessage)>)>> {
+        let current = self.conversation(c.conversation)?;
+        match &current {
+            None if c.epoch != 0 => return Ok(Err(StoreError::StaleEpoch { current: 0 })),
+            Some((epoch, _)) if *epoch != c.epoch => {
+                return Ok(Err(StoreError::StaleEpoch { current: *epoch }));
+            }
+            Some((_, members)) if !members.contains(&c.sender) => return Ok(Err(StoreError::NotMember)),
+            _ => {}
+        }
+        let next = c.epoch + 1;
+        let id = &c.conversation.0[..];
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO conversations (id, epoch, updated_day) VALUES (?, ?, ?)")
+            .and_then(|mut s| s.execute(params![id, next as i64, c.day]))
+            .map_err(backend)?;
+        self.conn
+            .prepare_cached("DELETE FROM conversation_members WHERE conversation = ?")
+            .and_then(|mut s| s.execute([id]))
+            .map_err(backend)?;
+        let mut members = c.members.clone();
+        members.sort();
+        members.dedup();
+        {
+            let mut insert = self
+                .conn
+                .prepare_cached("INSERT INTO conversation_members (conversation, account) VALUES (?, ?)")
+                .map_err(backend)?;
+            for m in &members {
+                insert.execute(params![id, &m.0[..]]).map_err(backend)?;
+            }
+        }
+        let mut queued = Vec::new();
+        for (message, to) in &c.messages {
+            queued.extend(self.enqueue(message, to)?);
+        }
+        self.conversations.insert(c.conversation, (next, members));
+        Ok(Ok((next, queued)))
     }
 
     fn enqueue(&mut self, m: &NewMessage, to: &[DeviceKey]) -> Result<Vec<(DeviceKey, QueuedMessage)>> {
@@ -390,17 +658,7 @@ fn register(c: &Connection, new: NewDevice) -> Result<Registration> {
         })
         .map_err(backend)?;
     let (account, device_no, new_account) = match existing {
-        Some((id, next)) => {
-            let count: i64 = c
-                .query_row("SELECT COUNT(*) FROM devices WHERE account = ?", [&id], |r| {
-                    r.get(0)
-                })
-                .map_err(backend)?;
-            if count as usize >= MAX_DEVICES_PER_ACCOUNT {
-                return Err(StoreError::DeviceLimit);
-            }
-            (id, next, false)
-        }
+        Some((id, next)) => (id, next, false),
         None => {
             c.execute(
                 "INSERT INTO accounts (id, phone_key, created_day, next_device) VALUES (?, ?, ?, 1)",
@@ -410,26 +668,45 @@ fn register(c: &Connection, new: NewDevice) -> Result<Registration> {
             (new.fresh_account_id.0.to_vec(), 1, true)
         }
     };
-    c.execute(
-        "UPDATE accounts SET next_device = ? WHERE id = ?",
-        params![device_no + 1, &account],
-    )
-    .map_err(backend)?;
-    c.execute(
-        "INSERT INTO devices (account, device, name, secret_hash, created_day) VALUES (?, ?, ?, ?, ?)",
-        params![&account, device_no, &new.name, &new.secret_hash[..], new.day],
-    )
-    .map_err(backend)?;
-    let device = c
-        .query_row(
-            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE key = last_insert_rowid()"),
-            [],
-            device_from_row,
-        )
-        .map_err(backend)?;
+    let device = insert_device(c, &account, device_no, &new.name, &new.secret_hash, new.day)?;
     Ok(Registration {
         account: device.address.account,
         device,
         new_account,
     })
+}
+
+/// Add device number `device_no` to `account` (which must have room).
+fn insert_device(
+    c: &Connection,
+    account: &[u8],
+    device_no: u32,
+    name: &str,
+    secret_hash: &[u8; 32],
+    day: u32,
+) -> Result<DeviceRecord> {
+    let count: i64 = c
+        .query_row("SELECT COUNT(*) FROM devices WHERE account = ?", [account], |r| {
+            r.get(0)
+        })
+        .map_err(backend)?;
+    if count as usize >= MAX_DEVICES_PER_ACCOUNT {
+        return Err(StoreError::DeviceLimit);
+    }
+    c.execute(
+        "UPDATE accounts SET next_device = ? WHERE id = ?",
+        params![device_no + 1, account],
+    )
+    .map_err(backend)?;
+    c.execute(
+        "INSERT INTO devices (account, device, name, secret_hash, created_day) VALUES (?, ?, ?, ?, ?)",
+        params![account, device_no, name, &secret_hash[..], day],
+    )
+    .map_err(backend)?;
+    c.query_row(
+        &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE key = last_insert_rowid()"),
+        [],
+        device_from_row,
+    )
+    .map_err(backend)
 }
