@@ -224,3 +224,209 @@ async fn a_full_write_queue_is_refused_fast() {
     let stored = s.queue_len(a.key).await.unwrap();
     assert_eq!(stored, (200 - overloaded) * 50, "refused writes stored nothing");
 }
+
+fn kp(tag: u8, expires_at: u64) -> NewKeyPackage {
+    NewKeyPackage {
+        bytes: vec![tag; 300],
+        expires_at,
+    }
+}
+
+#[tokio::test]
+async fn key_packages_are_handed_out_once_then_the_last_resort() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open(&dir);
+    let d = s.register_device(new_device(40, "phone")).await.unwrap().device;
+    let now = 1_000_000;
+    let stock = s
+        .add_key_packages(
+            d.key,
+            vec![kp(1, now + 10), kp(2, now + 10), kp(3, now - 1)],
+            Some(kp(9, now + 10)),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stock, 3, "stock counts stored one-time packages");
+    assert_eq!(
+        s.key_package_stock(d.key, now).await.unwrap(),
+        2,
+        "the expired one does not count"
+    );
+    let who = vec![(d.address.device, d.key)];
+    let a = s.claim_key_packages(who.clone(), now).await.unwrap();
+    let b = s.claim_key_packages(who.clone(), now).await.unwrap();
+    assert_eq!((a[0].1[0], b[0].1[0]), (1, 2), "oldest first, each once");
+    // The expired one-time package is skipped; the last resort is handed out and kept.
+    for _ in 0..3 {
+        let c = s.claim_key_packages(who.clone(), now).await.unwrap();
+        assert_eq!(c[0].1[0], 9);
+    }
+    // A new last resort replaces the old one; expired packages are purged.
+    s.add_key_packages(d.key, vec![], Some(kp(8, now + 10)), 100)
+        .await
+        .unwrap();
+    assert_eq!(s.claim_key_packages(who.clone(), now).await.unwrap()[0].1[0], 8);
+    assert_eq!(s.purge_key_packages(now).await.unwrap(), 1);
+    assert!(
+        s.claim_key_packages(who.clone(), now + 20)
+            .await
+            .unwrap()
+            .is_empty(),
+        "expired: none"
+    );
+    // The stock is capped: the newest are kept.
+    let many: Vec<_> = (0..10).map(|i| kp(100 + i, now + 10)).collect();
+    assert_eq!(s.add_key_packages(d.key, many, None, 4).await.unwrap(), 4);
+    assert_eq!(s.claim_key_packages(who.clone(), now).await.unwrap()[0].1[0], 106);
+    // Removing the device removes its packages.
+    s.remove_device(d.address).await.unwrap();
+    assert!(s.claim_key_packages(who, now).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_share_a_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open(&dir);
+    let d = s.register_device(new_device(41, "phone")).await.unwrap().device;
+    let packages: Vec<_> = (0..50u8).map(|i| kp(i, u64::MAX / 2)).collect();
+    s.add_key_packages(d.key, packages, None, 100).await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (s, who) = (s.clone(), vec![(d.address.device, d.key)]);
+            tokio::spawn(async move { s.claim_key_packages(who, 1).await.unwrap() })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        got.extend(t.await.unwrap().into_iter().map(|(_, b)| b[0]));
+    }
+    got.sort();
+    assert_eq!(got, (0..50u8).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn device_lists_only_move_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open(&dir);
+    let acct = s.register_device(new_device(42, "phone")).await.unwrap().account;
+    assert_eq!(s.device_list(acct).await.unwrap(), None);
+    s.put_device_list(acct, 1, vec![1]).await.unwrap();
+    s.put_device_list(acct, 3, vec![3]).await.unwrap();
+    assert!(matches!(
+        s.put_device_list(acct, 2, vec![2]).await,
+        Err(StoreError::StaleVersion {
+            offered: 2,
+            stored: 3
+        })
+    ));
+    assert!(
+        s.put_device_list(acct, 3, vec![4]).await.is_err(),
+        "same version refused"
+    );
+    assert_eq!(s.device_list(acct).await.unwrap(), Some(vec![3]));
+}
+
+fn commit(
+    conv: u8,
+    epoch: u64,
+    sender: AccountId,
+    members: Vec<AccountId>,
+    to: Vec<(NewMessage, Vec<DeviceKey>)>,
+) -> NewCommit {
+    NewCommit {
+        conversation: sirr_proto::ConversationId([conv; 16]),
+        epoch,
+        sender,
+        members,
+        day: 20_000,
+        messages: to,
+    }
+}
+
+#[tokio::test]
+async fn commits_are_ordered_one_per_epoch_by_members_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, rec) = open(&dir);
+    let a = s.register_device(new_device(43, "a")).await.unwrap().device;
+    let b = s.register_device(new_device(44, "b")).await.unwrap().device;
+    let c = s.register_device(new_device(45, "c")).await.unwrap().device;
+    let (aa, ba, ca) = (a.address.account, b.address.account, c.address.account);
+    // A conversation the store has not seen starts at epoch 0.
+    assert!(matches!(
+        s.commit(commit(1, 3, aa, vec![aa, ba], vec![])).await,
+        Err(StoreError::StaleEpoch { current: 0 })
+    ));
+    let welcome = (message(1, a.address), vec![b.key]);
+    assert_eq!(
+        s.commit(commit(1, 0, aa, vec![aa, ba], vec![welcome]))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.fetch(b.key, 0, 10).await.unwrap().len(),
+        1,
+        "the welcome is queued with it"
+    );
+    assert!(rec.0.lock().unwrap().iter().any(|(d, _)| *d == b.key));
+    // Stale, and not a member.
+    assert!(matches!(
+        s.commit(commit(1, 0, aa, vec![aa, ba], vec![])).await,
+        Err(StoreError::StaleEpoch { current: 1 })
+    ));
+    assert!(matches!(
+        s.commit(commit(1, 1, ca, vec![aa, ba, ca], vec![])).await,
+        Err(StoreError::NotMember)
+    ));
+    // Sends carry their epoch; a stale or foreign one stores nothing.
+    let check = |epoch, sender| EpochCheck {
+        conversation: sirr_proto::ConversationId([1; 16]),
+        epoch,
+        sender,
+    };
+    s.enqueue_checked(message(2, b.address), vec![a.key], check(1, ba))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.enqueue_checked(message(3, b.address), vec![a.key], check(0, ba))
+            .await,
+        Err(StoreError::StaleEpoch { current: 1 })
+    ));
+    assert!(matches!(
+        s.enqueue_checked(message(4, c.address), vec![a.key], check(1, ca))
+            .await,
+        Err(StoreError::NotMember)
+    ));
+    assert_eq!(s.fetch(a.key, 0, 10).await.unwrap().len(), 1);
+    // Many members racing for one epoch: exactly one wins.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            let sender = if i % 2 == 0 { aa } else { ba };
+            tokio::spawn(async move { s.commit(commit(1, 1, sender, vec![aa, ba], vec![])).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(2) => won += 1,
+            Err(StoreError::StaleEpoch { current: 2 }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    // The order survives a restart.
+    drop(s);
+    let (s, _) = open(&dir);
+    assert!(matches!(
+        s.commit(commit(1, 1, aa, vec![aa], vec![])).await,
+        Err(StoreError::StaleEpoch { current: 2 })
+    ));
+    // Removed members cannot commit any more.
+    assert_eq!(s.commit(commit(1, 2, aa, vec![aa], vec![])).await.unwrap(), 3);
+    assert!(matches!(
+        s.commit(commit(1, 3, ba, vec![aa, ba], vec![])).await,
+        Err(StoreError::NotMember)
+    ));
+}

@@ -1,0 +1,273 @@
+//! The server's side of end-to-end encryption over the wire: KeyPackages are checked before
+//! they are stored, commits are ordered one per epoch, links expire. Driven with raw frames, as
+//! a misbehaving client would send them.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use sirr_client::{ClientError, Connection};
+use sirr_crypto::{DeviceIdentity, KeyPackages, MlsStore};
+use sirr_proto::*;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn session(server: &Server, home: &Path) -> (Connection, DeviceAddress) {
+    let creds = sirr_client::state::State::open(home)
+        .unwrap()
+        .credentials()
+        .unwrap();
+    let conn = Connection::connect(&server.url, None).await.unwrap();
+    conn.request(Request::Hello {
+        protocol: PROTOCOL_VERSION,
+        account: creds.account,
+        device: creds.device,
+        secret: creds.secret().unwrap(),
+    })
+    .await
+    .unwrap();
+    (
+        conn,
+        DeviceAddress {
+            account: creds.account,
+            device: creds.device,
+        },
+    )
+}
+
+fn code(r: Result<Response, ClientError>) -> (ErrorCode, ErrorBody) {
+    match r {
+        Err(ClientError::Server(e)) => (e.code, e),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn stock(conn: &Connection, me: DeviceAddress) -> usize {
+    match conn
+        .request(Request::ClaimKeyPackages {
+            account: me.account,
+            devices: vec![me.device],
+        })
+        .await
+        .unwrap()
+    {
+        Response::KeyPackages { packages, .. } => packages.len(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_packages_are_checked_and_claimed_once() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    register(&server, &a, "+15550300001");
+    register(&server, &b, "+15550300002");
+    let (conn, me) = session(&server, &a).await;
+    let (conn_b, _) = session(&server, &b).await;
+
+    let mls = MlsStore::new();
+    let id = DeviceIdentity::generate(me.account, me.device, &mut rand::rng());
+    let good = KeyPackages::generate(&mls, &id, 3, now(), 3600).unwrap();
+    // A flipped byte in the signature: refused, and nothing of the batch is stored.
+    let mut bad = good.one_time[0].clone();
+    let n = bad.len();
+    bad[n - 5] ^= 1;
+    let upload = |one_time: Vec<Vec<u8>>| Request::UploadKeyPackages {
+        one_time: one_time.into_iter().map(Into::into).collect(),
+        last_resort: None,
+    };
+    let (c, e) = code(conn.request(upload(vec![good.one_time[1].clone(), bad])).await);
+    assert_eq!(c, ErrorCode::BadKeyPackage);
+    assert!(e.message.contains("KeyPackage 1"), "{e}");
+    // Keys made for another device cannot be published by this one.
+    let other = DeviceIdentity::generate(me.account, DeviceId(9), &mut rand::rng());
+    let foreign = KeyPackages::generate(&mls, &other, 1, now(), 3600).unwrap();
+    let (c, e) = code(conn.request(upload(foreign.one_time.clone())).await);
+    assert_eq!(c, ErrorCode::BadKeyPackage);
+    assert!(e.message.contains("credential"), "{e}");
+    let (c, _) = code(conn.request(upload(vec![vec![0xff; 100]])).await);
+    assert_eq!(c, ErrorCode::BadKeyPackage);
+
+    // The registration uploaded a batch; take it all, then ours are the only one-time left.
+    let r = conn.request(upload(good.one_time.clone())).await.unwrap();
+    let Response::KeyStock { one_time } = r else {
+        panic!("{r:?}")
+    };
+    assert!(one_time >= 3);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..one_time {
+        let Response::KeyPackages {
+            packages,
+            device_list,
+        } = conn_b
+            .request(Request::ClaimKeyPackages {
+                account: me.account,
+                devices: vec![],
+            })
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(packages.len(), 1);
+        assert!(device_list.is_some(), "the account's signed list comes along");
+        assert!(
+            seen.insert(packages[0].key_package.clone()),
+            "a one-time package came twice"
+        );
+    }
+    // Then only the last-resort package, again and again.
+    let (x, y) = (stock(&conn_b, me).await, stock(&conn_b, me).await);
+    assert_eq!((x, y), (1, 1));
+    let (c, _) = code(
+        conn.request(Request::ClaimKeyPackages {
+            account: AccountId([0x77; 16]),
+            devices: vec![],
+        })
+        .await,
+    );
+    assert_eq!(c, ErrorCode::UnknownRecipient);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commits_are_ordered_and_stale_ones_learn_the_epoch() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+    register(&server, &a, "+15550300011");
+    register(&server, &b, "+15550300012");
+    register(&server, &c, "+15550300013");
+    let (ca, ma) = session(&server, &a).await;
+    let (cb, mb) = session(&server, &b).await;
+    let (cc, mc) = session(&server, &c).await;
+    let conv = ConversationId([0x42; 16]);
+    let out = |n: u8| Outgoing {
+        message_id: MessageId([n; 16]),
+        to: vec![Recipient {
+            account: mb.account,
+            devices: vec![mb.device],
+        }],
+        payload: vec![n; 64],
+    };
+    let commit = |epoch, members: Vec<AccountId>, n| Request::Commit {
+        conversation: conv,
+        epoch,
+        members,
+        commit: out(n),
+        welcome: None,
+    };
+    let r = ca
+        .request(commit(0, vec![ma.account, mb.account], 1))
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::Committed { epoch: 1, .. }), "{r:?}");
+    let (code1, e) = code(cb.request(commit(0, vec![ma.account, mb.account], 2)).await);
+    assert_eq!(code1, ErrorCode::StaleEpoch);
+    assert_eq!(e.epoch, Some(1), "the refusal names the current epoch");
+    let r = cb
+        .request(commit(1, vec![ma.account, mb.account], 3))
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::Committed { epoch: 2, .. }));
+    // Someone who is not a member cannot commit or send in it.
+    let (code2, _) = code(cc.request(commit(2, vec![ma.account, mc.account], 4)).await);
+    assert_eq!(code2, ErrorCode::NotMember);
+    let send = |epoch| Request::Send {
+        message_id: MessageId([9; 16]),
+        to: vec![Recipient {
+            account: ma.account,
+            devices: vec![ma.device],
+        }],
+        payload: vec![1; 64],
+        epoch: Some(EpochRef {
+            conversation: conv,
+            epoch,
+        }),
+    };
+    assert_eq!(code(cc.request(send(2)).await).0, ErrorCode::NotMember);
+    let (code3, e) = code(cb.request(send(1)).await);
+    assert_eq!((code3, e.epoch), (ErrorCode::StaleEpoch, Some(2)));
+    assert!(matches!(cb.request(send(2)).await, Ok(Response::Sent { .. })));
+    // The committer's account must stay in the members it names.
+    let (code4, _) = code(ca.request(commit(2, vec![mb.account], 5)).await);
+    assert_eq!(code4, ErrorCode::BadRequest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn links_are_used_once_and_unknown_ones_expire() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    register(&server, &a, "+15550300021");
+    let (ca, _) = session(&server, &a).await;
+    let (c, _) = code(
+        ca.request(Request::ApproveLink {
+            link_id: [1; 16],
+            sealed: vec![1].into(),
+        })
+        .await,
+    );
+    assert_eq!(c, ErrorCode::LinkExpired);
+    let fresh = Connection::connect(&server.url, None).await.unwrap();
+    let (c, _) = code(fresh.request(Request::AwaitLink { link_id: [2; 16] }).await);
+    assert_eq!(c, ErrorCode::LinkExpired);
+    let Response::LinkCode { link_id, expires_in } = fresh
+        .request(Request::RequestLink {
+            device_name: "laptop".into(),
+            public_key: [3; 32],
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(expires_in, 600);
+    let waiter = tokio::spawn(async move { fresh.request(Request::AwaitLink { link_id }).await });
+    let r = ca
+        .request(Request::ApproveLink {
+            link_id,
+            sealed: vec![7; 40].into(),
+        })
+        .await
+        .unwrap();
+    let Response::Linked { device } = r else {
+        panic!("{r:?}")
+    };
+    let Response::LinkApproved {
+        account,
+        device: d2,
+        secret,
+        sealed,
+    } = waiter.await.unwrap().unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((d2, sealed.to_vec()), (device, vec![7; 40]));
+    // The new device can sign in with what it was handed; the link is spent.
+    let conn = Connection::connect(&server.url, None).await.unwrap();
+    let r = conn
+        .request(Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            account,
+            device,
+            secret,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::Welcome { .. }));
+    let (c, _) = code(
+        ca.request(Request::ApproveLink {
+            link_id,
+            sealed: vec![1].into(),
+        })
+        .await,
+    );
+    assert_eq!(c, ErrorCode::LinkExpired);
+}
