@@ -10,7 +10,8 @@
 //! - `hub`: live sessions on this node, fed by storage commits;
 //! - `limits`: in-memory token buckets; `keys`: the server key and keyed hashes;
 //! - `verify`: verification-code senders (log for dev, webhook for an SMS gateway);
-//! - `metrics`: Prometheus counters.
+//! - `metrics`: Prometheus counters;
+//! - `privacy`: the privacy manifest (`privacy.toml`), its schema check and its rendering.
 
 pub mod config;
 mod http;
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod limits;
 pub mod link;
 pub mod metrics;
+pub mod privacy;
 pub mod service;
 mod session;
 pub mod verify;

@@ -13,6 +13,18 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(flatten)]
     flags: Flags,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Print what this server keeps about people, from its privacy manifest
+    PrivacyPolicy {
+        /// markdown, html, or transparency (what could be handed over if compelled)
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "html", "transparency"])]
+        format: String,
+    },
 }
 
 fn main() {
@@ -24,6 +36,16 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::PrivacyPolicy { format }) = &cli.command {
+        let m = sirr_server::privacy::Manifest::load()?;
+        let page = match format.as_str() {
+            "html" => m.html(),
+            "transparency" => m.transparency(),
+            _ => m.markdown(),
+        };
+        print!("{page}");
+        return Ok(());
+    }
     let config = Config::load(&cli.flags)?;
     let filter = EnvFilter::try_from_env("SIRR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()

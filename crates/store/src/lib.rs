@@ -268,6 +268,10 @@ pub trait Store: AccountStore + QueueStore + KeyStore {
     /// Writes waiting to be applied (a gauge for metrics and load shedding).
     fn write_backlog(&self) -> usize;
 
+    /// Every table and its columns, as this backend really stores them: the privacy manifest
+    /// is checked against it.
+    async fn schema(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>>;
+
     /// Finish pending writes and release the backend. Later calls fail with [`StoreError::Closed`].
     async fn close(&self) -> Result<()>;
 }

@@ -508,6 +508,25 @@ impl Store for SqliteStore {
         self.inner.writes.max_capacity() - self.inner.writes.capacity()
     }
 
+    async fn schema(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+        self.read(|c| {
+            let tables: Vec<String> = c
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = std::collections::BTreeMap::new();
+            for t in tables {
+                let columns: Vec<String> = c
+                    .prepare("SELECT name FROM pragma_table_info(?)")?
+                    .query_map([&t], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                out.insert(t, columns);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn close(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         if self.inner.writes.send(Op::Shutdown { reply }).await.is_ok() {
