@@ -75,6 +75,9 @@ enum Command {
     /// Manage this account's devices
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Your account: `account delete --yes` deletes it at the server and on this device.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Lock this device's keys with a passphrase (`set`, reading it from
     /// `$SIRR_NEW_PASSPHRASE` or the first line of stdin) or stop using one (`remove`). A locked
     /// home needs `$SIRR_PASSPHRASE` for every command.
@@ -88,6 +91,17 @@ enum Command {
     /// The safety number of your conversation with a contact: compare it with theirs (in
     /// person or on a call); if both show the same digits, no one is in the middle.
     Safety { phone: String },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Delete the account at the server — every device, key and undelivered message — and this
+    /// device's local state. Irreversible.
+    Delete {
+        /// Confirm: nothing is deleted without it
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -420,6 +434,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             client.disconnect().await;
+        }
+        Command::Account(AccountCommand::Delete { yes }) => {
+            if !yes {
+                bail!(
+                    "this deletes your account and all its devices for good; run again with --yes to confirm"
+                );
+            }
+            let mut client = open(&home)?;
+            client.connect().await?;
+            let phone = client.identity().phone;
+            client.delete_account().await?;
+            writeln!(out, "deleted the account of {phone} and this device's data")?;
         }
         Command::Passphrase { action } => {
             let mut client = open(&home)?;

@@ -156,6 +156,18 @@ impl Client {
         Ok(client)
     }
 
+    /// Delete this account at the server (every device, key and queued message of it), then
+    /// this home directory's state. Irreversible: the number can register anew, as a new
+    /// account with a new safety number.
+    pub async fn delete_account(mut self) -> Result<()> {
+        match self.conn()?.request(Request::DeleteAccount).await? {
+            Response::Done => {}
+            other => return Err(unexpected(other)),
+        }
+        self.disconnect().await;
+        self.state.wipe()
+    }
+
     /// Lock this device's keys with a passphrase (or remove it with `None`).
     pub fn set_passphrase(&mut self, passphrase: Option<&str>) -> Result<()> {
         if passphrase.is_some_and(|p| p.chars().count() < 8) {

@@ -314,6 +314,27 @@ impl State {
         }
     }
 
+    /// Remove everything this home directory holds (after the account was deleted).
+    pub fn wipe(self) -> Result<()> {
+        let home = self.home.clone();
+        drop(self.db);
+        for name in [
+            "credentials.json",
+            "state.key",
+            "server-ca.pem",
+            "state.db",
+            "state.db-wal",
+            "state.db-shm",
+        ] {
+            match std::fs::remove_file(home.join(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Use `passphrase` to unlock `state.key`.
     pub fn unlock(&mut self, passphrase: &str) {
         self.passphrase = Some(passphrase.to_owned());

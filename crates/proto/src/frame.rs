@@ -12,7 +12,7 @@ use crate::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Phone
 /// Number of [`ClientFrame`] variants; a tag at or above it is an unknown frame type.
 pub(crate) const CLIENT_FRAME_VARIANTS: u64 = 2;
 /// Number of [`Request`] variants; a tag at or above it is an unknown request type.
-pub(crate) const REQUEST_VARIANTS: u64 = 15;
+pub(crate) const REQUEST_VARIANTS: u64 = 16;
 
 /// A frame sent by a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +118,10 @@ pub enum Request {
     /// the device and hands it its credential and `sealed` (encrypted by the approving device
     /// to the link's public key). Answered with [`Response::Linked`].
     ApproveLink { link_id: [u8; 16], sealed: Bytes },
+    /// Delete this account: every device, key, queued message (to or from it), membership and
+    /// list tied to it, scrubbed from the database files. Answered with [`Response::Done`];
+    /// then every session of the account ends.
+    DeleteAccount,
 }
 
 /// Opaque bytes, encoded compactly.

@@ -537,6 +537,21 @@ impl Service {
         Ok(Response::Done)
     }
 
+    /// `DeleteAccount`: everything tied to the account goes; its other sessions end.
+    pub async fn delete_account(&self, me: Authed) -> Answer {
+        let keys = self
+            .store
+            .delete_account(me.address.account)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        self.devices_changed(me.address.account);
+        for key in keys.into_iter().filter(|k| *k != me.key) {
+            self.hub.evict(key);
+        }
+        tracing::info!(account = %me.address.account, "account deleted");
+        Ok(Response::Done)
+    }
+
     /// Periodic upkeep: expire old messages and codes, forget idle rate-limit state.
     pub async fn housekeeping(&self) {
         let retention = Duration::from_secs(u64::from(self.config.delivery.retention_days) * 86_400);

@@ -242,7 +242,8 @@ async fn device_session(
     let mut fetch_limit = PAGE;
     // Frames fed to the socket but not yet flushed.
     let mut dirty = false;
-    // The request id of a `RemoveDevice` of this very device: the session ends after answering.
+    // The request id of a `RemoveDevice` of this very device, or of `DeleteAccount`: the session
+    // ends after answering.
     let mut self_removal: Option<u32> = None;
 
     loop {
@@ -342,7 +343,9 @@ async fn device_session(
                         true
                     }
                     Incoming::Frame(ClientFrame::Request { id, body }) => {
-                        if matches!(&body, Request::RemoveDevice { device } if *device == me.address.device) {
+                        if matches!(&body, Request::RemoveDevice { device } if *device == me.address.device)
+                            || matches!(&body, Request::DeleteAccount)
+                        {
                             self_removal = Some(id);
                         }
                         match request(svc, me, id, body).await {
@@ -447,6 +450,7 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
         Request::PublishDeviceList { version, list } => {
             Box::pin(async move { reply(svc.publish_device_list(me, version, list.into_vec()).await) })
         }
+        Request::DeleteAccount => Box::pin(async move { reply(svc.delete_account(me).await) }),
         Request::ApproveLink { link_id, sealed } => {
             Box::pin(async move { reply(svc.approve_link(me, link_id, sealed.into_vec()).await) })
         }

@@ -204,6 +204,12 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn devices(&self, account: AccountId) -> Result<Vec<DeviceRecord>>;
     /// Remove a device and everything queued for it. Returns whether it existed.
     async fn remove_device(&self, address: DeviceAddress) -> Result<bool>;
+    /// Delete an account and every row tied to it: its devices, their keys and queues, the
+    /// messages it sent that are still queued, its device list, its conversation memberships
+    /// (and conversations left with fewer than two members), the verification of its number.
+    /// The deleted bytes are scrubbed from the database files (freed pages zeroed, the
+    /// write-ahead log truncated). Returns the storage keys of the devices it had.
+    async fn delete_account(&self, account: AccountId) -> Result<Vec<DeviceKey>>;
 }
 
 /// Per-device message queues.

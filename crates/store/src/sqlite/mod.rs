@@ -324,6 +324,10 @@ impl AccountStore for SqliteStore {
     async fn remove_device(&self, address: DeviceAddress) -> Result<bool> {
         self.submit(|reply| Op::RemoveDevice { address, reply }).await
     }
+
+    async fn delete_account(&self, account: AccountId) -> Result<Vec<DeviceKey>> {
+        self.submit(|reply| Op::DeleteAccount { account, reply }).await
+    }
 }
 
 #[async_trait]

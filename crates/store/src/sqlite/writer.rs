@@ -76,6 +76,10 @@ pub(super) enum Op {
         address: DeviceAddress,
         reply: Reply<bool>,
     },
+    DeleteAccount {
+        account: AccountId,
+        reply: Reply<Vec<DeviceKey>>,
+    },
     AddDevice {
         account: AccountId,
         name: String,
@@ -173,6 +177,12 @@ impl Writer {
     /// Apply a batch in one transaction. Returns true after a shutdown request.
     fn apply(&mut self, batch: &mut Vec<Op>) -> bool {
         let mut done = Vec::with_capacity(batch.len());
+        // Deleting an account scrubs: freed pages are zeroed in this transaction, and the
+        // write-ahead log, which still holds the old pages, is truncated after it.
+        let scrub = batch.iter().any(|op| matches!(op, Op::DeleteAccount { .. }));
+        if scrub {
+            let _ = self.conn.execute_batch("PRAGMA secure_delete = ON");
+        }
         let began = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(backend);
         let mut failure = began.err();
         for op in batch.drain(..) {
@@ -200,6 +210,12 @@ impl Writer {
             tracing::error!(error = %e, "store batch failed; rolled back");
             let _ = self.conn.execute_batch("ROLLBACK");
             self.conversations.clear();
+        }
+        if scrub {
+            if let Err(e) = self.scrub() {
+                tracing::error!(error = %e, "could not scrub the write-ahead log after a deletion");
+            }
+            let _ = self.conn.execute_batch("PRAGMA secure_delete = FAST");
         }
         let mut stop = false;
         for d in done {
@@ -256,6 +272,7 @@ impl Writer {
             Op::TakeAttempt { reply, .. } => finish(reply, e()),
             Op::RemoveDevice { reply, .. } => finish(reply, e()),
             Op::AddDevice { reply, .. } => finish(reply, e()),
+            Op::DeleteAccount { reply, .. } => finish(reply, e()),
             Op::Expire { reply, .. } | Op::PurgeVerifications { reply, .. } => finish(reply, e()),
             Op::Shutdown { reply } => Done::Shutdown(reply),
         }
@@ -429,6 +446,11 @@ impl Writer {
                 Ok(())
             }),
             Op::Register { new, reply } => self.in_savepoint(reply, |c| register(c, new)),
+            Op::DeleteAccount { account, reply } => {
+                // Memberships change: the cache is rebuilt from the table.
+                self.conversations.clear();
+                self.in_savepoint(reply, |c| delete_account(c, account))
+            }
             Op::AddDevice {
                 account,
                 name,
@@ -478,6 +500,23 @@ impl Writer {
             }),
             Op::Shutdown { reply } => Ok(Done::Shutdown(reply)),
         }
+    }
+
+    /// Copy the write-ahead log into the database and truncate it, so old page images (which
+    /// still hold deleted rows) leave the disk. Readers are idle between their short queries;
+    /// a busy checkpoint is retried briefly.
+    fn scrub(&mut self) -> Result<()> {
+        for _ in 0..50 {
+            let busy: i64 = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .map_err(backend)?;
+            if busy == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(StoreError::Backend("checkpoint stayed busy".into()))
     }
 
     /// The stored epoch and member accounts of a conversation.
@@ -709,4 +748,34 @@ fn insert_device(
         device_from_row,
     )
     .map_err(backend)
+}
+
+fn delete_account(c: &Connection, account: AccountId) -> Result<Vec<DeviceKey>> {
+    let id = &account.0[..];
+    let run = |sql: &str| c.execute(sql, [id]).map_err(backend);
+    let keys: Vec<DeviceKey> = c
+        .prepare("SELECT key FROM devices WHERE account = ?")
+        .and_then(|mut s| s.query_map([id], |r| Ok(DeviceKey(r.get(0)?)))?.collect())
+        .map_err(backend)?;
+    run("DELETE FROM queue WHERE device IN (SELECT key FROM devices WHERE account = ?)")?;
+    run("DELETE FROM queue WHERE sender_account = ?")?;
+    run("DELETE FROM verifications WHERE phone_key = (SELECT phone_key FROM accounts WHERE id = ?)")?;
+    // Conversations it was in: its membership goes, and so does a conversation of one.
+    let conversations: Vec<Vec<u8>> = c
+        .prepare("SELECT conversation FROM conversation_members WHERE account = ?")
+        .and_then(|mut s| s.query_map([id], |r| r.get(0))?.collect())
+        .map_err(backend)?;
+    run("DELETE FROM conversation_members WHERE account = ?")?;
+    for conv in conversations {
+        c.execute(
+            "DELETE FROM conversations WHERE id = ?1
+               AND (SELECT COUNT(*) FROM conversation_members WHERE conversation = ?1) < 2",
+            [&conv],
+        )
+        .map_err(backend)?;
+    }
+    // Devices cascade to their KeyPackages; the account cascades to its device list.
+    run("DELETE FROM devices WHERE account = ?")?;
+    run("DELETE FROM accounts WHERE id = ?")?;
+    Ok(keys)
 }

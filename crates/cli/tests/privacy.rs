@@ -1,0 +1,189 @@
+//! Least metadata: deleting an account removes every row tied to it, and no trace of it stays
+//! in the database files (free pages, write-ahead log).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+
+type Snapshot = BTreeMap<String, Vec<String>>;
+
+/// Every row of every table, rendered and sorted, read through a separate connection.
+fn snapshot(data: &Path) -> Snapshot {
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join("sirr.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut out = BTreeMap::new();
+    for t in tables {
+        let mut s = conn.prepare(&format!("SELECT * FROM {t}")).unwrap();
+        let n = s.column_count();
+        let mut rows: Vec<String> = s
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| match r.get_ref(i).unwrap() {
+                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        rows.sort();
+        out.insert(t, rows);
+    }
+    out
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, alice2, bob) = (
+        dir.path().join("alice"),
+        dir.path().join("alice2"),
+        dir.path().join("bob"),
+    );
+    register(&server, &bob, "+15550400002");
+    let before = snapshot(&server.data);
+
+    // Alice arrives, with a distinctive device name, links a second device, and writes to bob
+    // in a chat and a group; bob reads nothing, so her messages wait in his queue.
+    let name = "alices-unmistakable-laptop";
+    sirr_ok(
+        &alice,
+        &[
+            "register",
+            "--server",
+            &server.url,
+            "--phone",
+            "+15550400001",
+            "--code",
+            "000000",
+            "--name",
+            name,
+        ],
+    );
+    link_ok(&server, &alice2, &alice);
+    sirr_ok(&alice, &["send", "+15550400002", "hello bob"]);
+    // A long one too: its ciphertext spills into overflow pages, which a plain delete frees
+    // without overwriting.
+    sirr_ok(&alice, &["send", "+15550400002", &"long ".repeat(8_000)]);
+    sirr_ok(&alice, &["group", "create", "pair", "+15550400002"]);
+    sirr_ok(&alice, &["group", "send", "pair", "in the group"]);
+    let who: serde_json::Value = serde_json::from_str(&sirr_ok(&alice, &["whoami", "--json"])).unwrap();
+    let account: sirr_proto::AccountId = who["account"].as_str().unwrap().parse().unwrap();
+    let during = snapshot(&server.data);
+    let sent: Vec<Vec<u8>> = {
+        let conn = rusqlite::Connection::open_with_flags(
+            server.data.join("sirr.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut s = conn
+            .prepare("SELECT payload FROM queue WHERE sender_account = ?")
+            .unwrap();
+        s.query_map([&account.0[..]], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(sent.len() >= 3, "alice's messages wait for bob");
+    assert!(during["devices"].iter().any(|r| r.contains(name)));
+
+    // The needles, and a positive control: before the deletion the files do hold them.
+    let mut needles: Vec<(&str, Vec<u8>)> = vec![
+        ("account id", account.0.to_vec()),
+        ("device name", name.as_bytes().to_vec()),
+    ];
+    for p in &sent {
+        // Its first, middle and last bytes: a long payload spans several pages.
+        for at in [40, p.len() / 2, p.len() - 40] {
+            needles.push(("a message she sent", p[at..at + 24].to_vec()));
+        }
+    }
+    let held = |needle: &[u8]| {
+        files_under(&server.data)
+            .iter()
+            .any(|f| contains(&std::fs::read(f).unwrap(), needle))
+    };
+    for (what, needle) in &needles {
+        assert!(
+            held(needle),
+            "control: her {what} is in the files before the deletion"
+        );
+    }
+    needles.push(("phone number", b"15550400001".to_vec()));
+
+    let out = sirr(&alice, &["account", "delete"]);
+    assert!(!out.status.success(), "nothing is deleted without --yes");
+    sirr_ok(&alice, &["account", "delete", "--yes"]);
+    assert!(
+        !alice.join("credentials.json").exists(),
+        "the local state went too"
+    );
+    let out = sirr(&alice2, &["recv"]);
+    assert!(!out.status.success(), "her other device's credential is gone");
+
+    // Every table is as it was before she registered, except bob's one-time keys she used.
+    let after = snapshot(&server.data);
+    for (table, rows) in &after {
+        if table == "key_packages" {
+            assert!(
+                rows.iter().all(|r| before[table].contains(r)),
+                "only bob's keys remain"
+            );
+            continue;
+        }
+        assert_eq!(
+            rows, &before[table],
+            "table {table} differs from before alice registered"
+        );
+    }
+
+    // And no trace of her in the files: her account id, device name, number or ciphertext.
+    let files = files_under(&server.data);
+    assert!(files.iter().any(|f| f.ends_with("sirr.db")));
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        for (what, needle) in &needles {
+            assert!(
+                !contains(&bytes, needle),
+                "her {what} is still in {}",
+                f.display()
+            );
+        }
+    }
+    // Bob is unaffected, and the number can start afresh.
+    sirr_ok(&bob, &["recv"]);
+    register(&server, &dir.path().join("alice-again"), "+15550400001");
+}
