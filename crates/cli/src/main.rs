@@ -95,6 +95,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AccountCommand {
+    /// Everything the server holds about your account: FILE (JSON) and FILE.html (readable)
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Delete the account at the server — every device, key and undelivered message — and this
     /// device's local state. Irreversible.
     Delete {
@@ -434,6 +439,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             client.disconnect().await;
+        }
+        Command::Account(AccountCommand::Export { out: path }) => {
+            let mut client = open(&home)?;
+            client.connect().await?;
+            let export = client.export_account().await?;
+            client.disconnect().await;
+            std::fs::write(&path, serde_json::to_string_pretty(&export)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            let html = path.with_extension("html");
+            std::fs::write(&html, sirr_client::export::html(&export))
+                .with_context(|| format!("writing {}", html.display()))?;
+            writeln!(out, "wrote {} and {}", path.display(), html.display())?;
         }
         Command::Account(AccountCommand::Delete { yes }) => {
             if !yes {

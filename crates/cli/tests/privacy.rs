@@ -187,3 +187,78 @@ fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
     sirr_ok(&bob, &["recv"]);
     register(&server, &dir.path().join("alice-again"), "+15550400001");
 }
+
+#[test]
+fn the_export_holds_every_declared_field_about_the_account() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    register(&server, &bob, "+15550400012");
+    sirr_ok(
+        &alice,
+        &[
+            "register",
+            "--server",
+            &server.url,
+            "--phone",
+            "+15550400011",
+            "--code",
+            "000000",
+            "--name",
+            "alice-phone",
+        ],
+    );
+    sirr_ok(
+        &alice,
+        &["send", "+15550400012", "the text itself is never in an export"],
+    );
+    let file = dir.path().join("export.json");
+    let printed = sirr_ok(&alice, &["account", "export", "--out", file.to_str().unwrap()]);
+    assert!(printed.contains("export.html"));
+    let export: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let who: serde_json::Value = serde_json::from_str(&sirr_ok(&alice, &["whoami", "--json"])).unwrap();
+    assert_eq!(export["account"], who["account"]);
+
+    // Field for field: every table and column of the manifest, nothing else.
+    let manifest: toml::Value = toml::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../privacy.toml")).unwrap(),
+    )
+    .unwrap();
+    let declared = manifest["tables"].as_table().unwrap();
+    let tables = export["tables"].as_object().unwrap();
+    assert_eq!(
+        tables.keys().collect::<Vec<_>>(),
+        declared.keys().collect::<Vec<_>>(),
+        "the export has exactly the manifest's tables"
+    );
+    let mut rows_seen = 0;
+    for (name, t) in tables {
+        let columns: Vec<&String> = declared[name]["columns"].as_table().unwrap().keys().collect();
+        for row in t["rows"].as_array().unwrap() {
+            rows_seen += 1;
+            let mut got: Vec<&String> = row.as_object().unwrap().keys().collect();
+            got.sort();
+            assert_eq!(got, columns, "{name}: the exported fields are the declared ones");
+            for (_, f) in row.as_object().unwrap() {
+                assert!(!f["what"].as_str().unwrap().is_empty());
+            }
+        }
+    }
+    let count = |t: &str| tables[t]["rows"].as_array().unwrap().len();
+    assert_eq!(count("accounts"), 1);
+    assert_eq!(count("devices"), 1);
+    assert_eq!(count("device_lists"), 1);
+    assert!(count("key_packages") > 0 && count("queue") > 0 && count("conversation_members") == 1);
+    assert!(rows_seen >= 6);
+    // Bob's data is not in Alice's export; her message shows only as a size.
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("the text itself"));
+    assert!(text.contains("bytes of end-to-end encrypted ciphertext"));
+    let bob_who: serde_json::Value = serde_json::from_str(&sirr_ok(&bob, &["whoami", "--json"])).unwrap();
+    let bob_id = bob_who["account"].as_str().unwrap();
+    for t in ["accounts", "devices", "device_lists", "key_packages"] {
+        assert!(!tables[t].to_string().contains(bob_id), "{t} leaks bob");
+    }
+    let html = std::fs::read_to_string(dir.path().join("export.html")).unwrap();
+    assert!(html.contains("alice-phone") && html.starts_with("<!doctype html>"));
+}

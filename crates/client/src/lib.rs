@@ -19,6 +19,7 @@ mod connection;
 mod conversations;
 mod devices;
 mod error;
+pub mod export;
 mod keys;
 pub mod state;
 
@@ -166,6 +167,16 @@ impl Client {
         }
         self.disconnect().await;
         self.state.wipe()
+    }
+
+    /// Everything the server holds about this account, as the server's JSON document.
+    pub async fn export_account(&self) -> Result<serde_json::Value> {
+        match self.conn()?.request(Request::ExportAccount).await? {
+            Response::AccountExport { json } => {
+                serde_json::from_str(&json).map_err(|e| ClientError::Protocol(format!("export: {e}")))
+            }
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Lock this device's keys with a passphrase (or remove it with `None`).

@@ -12,7 +12,7 @@ use crate::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Phone
 /// Number of [`ClientFrame`] variants; a tag at or above it is an unknown frame type.
 pub(crate) const CLIENT_FRAME_VARIANTS: u64 = 2;
 /// Number of [`Request`] variants; a tag at or above it is an unknown request type.
-pub(crate) const REQUEST_VARIANTS: u64 = 16;
+pub(crate) const REQUEST_VARIANTS: u64 = 17;
 
 /// A frame sent by a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +122,9 @@ pub enum Request {
     /// list tied to it, scrubbed from the database files. Answered with [`Response::Done`];
     /// then every session of the account ends.
     DeleteAccount,
+    /// Everything the server holds about this account (GDPR articles 15 and 20), as JSON laid
+    /// out by the privacy manifest. Answered with [`Response::AccountExport`].
+    ExportAccount,
 }
 
 /// Opaque bytes, encoded compactly.
@@ -219,6 +222,11 @@ pub enum Response {
     },
     Linked {
         device: DeviceId,
+    },
+    AccountExport {
+        /// A JSON document: every table of the privacy manifest with the rows about this
+        /// account, each column named and explained.
+        json: String,
     },
 }
 

@@ -187,6 +187,66 @@ impl Manifest {
     }
 }
 
+/// Columns whose bytes are end-to-end encrypted: exported as their size, not their bytes.
+const CIPHERTEXT: &[(&str, &str)] = &[("queue", "payload")];
+
+/// The data export of one account: every manifest table with its rows about the account, each
+/// value with what it is. Fails if storage returned a table or column the manifest does not
+/// declare (which the schema test also catches), so nothing is exported unexplained.
+pub fn export(
+    manifest: &Manifest,
+    account: sirr_proto::AccountId,
+    tables: &BTreeMap<String, sirr_store::ExportTable>,
+    now_ms: u64,
+) -> Result<serde_json::Value, ManifestError> {
+    use serde_json::{Value, json};
+    let mut out_tables = serde_json::Map::new();
+    for (name, table) in &manifest.tables {
+        let Some((columns, rows)) = tables.get(name) else {
+            return Err(ManifestError::Mismatch(format!(
+                "- table {name} is missing from the export"
+            )));
+        };
+        let mut out_rows = Vec::new();
+        for row in rows {
+            let mut obj = serde_json::Map::new();
+            for (col, v) in columns.iter().zip(row) {
+                let field = table.columns.get(col).ok_or_else(|| {
+                    ManifestError::Mismatch(format!("- column {name}.{col} is exported but not declared"))
+                })?;
+                let value = match v {
+                    sirr_store::ExportValue::Blob(b)
+                        if CIPHERTEXT.contains(&(name.as_str(), col.as_str())) =>
+                    {
+                        json!(format!("{} bytes of end-to-end encrypted ciphertext", b.len()))
+                    }
+                    sirr_store::ExportValue::Blob(b) => json!(hex::encode(b)),
+                    sirr_store::ExportValue::Integer(i) => json!(i),
+                    sirr_store::ExportValue::Text(t) => json!(t),
+                    sirr_store::ExportValue::Null => Value::Null,
+                };
+                obj.insert(col.clone(), json!({ "value": value, "what": field.what }));
+            }
+            out_rows.push(Value::Object(obj));
+        }
+        out_tables.insert(name.clone(), json!({ "about": table.about, "rows": out_rows }));
+    }
+    let memory: serde_json::Map<String, Value> = manifest
+        .memory
+        .iter()
+        .map(|(n, f)| (n.clone(), json!({ "what": f.what, "retention": f.retention })))
+        .collect();
+    Ok(json!({
+        "format": "sirr-account-export-v1",
+        "manifest_version": manifest.version,
+        "account": account.to_string(),
+        "exported_at_ms": now_ms,
+        "tables": out_tables,
+        "handled_in_memory_only": memory,
+        "disclosures": [],
+    }))
+}
+
 fn lower(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {

@@ -537,6 +537,25 @@ impl Service {
         Ok(Response::Done)
     }
 
+    /// `ExportAccount`: everything held about the account, laid out by the privacy manifest.
+    pub async fn export_account(&self, me: Authed) -> Answer {
+        let tables = self
+            .store
+            .export_account(me.address.account)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let internal = |e: crate::privacy::ManifestError| {
+            tracing::error!(error = %e, "data export does not match the privacy manifest");
+            err(ErrorCode::Internal, "internal error; try again")
+        };
+        let manifest = crate::privacy::Manifest::load().map_err(internal)?;
+        let json =
+            crate::privacy::export(&manifest, me.address.account, &tables, now_ms()).map_err(internal)?;
+        Ok(Response::AccountExport {
+            json: serde_json::to_string_pretty(&json).unwrap_or_default(),
+        })
+    }
+
     /// `DeleteAccount`: everything tied to the account goes; its other sessions end.
     pub async fn delete_account(&self, me: Authed) -> Answer {
         let keys = self

@@ -152,6 +152,18 @@ pub struct NewCommit {
     pub messages: Vec<(NewMessage, Vec<DeviceKey>)>,
 }
 
+/// One stored value, as a data export shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExportValue {
+    Null,
+    Integer(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// The rows of one table that concern an account: column names, then the rows.
+pub type ExportTable = (Vec<String>, Vec<Vec<ExportValue>>);
+
 /// A message in a device's queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueuedMessage {
@@ -273,6 +285,13 @@ pub trait KeyStore: Send + Sync + 'static {
 pub trait Store: AccountStore + QueueStore + KeyStore {
     /// Writes waiting to be applied (a gauge for metrics and load shedding).
     fn write_backlog(&self) -> usize;
+
+    /// Every row that concerns `account`, table by table, with every column (GDPR articles 15
+    /// and 20). Tables with no such row are present and empty.
+    async fn export_account(
+        &self,
+        account: AccountId,
+    ) -> Result<std::collections::BTreeMap<String, ExportTable>>;
 
     /// Every table and its columns, as this backend really stores them: the privacy manifest
     /// is checked against it.

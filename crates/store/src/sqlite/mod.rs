@@ -512,6 +512,58 @@ impl Store for SqliteStore {
         self.inner.writes.max_capacity() - self.inner.writes.capacity()
     }
 
+    async fn export_account(
+        &self,
+        account: AccountId,
+    ) -> Result<std::collections::BTreeMap<String, ExportTable>> {
+        // Which rows concern the account, per table (`?1` is the account id).
+        const DEVICES: &str = "(SELECT key FROM devices WHERE account = ?1)";
+        let wheres: Vec<(&str, String)> = vec![
+            ("accounts", "id = ?1".into()),
+            ("devices", "account = ?1".into()),
+            (
+                "verifications",
+                "phone_key = (SELECT phone_key FROM accounts WHERE id = ?1)".into(),
+            ),
+            ("queue", format!("device IN {DEVICES} OR sender_account = ?1")),
+            ("key_packages", format!("device IN {DEVICES}")),
+            ("device_lists", "account = ?1".into()),
+            (
+                "conversations",
+                "id IN (SELECT conversation FROM conversation_members WHERE account = ?1)".into(),
+            ),
+            ("conversation_members", "account = ?1".into()),
+        ];
+        self.read(move |c| {
+            let mut out = std::collections::BTreeMap::new();
+            for (table, filter) in wheres {
+                let mut s = c.prepare(&format!("SELECT * FROM {table} WHERE {filter}"))?;
+                let columns: Vec<String> = s.column_names().into_iter().map(str::to_owned).collect();
+                let n = columns.len();
+                let rows = s
+                    .query_map([&account.0[..]], |r| {
+                        (0..n)
+                            .map(|i| {
+                                Ok(match r.get_ref(i)? {
+                                    rusqlite::types::ValueRef::Null => ExportValue::Null,
+                                    rusqlite::types::ValueRef::Integer(v) => ExportValue::Integer(v),
+                                    rusqlite::types::ValueRef::Real(v) => ExportValue::Text(v.to_string()),
+                                    rusqlite::types::ValueRef::Text(t) => {
+                                        ExportValue::Text(String::from_utf8_lossy(t).into_owned())
+                                    }
+                                    rusqlite::types::ValueRef::Blob(b) => ExportValue::Blob(b.to_vec()),
+                                })
+                            })
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                out.insert(table.to_owned(), (columns, rows));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn schema(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
         self.read(|c| {
             let tables: Vec<String> = c
