@@ -95,6 +95,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AccountCommand {
+    /// Every disclosure of your data to anyone but you, verified as a hash chain
+    Disclosures {
+        /// Only verify; print the number of entries
+        #[arg(long)]
+        verify: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Everything the server holds about your account: FILE (JSON) and FILE.html (readable)
     Export {
         #[arg(long)]
@@ -439,6 +447,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             client.disconnect().await;
+        }
+        Command::Account(AccountCommand::Disclosures { verify, json }) => {
+            let mut client = open(&home)?;
+            client.connect().await?;
+            let entries = client.disclosures().await?;
+            client.disconnect().await;
+            if verify {
+                writeln!(out, "the disclosure ledger verifies: {} entries", entries.len())?;
+            } else if entries.is_empty() {
+                writeln!(out, "your data was never disclosed to anyone")?;
+            }
+            for e in entries.iter().filter(|_| !verify) {
+                if json {
+                    let v = serde_json::json!({"seq": e.seq, "at_ms": e.at_ms, "recipient": e.recipient, "what": e.what});
+                    writeln!(out, "{v}")?;
+                } else {
+                    writeln!(
+                        out,
+                        "{}. [{}] to {}: {}",
+                        e.seq,
+                        utc(e.at_ms),
+                        printable(&e.recipient),
+                        printable(&e.what)
+                    )?;
+                }
+            }
         }
         Command::Account(AccountCommand::Export { out: path }) => {
             let mut client = open(&home)?;

@@ -262,3 +262,85 @@ fn the_export_holds_every_declared_field_about_the_account() {
     let html = std::fs::read_to_string(dir.path().join("export.html")).unwrap();
     assert!(html.contains("alice-phone") && html.starts_with("<!doctype html>"));
 }
+
+#[test]
+fn an_operator_lookup_lands_in_the_ledger_and_tampering_is_detected() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let alice = dir.path().join("alice");
+    register(&server, &alice, "+15550400021");
+    assert!(sirr_ok(&alice, &["account", "disclosures"]).contains("never disclosed"));
+
+    let admin = |reason: &str| {
+        std::process::Command::new(bin("sirrd"))
+            .args([
+                "--data",
+                server.data.to_str().unwrap(),
+                "admin",
+                "lookup",
+                "+15550400021",
+                "--reason",
+                reason,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = admin("");
+    assert!(!out.status.success(), "no lookup without a reason");
+    let out = admin("court order 2026/1234");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("accounts.created_day"), "{shown}");
+    assert!(
+        !shown.contains("phone_key"),
+        "only producible fields are shown: {shown}"
+    );
+    admin("second request, same case");
+
+    let listed = sirr_ok(&alice, &["account", "disclosures"]);
+    assert!(
+        listed.contains("1. ") && listed.contains("court order 2026/1234"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("2. ") && listed.contains("the server's operator"),
+        "{listed}"
+    );
+    assert!(sirr_ok(&alice, &["account", "disclosures", "--verify"]).contains("verifies: 2 entries"));
+
+    // The operator rewrites what the first entry said: the chain breaks.
+    let db = rusqlite::Connection::open(server.data.join("sirr.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    db.execute(
+        "UPDATE disclosures SET what = 'nothing happened' WHERE seq = 1",
+        [],
+    )
+    .unwrap();
+    let out = sirr(&alice, &["account", "disclosures", "--verify"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not verify at entry 1"), "{err}");
+
+    // Rewriting it consistently (recomputing every hash) is caught too: this device had seen
+    // the old head.
+    let rows: Vec<(i64, i64, String, String)> = db
+        .prepare("SELECT seq, at_ms, recipient, what FROM disclosures ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut prev = [0u8; 32];
+    for (seq, at, recipient, what) in rows {
+        let hash = sirr_proto::disclosure_hash(&prev, seq as u64, at as u64, &recipient, &what);
+        db.execute(
+            "UPDATE disclosures SET prev_hash = ?, hash = ? WHERE seq = ?",
+            rusqlite::params![&prev[..], &hash[..], seq],
+        )
+        .unwrap();
+        prev = hash;
+    }
+    let out = sirr(&alice, &["account", "disclosures", "--verify"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rewritten or removed"));
+}

@@ -179,6 +179,24 @@ impl Client {
         }
     }
 
+    /// This account's disclosure ledger, verified: each entry's hash is recomputed, each links to
+    /// the one before, and the newest entry this device saw last time must still be there
+    /// unchanged (so the server cannot rewrite history it already showed). The newest head is
+    /// then remembered.
+    pub async fn disclosures(&self) -> Result<Vec<sirr_proto::Disclosure>> {
+        let entries = match self.conn()?.request(Request::Disclosures).await? {
+            Response::Disclosures { entries } => entries,
+            other => return Err(unexpected(other)),
+        };
+        verify_ledger(&entries, self.state.get(LEDGER_HEAD)?.as_deref())?;
+        if let Some(last) = entries.last() {
+            let mut head = last.seq.to_be_bytes().to_vec();
+            head.extend_from_slice(&last.hash);
+            self.state.set(LEDGER_HEAD, &head)?;
+        }
+        Ok(entries)
+    }
+
     /// Lock this device's keys with a passphrase (or remove it with `None`).
     pub fn set_passphrase(&mut self, passphrase: Option<&str>) -> Result<()> {
         if passphrase.is_some_and(|p| p.chars().count() < 8) {
@@ -430,6 +448,44 @@ impl Client {
     pub fn take_unread(&self) -> Result<Vec<StoredMessage>> {
         self.state.take_unprinted()
     }
+}
+
+/// Where the newest verified ledger entry (seq ‖ hash) is remembered.
+const LEDGER_HEAD: &str = "ledger head";
+
+/// Check a disclosure ledger's hash chain, and that it still holds `head` (seq ‖ hash) if given.
+pub fn verify_ledger(entries: &[sirr_proto::Disclosure], head: Option<&[u8]>) -> Result<()> {
+    let broken = |seq: u64, why: &str| {
+        Err(ClientError::Invalid(format!(
+            "the disclosure ledger does not verify at entry {seq}: {why}"
+        )))
+    };
+    let mut prev = [0u8; 32];
+    for (i, e) in entries.iter().enumerate() {
+        if e.seq != i as u64 + 1 {
+            return broken(e.seq, "an entry is missing or out of order");
+        }
+        if e.prev_hash != prev {
+            return broken(e.seq, "it does not follow the entry before");
+        }
+        if sirr_proto::disclosure_hash(&e.prev_hash, e.seq, e.at_ms, &e.recipient, &e.what) != e.hash {
+            return broken(e.seq, "its content was changed after it was written");
+        }
+        prev = e.hash;
+    }
+    if let Some(head) = head.filter(|h| h.len() == 40) {
+        let seq = u64::from_be_bytes(head[..8].try_into().expect("length checked"));
+        let ok = entries
+            .get((seq as usize).wrapping_sub(1))
+            .is_some_and(|e| e.hash[..] == head[8..]);
+        if !ok {
+            return broken(
+                seq,
+                "this device saw it before, and it has been rewritten or removed since",
+            );
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn check_text(text: &str) -> Result<()> {

@@ -12,7 +12,7 @@ use crate::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Phone
 /// Number of [`ClientFrame`] variants; a tag at or above it is an unknown frame type.
 pub(crate) const CLIENT_FRAME_VARIANTS: u64 = 2;
 /// Number of [`Request`] variants; a tag at or above it is an unknown request type.
-pub(crate) const REQUEST_VARIANTS: u64 = 17;
+pub(crate) const REQUEST_VARIANTS: u64 = 18;
 
 /// A frame sent by a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +125,9 @@ pub enum Request {
     /// Everything the server holds about this account (GDPR articles 15 and 20), as JSON laid
     /// out by the privacy manifest. Answered with [`Response::AccountExport`].
     ExportAccount,
+    /// This account's disclosure ledger: every time its data went to anyone but itself.
+    /// Answered with [`Response::Disclosures`].
+    Disclosures,
 }
 
 /// Opaque bytes, encoded compactly.
@@ -144,6 +147,23 @@ pub struct Outgoing {
     pub to: Vec<Recipient>,
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+}
+
+/// One entry of an account's disclosure ledger. Entries form a hash chain
+/// ([`crate::disclosure_hash`]): a client that remembers the last hash it saw detects any later
+/// rewrite of what it saw.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disclosure {
+    /// 1, 2, 3, ... per account.
+    pub seq: u64,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Who received the data (e.g. "operator", a business's name).
+    pub recipient: String,
+    /// What was disclosed and why.
+    pub what: String,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
 }
 
 /// One claimed KeyPackage.
@@ -222,6 +242,9 @@ pub enum Response {
     },
     Linked {
         device: DeviceId,
+    },
+    Disclosures {
+        entries: Vec<Disclosure>,
     },
     AccountExport {
         /// A JSON document: every table of the privacy manifest with the rows about this

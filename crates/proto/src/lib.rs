@@ -33,3 +33,20 @@ pub const PROTOCOL_VERSION: u16 = 1;
 
 /// The most devices one account may have (its first device included).
 pub const MAX_DEVICES_PER_ACCOUNT: usize = 5;
+
+/// The hash of a disclosure-ledger entry: SHA-256 over a domain tag, the previous entry's hash
+/// (all zeros for the first), and the entry's fields, length-prefixed so no two field splits
+/// collide. The server computes it when it appends; clients recompute it to verify.
+pub fn disclosure_hash(prev: &[u8; 32], seq: u64, at_ms: u64, recipient: &str, what: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"sirr disclosure v1");
+    h.update(prev);
+    h.update(seq.to_be_bytes());
+    h.update(at_ms.to_be_bytes());
+    for field in [recipient, what] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    h.finalize().into()
+}

@@ -11,8 +11,10 @@
 //! - `limits`: in-memory token buckets; `keys`: the server key and keyed hashes;
 //! - `verify`: verification-code senders (log for dev, webhook for an SMS gateway);
 //! - `metrics`: Prometheus counters;
+//! - `admin`: operator commands, each recorded in the disclosure ledger;
 //! - `privacy`: the privacy manifest (`privacy.toml`), its schema check and its rendering.
 
+pub mod admin;
 pub mod config;
 mod http;
 pub mod hub;

@@ -19,6 +19,9 @@ struct Cli {
 
 #[derive(clap::Subcommand)]
 enum Command {
+    /// Operator commands; each disclosure is recorded in the account's ledger
+    #[command(subcommand)]
+    Admin(Admin),
     /// Print what this server keeps about people, from its privacy manifest
     PrivacyPolicy {
         /// markdown, html, or transparency (what could be handed over if compelled)
@@ -35,7 +38,30 @@ fn main() {
     }
 }
 
+#[derive(clap::Subcommand)]
+enum Admin {
+    /// Show what can be produced about the account of a number (recorded in its ledger first)
+    Lookup {
+        phone: String,
+        /// Why (a legal request's reference, ...): recorded for the account to see
+        #[arg(long)]
+        reason: String,
+    },
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Admin(Admin::Lookup { phone, reason })) = &cli.command {
+        let phone = sirr_proto::Phone::parse(phone)?;
+        let data = cli.flags.data.clone().unwrap_or_else(|| "sirr-data".into());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        print!(
+            "{}",
+            runtime.block_on(sirr_server::admin::lookup(&data, &phone, reason))?
+        );
+        return Ok(());
+    }
     if let Some(Command::PrivacyPolicy { format }) = &cli.command {
         let m = sirr_server::privacy::Manifest::load()?;
         let page = match format.as_str() {

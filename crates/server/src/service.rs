@@ -556,6 +556,16 @@ impl Service {
         })
     }
 
+    /// `Disclosures`: the account's own ledger.
+    pub async fn disclosures(&self, me: Authed) -> Answer {
+        let entries = self
+            .store
+            .disclosures(me.address.account)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        Ok(Response::Disclosures { entries })
+    }
+
     /// `DeleteAccount`: everything tied to the account goes; its other sessions end.
     pub async fn delete_account(&self, me: Authed) -> Answer {
         let keys = self

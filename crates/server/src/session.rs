@@ -452,6 +452,7 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
         }
         Request::DeleteAccount => Box::pin(async move { reply(svc.delete_account(me).await) }),
         Request::ExportAccount => Box::pin(async move { reply(svc.export_account(me).await) }),
+        Request::Disclosures => Box::pin(async move { reply(svc.disclosures(me).await) }),
         Request::ApproveLink { link_id, sealed } => {
             Box::pin(async move { reply(svc.approve_link(me, link_id, sealed.into_vec()).await) })
         }

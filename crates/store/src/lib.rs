@@ -286,6 +286,17 @@ pub trait Store: AccountStore + QueueStore + KeyStore {
     /// Writes waiting to be applied (a gauge for metrics and load shedding).
     fn write_backlog(&self) -> usize;
 
+    /// Append an entry to `account`'s disclosure ledger (hash-chained to the previous one).
+    async fn append_disclosure(
+        &self,
+        account: AccountId,
+        at_ms: u64,
+        recipient: String,
+        what: String,
+    ) -> Result<sirr_proto::Disclosure>;
+    /// `account`'s disclosure ledger, oldest first.
+    async fn disclosures(&self, account: AccountId) -> Result<Vec<sirr_proto::Disclosure>>;
+
     /// Every row that concerns `account`, table by table, with every column (GDPR articles 15
     /// and 20). Tables with no such row are present and empty.
     async fn export_account(

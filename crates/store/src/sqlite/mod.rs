@@ -512,6 +512,44 @@ impl Store for SqliteStore {
         self.inner.writes.max_capacity() - self.inner.writes.capacity()
     }
 
+    async fn append_disclosure(
+        &self,
+        account: AccountId,
+        at_ms: u64,
+        recipient: String,
+        what: String,
+    ) -> Result<sirr_proto::Disclosure> {
+        self.submit(|reply| Op::AppendDisclosure {
+            account,
+            at_ms,
+            recipient,
+            what,
+            reply,
+        })
+        .await
+    }
+
+    async fn disclosures(&self, account: AccountId) -> Result<Vec<sirr_proto::Disclosure>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT seq, at_ms, recipient, what, prev_hash, hash FROM disclosures
+                 WHERE account = ? ORDER BY seq",
+            )?
+            .query_map([&account.0[..]], |r| {
+                Ok(sirr_proto::Disclosure {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    at_ms: r.get::<_, i64>(1)? as u64,
+                    recipient: r.get(2)?,
+                    what: r.get(3)?,
+                    prev_hash: blob32(r.get(4)?)?,
+                    hash: blob32(r.get(5)?)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
     async fn export_account(
         &self,
         account: AccountId,
@@ -533,6 +571,7 @@ impl Store for SqliteStore {
                 "id IN (SELECT conversation FROM conversation_members WHERE account = ?1)".into(),
             ),
             ("conversation_members", "account = ?1".into()),
+            ("disclosures", "account = ?1".into()),
         ];
         self.read(move |c| {
             let mut out = std::collections::BTreeMap::new();

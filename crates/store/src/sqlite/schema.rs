@@ -78,4 +78,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (conversation, account)
     ) WITHOUT ROWID;
     ",
+    // 3: the disclosure ledger.
+    "
+    -- Every disclosure of an account's data to anyone but the account itself, hash-chained
+    -- per account so the account's devices can verify it was not rewritten.
+    CREATE TABLE disclosures (
+        account   BLOB NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        seq       INTEGER NOT NULL,
+        at_ms     INTEGER NOT NULL,
+        recipient TEXT NOT NULL,
+        what      TEXT NOT NULL,
+        prev_hash BLOB NOT NULL,
+        hash      BLOB NOT NULL,
+        PRIMARY KEY (account, seq)
+    ) WITHOUT ROWID;
+    ",
 ];

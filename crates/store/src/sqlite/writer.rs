@@ -76,6 +76,13 @@ pub(super) enum Op {
         address: DeviceAddress,
         reply: Reply<bool>,
     },
+    AppendDisclosure {
+        account: AccountId,
+        at_ms: u64,
+        recipient: String,
+        what: String,
+        reply: Reply<sirr_proto::Disclosure>,
+    },
     DeleteAccount {
         account: AccountId,
         reply: Reply<Vec<DeviceKey>>,
@@ -273,6 +280,7 @@ impl Writer {
             Op::RemoveDevice { reply, .. } => finish(reply, e()),
             Op::AddDevice { reply, .. } => finish(reply, e()),
             Op::DeleteAccount { reply, .. } => finish(reply, e()),
+            Op::AppendDisclosure { reply, .. } => finish(reply, e()),
             Op::Expire { reply, .. } | Op::PurgeVerifications { reply, .. } => finish(reply, e()),
             Op::Shutdown { reply } => Done::Shutdown(reply),
         }
@@ -446,6 +454,56 @@ impl Writer {
                 Ok(())
             }),
             Op::Register { new, reply } => self.in_savepoint(reply, |c| register(c, new)),
+            Op::AppendDisclosure {
+                account,
+                at_ms,
+                recipient,
+                what,
+                reply,
+            } => self.in_savepoint(reply, |c| {
+                let last: Option<(i64, Vec<u8>)> = c
+                    .prepare_cached(
+                        "SELECT seq, hash FROM disclosures WHERE account = ? ORDER BY seq DESC LIMIT 1",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row([&account.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(backend)?;
+                let (seq, prev_hash) = match last {
+                    Some((seq, hash)) => (
+                        seq as u64 + 1,
+                        hash.try_into()
+                            .map_err(|_| StoreError::Backend("corrupt ledger hash".into()))?,
+                    ),
+                    None => (1, [0u8; 32]),
+                };
+                let hash = sirr_proto::disclosure_hash(&prev_hash, seq, at_ms, &recipient, &what);
+                c.prepare_cached(
+                    "INSERT INTO disclosures (account, seq, at_ms, recipient, what, prev_hash, hash)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        &account.0[..],
+                        seq as i64,
+                        at_ms as i64,
+                        &recipient,
+                        &what,
+                        &prev_hash[..],
+                        &hash[..]
+                    ])
+                })
+                .map_err(backend)?;
+                Ok(sirr_proto::Disclosure {
+                    seq,
+                    at_ms,
+                    recipient,
+                    what,
+                    prev_hash,
+                    hash,
+                })
+            }),
             Op::DeleteAccount { account, reply } => {
                 // Memberships change: the cache is rebuilt from the table.
                 self.conversations.clear();
