@@ -415,24 +415,6 @@ fn server_payloads(data: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// An authenticated raw protocol session as `home`'s device.
-async fn session(server: &Server, home: &Path) -> Connection {
-    let creds = sirr_client::state::State::open(home)
-        .unwrap()
-        .credentials()
-        .unwrap();
-    let conn = Connection::connect(&server.url, None).await.unwrap();
-    conn.request(Request::Hello {
-        protocol: PROTOCOL_VERSION,
-        account: creds.account,
-        device: creds.device,
-        secret: creds.secret().unwrap(),
-    })
-    .await
-    .unwrap();
-    conn
-}
-
 async fn account_of(conn: &Connection, phone: &str) -> Recipient {
     let Response::Directory { entries } = conn
         .request(Request::Lookup {
@@ -472,10 +454,6 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// The canary as bytes in every form that would betray it: UTF-8, UTF-16 (both byte orders),
 /// and base64 (standard and URL-safe) at each of the three alignments a surrounding text
 /// could give it (the stable middle of the encoding).
@@ -500,19 +478,6 @@ fn forms_of(canary: &str) -> Vec<(String, Vec<u8>)> {
         }
     }
     forms
-}
-
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// A TCP relay in front of the server that records both directions, to read the WebSocket

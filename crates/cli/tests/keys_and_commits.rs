@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use sirr_client::{ClientError, Connection};
 use sirr_crypto::{DeviceIdentity, KeyPackages, MlsStore};
@@ -16,29 +14,6 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-async fn session(server: &Server, home: &Path) -> (Connection, DeviceAddress) {
-    let creds = sirr_client::state::State::open(home)
-        .unwrap()
-        .credentials()
-        .unwrap();
-    let conn = Connection::connect(&server.url, None).await.unwrap();
-    conn.request(Request::Hello {
-        protocol: PROTOCOL_VERSION,
-        account: creds.account,
-        device: creds.device,
-        secret: creds.secret().unwrap(),
-    })
-    .await
-    .unwrap();
-    (
-        conn,
-        DeviceAddress {
-            account: creds.account,
-            device: creds.device,
-        },
-    )
 }
 
 fn code(r: Result<Response, ClientError>) -> (ErrorCode, ErrorBody) {
@@ -69,8 +44,8 @@ async fn key_packages_are_checked_and_claimed_once() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     register(&server, &a, "+15550300001");
     register(&server, &b, "+15550300002");
-    let (conn, me) = session(&server, &a).await;
-    let (conn_b, _) = session(&server, &b).await;
+    let (conn, me) = session_as(&server, &a).await;
+    let (conn_b, _) = session_as(&server, &b).await;
 
     let mls = MlsStore::new();
     let id = DeviceIdentity::generate(me.account, me.device, &mut rand::rng());
@@ -144,9 +119,9 @@ async fn commits_are_ordered_and_stale_ones_learn_the_epoch() {
     register(&server, &a, "+15550300011");
     register(&server, &b, "+15550300012");
     register(&server, &c, "+15550300013");
-    let (ca, ma) = session(&server, &a).await;
-    let (cb, mb) = session(&server, &b).await;
-    let (cc, mc) = session(&server, &c).await;
+    let (ca, ma) = session_as(&server, &a).await;
+    let (cb, mb) = session_as(&server, &b).await;
+    let (cc, mc) = session_as(&server, &c).await;
     let conv = ConversationId([0x42; 16]);
     let out = |n: u8| Outgoing {
         message_id: MessageId([n; 16]),
@@ -206,7 +181,7 @@ async fn links_are_used_once_and_unknown_ones_expire() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     register(&server, &a, "+15550300021");
-    let (ca, _) = session(&server, &a).await;
+    let (ca, _) = session_as(&server, &a).await;
     let (c, _) = code(
         ca.request(Request::ApproveLink {
             link_id: [1; 16],

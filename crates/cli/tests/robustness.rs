@@ -49,24 +49,6 @@ async fn receive_numbers(client: &mut Client, texts: &mut Vec<u32>, n: usize) {
     }
 }
 
-/// A raw, authenticated protocol session for `home`'s device.
-async fn session(server: &Server, home: &std::path::Path) -> Connection {
-    let creds = sirr_client::state::State::open(home)
-        .unwrap()
-        .credentials()
-        .unwrap();
-    let conn = Connection::connect(&server.url, None).await.unwrap();
-    conn.request(Request::Hello {
-        protocol: PROTOCOL_VERSION,
-        account: creds.account,
-        device: creds.device,
-        secret: creds.secret().unwrap(),
-    })
-    .await
-    .unwrap();
-    conn
-}
-
 async fn account_of(conn: &Connection, p: &str) -> (AccountId, Vec<DeviceId>) {
     match conn
         .request(Request::Lookup {

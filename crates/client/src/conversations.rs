@@ -496,18 +496,20 @@ impl Client {
     /// Send a text to `to` in your one-to-one conversation, creating it on first use.
     pub async fn send_text(&mut self, to: &Phone, text: &str) -> Result<MessageId> {
         crate::check_text(text)?;
+        let id = self.open_direct(to).await?;
+        self.send_content(id, Body::Text(text.to_owned())).await
+    }
+
+    /// The one-to-one conversation with `to`, created if this device has none yet.
+    async fn open_direct(&mut self, to: &Phone) -> Result<ConversationId> {
         let account = self.account_of(to).await?;
         let id = direct_conversation(self.creds.account, account);
-        self.establish(
-            id,
-            None,
-            vec![Member {
-                phone: to.clone(),
-                account,
-            }],
-        )
-        .await?;
-        self.send_content(id, Body::Text(text.to_owned())).await
+        let peer = Member {
+            phone: to.clone(),
+            account,
+        };
+        self.establish(id, None, vec![peer]).await?;
+        Ok(id)
     }
 
     /// Encrypt a text for `to` without sending it: returns a ready `Send` request (recipients,
@@ -515,17 +517,7 @@ impl Client {
     /// tests; the sender ratchet has advanced and is saved, so each result is sent once.
     pub async fn encrypt_text(&mut self, to: &Phone, text: &str) -> Result<Request> {
         crate::check_text(text)?;
-        let account = self.account_of(to).await?;
-        let id = direct_conversation(self.creds.account, account);
-        self.establish(
-            id,
-            None,
-            vec![Member {
-                phone: to.clone(),
-                account,
-            }],
-        )
-        .await?;
+        let id = self.open_direct(to).await?;
         let mut conv = self.load_active(id)?;
         let content = Content {
             from: self.creds.phone.clone(),

@@ -287,3 +287,52 @@ pub fn link_ok(server: &Server, new_home: &Path, approver: &Path) {
         String::from_utf8_lossy(&l.link.stdout)
     );
 }
+
+/// A raw, authenticated protocol session as `home`'s device, and that device's address.
+pub async fn session_as(
+    server: &Server,
+    home: &Path,
+) -> (sirr_client::Connection, sirr_proto::DeviceAddress) {
+    let creds = sirr_client::state::State::open(home)
+        .unwrap()
+        .credentials()
+        .unwrap();
+    let conn = sirr_client::Connection::connect(&server.url, None).await.unwrap();
+    conn.request(sirr_proto::Request::Hello {
+        protocol: sirr_proto::PROTOCOL_VERSION,
+        account: creds.account,
+        device: creds.device,
+        secret: creds.secret().unwrap(),
+    })
+    .await
+    .unwrap();
+    let me = sirr_proto::DeviceAddress {
+        account: creds.account,
+        device: creds.device,
+    };
+    (conn, me)
+}
+
+/// A raw, authenticated protocol session as `home`'s device.
+pub async fn session(server: &Server, home: &Path) -> sirr_client::Connection {
+    session_as(server, home).await.0
+}
+
+/// Every file below `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Whether `needle` (non-empty) occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
