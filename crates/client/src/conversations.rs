@@ -1024,7 +1024,7 @@ impl Client {
                                     rows,
                                     conversation.0,
                                     format!(
-                                        "{p} has a new device ({}); your safety number with {p} changed",
+                                        "{p} has a new device ({}), approved by their account (your safety number is unchanged)",
                                         d.device
                                     ),
                                 );
