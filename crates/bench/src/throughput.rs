@@ -200,6 +200,7 @@ async fn device(
                 to: vec![to.clone()],
                 payload: payload.clone(),
                 epoch: None,
+                ttl_secs: None,
             },
         };
         Message::Binary(encode(&f).into())

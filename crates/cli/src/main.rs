@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use sirr_client::Client;
-use sirr_proto::{DeviceId, Phone};
+use sirr_client::{Chat, Client};
+use sirr_proto::{DeviceId, Phone, Purpose};
 
 #[derive(Parser)]
 #[command(
@@ -91,6 +91,38 @@ enum Command {
     /// The safety number of your conversation with a contact: compare it with theirs (in
     /// person or on a call); if both show the same digits, no one is in the middle.
     Safety { phone: String },
+    /// Optional uses of your data: each is off until you turn it on (`consent list`,
+    /// `consent set read-receipts on`). Changes apply at once, on all your devices.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+    /// The day a contact last connected, if they allow it and you share a chat
+    LastSeen { phone: String },
+    /// Disappearing messages in a chat: `timer 1h +E164` or `timer 7d --group NAME`;
+    /// `timer off ...` stops. Every member's devices delete messages that long after storing
+    /// them, and the server drops undelivered copies after as long.
+    Timer {
+        /// Seconds, or 30m, 1h, 7d; or `off`
+        duration: String,
+        /// The other person's number (or give --group)
+        phone: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsentCommand {
+    /// Every optional use of your data and whether it is on
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn one on or off: read-receipts, last-seen, profile-photo, share-number-with-businesses
+    Set {
+        purpose: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -266,8 +298,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut client = open(&home)?;
             client.connect().await?;
             client.receive(Duration::from_secs_f64(wait)).await?;
+            let shown = client.take_unread()?;
+            // Shown means read: senders hear of it only if read receipts are on.
+            client.send_read_receipts(&shown).await?;
             client.disconnect().await;
-            for m in client.take_unread()? {
+            for m in shown {
                 if json {
                     let v = serde_json::json!({
                         "from": m.from,
@@ -281,11 +316,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         "message_id": m.message_id,
                         "direction": m.direction,
                         "verified": m.verified,
+                        "expires_at": m.expires_at,
                     });
                     writeln!(out, "{v}")?;
                 } else {
                     if m.direction == "notice" {
                         writeln!(out, "[{}] ! {}", utc(m.received_at), printable(&m.text))?;
+                        continue;
+                    }
+                    if m.direction == "read" {
+                        writeln!(out, "[{}] {} read {}", utc(m.sent_at), m.from, m.text)?;
                         continue;
                     }
                     let warn = if m.verified { "" } else { " [UNVERIFIED SENDER]" };
@@ -525,8 +565,111 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.disconnect().await;
             writeln!(out, "{number}")?;
         }
+        Command::Consent(cmd) => {
+            let mut client = open(&home)?;
+            client.connect().await?;
+            let (region, consents) = match cmd {
+                ConsentCommand::List { json } => {
+                    let (region, consents) = client.consents().await?;
+                    if json {
+                        for c in &consents {
+                            let v = serde_json::json!({
+                                "purpose": c.purpose.name(),
+                                "granted": c.granted,
+                                "offered": c.offered,
+                                "changed_at": c.changed_at_ms,
+                                "region": region,
+                            });
+                            writeln!(out, "{v}")?;
+                        }
+                        client.disconnect().await;
+                        return Ok(());
+                    }
+                    (region, consents)
+                }
+                ConsentCommand::Set { purpose, state } => {
+                    let p = Purpose::from_name(&purpose).with_context(|| {
+                        let names: Vec<_> = Purpose::ALL.iter().map(|p| p.name()).collect();
+                        format!("unknown use of data {purpose:?}; one of: {}", names.join(", "))
+                    })?;
+                    client.set_consent(p, state == "on").await?;
+                    client.consents().await?
+                }
+            };
+            client.disconnect().await;
+            writeln!(out, "region: {region}")?;
+            for c in consents {
+                let state = match (c.offered, c.granted) {
+                    (false, _) => "not offered here",
+                    (true, true) => "on",
+                    (true, false) => "off",
+                };
+                let since = c
+                    .changed_at_ms
+                    .map(|t| format!("  (changed {})", utc(t)))
+                    .unwrap_or_default();
+                writeln!(out, "{:<30} {state}{since}", c.purpose.name())?;
+            }
+        }
+        Command::LastSeen { phone: p } => {
+            let p = phone(&p)?;
+            let mut client = open(&home)?;
+            client.connect().await?;
+            let day = client.last_seen(&p).await?;
+            client.disconnect().await;
+            match day {
+                Some(d) => writeln!(out, "{}", utc(u64::from(d) * 86_400_000).get(..10).unwrap_or(""))?,
+                None => writeln!(out, "unknown")?,
+            }
+        }
+        Command::Timer {
+            phone: p,
+            group,
+            duration,
+        } => {
+            let chat = match (p, group) {
+                (Some(p), None) => Chat::Direct(phone(&p)?),
+                (None, Some(g)) => Chat::Group(g),
+                _ => bail!("name either a phone number or --group NAME"),
+            };
+            let seconds = parse_duration(&duration)?;
+            let mut client = open(&home)?;
+            client.connect().await?;
+            client.receive(Duration::ZERO).await?;
+            client.set_timer(&chat, seconds).await?;
+            client.disconnect().await;
+            match seconds {
+                Some(s) => writeln!(out, "messages now disappear after {s} s")?,
+                None => writeln!(out, "disappearing messages off")?,
+            }
+        }
     }
     Ok(())
+}
+
+/// `off`, or seconds with an optional unit: `90`, `30s`, `15m`, `1h`, `7d`.
+fn parse_duration(s: &str) -> anyhow::Result<Option<u32>> {
+    if s == "off" {
+        return Ok(None);
+    }
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => bail!("invalid duration {s:?}: use seconds, 30m, 1h, 7d or off"),
+    };
+    let n: u32 = digits
+        .parse()
+        .with_context(|| format!("invalid duration {s:?}: use seconds, 30m, 1h, 7d or off"))?;
+    match n.checked_mul(scale) {
+        Some(0) | None => bail!("invalid duration {s:?}: between 1 second and 136 years"),
+        Some(v) => Ok(Some(v)),
+    }
 }
 
 /// Message text made safe for a terminal: control characters (newlines, escape sequences) are

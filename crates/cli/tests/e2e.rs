@@ -440,6 +440,7 @@ async fn send_raw(conn: &Connection, to: Recipient, payload: Vec<u8>) {
             to: vec![to],
             payload,
             epoch: None,
+            ttl_secs: None,
         })
         .await;
     assert!(matches!(r, Ok(Response::Sent { .. })), "{r:?}");

@@ -195,6 +195,8 @@ fn the_export_holds_every_declared_field_about_the_account() {
         &alice,
         &["send", "+15550400012", "the text itself is never in an export"],
     );
+    sirr_ok(&alice, &["consent", "set", "last-seen", "on"]);
+    sirr_ok(&alice, &["consent", "set", "last-seen", "off"]);
     let file = dir.path().join("export.json");
     let printed = sirr_ok(&alice, &["account", "export", "--out", file.to_str().unwrap()]);
     assert!(printed.contains("export.html"));
@@ -232,7 +234,8 @@ fn the_export_holds_every_declared_field_about_the_account() {
     assert_eq!(count("devices"), 1);
     assert_eq!(count("device_lists"), 1);
     assert!(count("key_packages") > 0 && count("queue") > 0 && count("conversation_members") == 1);
-    assert!(rows_seen >= 6);
+    assert_eq!(count("consents"), 2, "both consent changes, with their times");
+    assert!(rows_seen >= 8);
     // Bob's data is not in Alice's export; her message shows only as a size.
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(!text.contains("the text itself"));
@@ -326,4 +329,343 @@ fn an_operator_lookup_lands_in_the_ledger_and_tampering_is_detected() {
     let out = sirr(&alice, &["account", "disclosures", "--verify"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("rewritten or removed"));
+}
+
+fn consent_list(home: &Path) -> Vec<serde_json::Value> {
+    sirr_ok(home, &["consent", "list", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn sent_id(out: &str) -> String {
+    out.trim()
+        .strip_prefix("sent ")
+        .expect("send prints the message id")
+        .to_owned()
+}
+
+#[test]
+fn consents_start_off_and_withdrawing_one_takes_effect_at_once() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, carol) = (
+        dir.path().join("alice"),
+        dir.path().join("bob"),
+        dir.path().join("carol"),
+    );
+    register(&server, &alice, "+15550500001");
+    register(&server, &bob, "+15550500002");
+    register(&server, &carol, "+15550500003");
+
+    // Off until turned on: every optional use, on a fresh account.
+    let fresh = consent_list(&bob);
+    assert_eq!(fresh.len(), 4);
+    for c in &fresh {
+        assert_eq!(c["granted"], false, "{c}");
+        assert_eq!(c["changed_at"], serde_json::Value::Null);
+        assert_eq!(c["region"], "default");
+    }
+
+    // Alice and bob talk; carol knows alice's number but shares no chat with her.
+    sirr_ok(&alice, &["send", "+15550500002", "hello bob"]);
+    recv_json(&bob, "5");
+    let last_seen = |home: &Path| sirr_ok(home, &["last-seen", "+15550500001"]).trim().to_owned();
+    assert_eq!(last_seen(&bob), "unknown", "not without alice's consent");
+    sirr_ok(&alice, &["consent", "set", "last-seen", "on"]);
+    let day = last_seen(&bob);
+    assert!(
+        day.len() == 10 && day.as_bytes()[4] == b'-' && day.starts_with("20"),
+        "a day, nothing finer: {day:?}"
+    );
+    assert_eq!(
+        last_seen(&carol),
+        "unknown",
+        "only to people she shares a chat with"
+    );
+    sirr_ok(&alice, &["consent", "set", "last-seen", "off"]);
+    assert_eq!(last_seen(&bob), "unknown", "withdrawn: at once");
+
+    // Read receipts: bob turns them on, reads, alice hears of it; bob turns them off, and the
+    // next message he reads sends nothing.
+    sirr_ok(&bob, &["consent", "set", "read-receipts", "on"]);
+    let first = sent_id(&sirr_ok(&alice, &["send", "+15550500002", "read me"]));
+    let got = recv_json(&bob, "5");
+    assert!(got.iter().any(|m| m["text"] == "read me"));
+    let receipts: Vec<_> = recv_json(&alice, "5")
+        .into_iter()
+        .filter(|m| m["direction"] == "read")
+        .collect();
+    assert_eq!(receipts.len(), 1, "one receipt for what bob read");
+    assert_eq!(receipts[0]["from"], "+15550500002");
+    assert!(receipts[0]["text"].as_str().unwrap().contains(&first));
+
+    sirr_ok(&bob, &["consent", "set", "read-receipts", "off"]);
+    sirr_ok(&alice, &["send", "+15550500002", "and this one"]);
+    assert!(recv_json(&bob, "5").iter().any(|m| m["text"] == "and this one"));
+    let after: Vec<_> = recv_json(&alice, "2")
+        .into_iter()
+        .filter(|m| m["direction"] == "read")
+        .collect();
+    assert!(after.is_empty(), "no receipt once withdrawn: {after:?}");
+
+    // The record: when each changed, and what is in force now.
+    let now = consent_list(&bob);
+    let rr = now.iter().find(|c| c["purpose"] == "read-receipts").unwrap();
+    assert_eq!(rr["granted"], false);
+    assert!(rr["changed_at"].as_u64().unwrap() > 1_700_000_000_000);
+    let bad = sirr(&bob, &["consent", "set", "telepathy", "on"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown use of data"));
+}
+
+#[test]
+fn a_region_applies_stricter_rules_from_configuration_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sirrd.toml");
+    std::fs::write(
+        &config,
+        "[privacy]\nregion = \"eu\"\n[privacy.regions.eu]\noffered = [\"read-receipts\", \"last-seen\"]\n",
+    )
+    .unwrap();
+    let server = Server::start(&["--dev", "--config", config.to_str().unwrap()], &[]);
+    let alice = dir.path().join("alice");
+    register(&server, &alice, "+15550500011");
+    let list = consent_list(&alice);
+    assert!(list.iter().all(|c| c["region"] == "eu"));
+    let photo = list.iter().find(|c| c["purpose"] == "profile-photo").unwrap();
+    assert_eq!(photo["offered"], false);
+    let out = sirr(&alice, &["consent", "set", "profile-photo", "on"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not offered"));
+    sirr_ok(&alice, &["consent", "set", "read-receipts", "on"]);
+    let rr = consent_list(&alice);
+    assert_eq!(
+        rr.iter().find(|c| c["purpose"] == "read-receipts").unwrap()["granted"],
+        true
+    );
+
+    // A region that is not configured is refused at start-up, with the reason.
+    let mut child = std::process::Command::new(bin("sirrd"))
+        .args(["--dev", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("other"))
+        .env("SIRR_PRIVACY__REGION", "atlantis")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("sirrd started with an unknown region");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("atlantis"), "{stderr}");
+}
+
+#[test]
+fn disappearing_messages_go_from_every_device_and_from_the_server() {
+    let server = Server::start(&["--dev"], &[("SIRR_DELIVERY__HOUSEKEEPING_SECS", "1")]);
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    register(&server, &alice, "+15550500021");
+    register(&server, &bob, "+15550500022");
+    sirr_ok(&alice, &["send", "+15550500022", "before the timer"]);
+    recv_json(&bob, "5");
+
+    let bad = sirr(&alice, &["timer", "0", "+15550500022"]);
+    assert!(!bad.status.success(), "a zero timer is refused");
+    sirr_ok(&alice, &["timer", "3s", "+15550500022"]);
+    let notices = recv_json(&bob, "5");
+    assert!(
+        notices
+            .iter()
+            .any(|m| m["direction"] == "notice" && m["text"].as_str().unwrap().contains("disappear 3 s")),
+        "bob is told: {notices:?}"
+    );
+
+    // Delivered and shown, then gone from both phones' files.
+    let canary = format!("vanishing-{:x}", std::process::id() as u64 * 7919);
+    sirr_ok(&alice, &["send", "+15550500022", &canary]);
+    let got = recv_json(&bob, "5");
+    let m = got
+        .iter()
+        .find(|m| m["text"] == canary.as_str())
+        .expect("delivered");
+    assert!(m["expires_at"].as_u64().is_some());
+    let in_files = |home: &Path| {
+        files_under(home)
+            .iter()
+            .any(|f| contains(&std::fs::read(f).unwrap(), canary.as_bytes()))
+    };
+    assert!(in_files(&bob), "control: stored before its time");
+    std::thread::sleep(std::time::Duration::from_millis(3_500));
+    sirr_ok(&bob, &["whoami"]);
+    sirr_ok(&alice, &["whoami"]);
+    assert!(!in_files(&bob), "gone from the recipient's files");
+    assert!(!in_files(&alice), "gone from the sender's files");
+    // The message before the timer stays.
+    assert!(
+        files_under(&bob)
+            .iter()
+            .any(|f| contains(&std::fs::read(f).unwrap(), b"before the timer"))
+    );
+
+    // Undelivered: bob is away longer than the timer; the server never hands it over and
+    // drops it.
+    sirr_ok(&alice, &["send", "+15550500022", "too late"]);
+    let queued = || {
+        let conn = rusqlite::Connection::open_with_flags(
+            server.data.join("sirr.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM queue WHERE expires_at IS NOT NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+    assert!(queued() >= 1, "waiting for bob, with its expiry");
+    std::thread::sleep(std::time::Duration::from_millis(5_000));
+    assert_eq!(queued(), 0, "dropped by the retention job");
+    let late = recv_json(&bob, "1");
+    assert!(late.iter().all(|m| m["text"] != "too late"), "{late:?}");
+
+    // Turning it off: new messages stay.
+    sirr_ok(&alice, &["timer", "off", "+15550500022"]);
+    sirr_ok(&alice, &["send", "+15550500022", "kept"]);
+    let kept = recv_json(&bob, "5");
+    let k = kept.iter().find(|m| m["text"] == "kept").unwrap();
+    assert_eq!(k["expires_at"], serde_json::Value::Null);
+}
+
+/// The sender columns of what waits in the queue for `phone`'s devices.
+fn queued_senders(server: &Server, account: &str) -> Vec<Option<Vec<u8>>> {
+    let account: sirr_proto::AccountId = account.parse().unwrap();
+    let conn = rusqlite::Connection::open_with_flags(
+        server.data.join("sirr.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut s = conn
+        .prepare(
+            "SELECT sender_account FROM queue WHERE device IN (SELECT key FROM devices WHERE account = ?)",
+        )
+        .unwrap();
+    s.query_map([&account.0[..]], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn account_of(home: &Path) -> String {
+    let who: serde_json::Value = serde_json::from_str(&sirr_ok(home, &["whoami", "--json"])).unwrap();
+    who["account"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn contacts_write_with_sealed_sender_strangers_do_not() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, bob2) = (
+        dir.path().join("alice"),
+        dir.path().join("bob"),
+        dir.path().join("bob2"),
+    );
+    register(&server, &alice, "+15550500031");
+    register(&server, &bob, "+15550500032");
+    link_ok(&server, &bob2, &bob);
+    let (alice_id, bob_id) = (account_of(&alice), account_of(&bob));
+    recv_json(&bob2, "1");
+
+    // Alice writes first: bob has never given her his profile key, so the server sees her.
+    sirr_ok(&alice, &["send", "+15550500032", "hello stranger"]);
+    let senders = queued_senders(&server, &bob_id);
+    assert!(!senders.is_empty());
+    assert!(
+        senders.iter().all(|s| s.is_some()),
+        "a first message to a stranger is identified"
+    );
+    assert!(recv_json(&bob, "5").iter().any(|m| m["text"] == "hello stranger"));
+    recv_json(&bob2, "5");
+
+    // Bob answers: alice's message carried her profile key, so his reply is sealed. His own
+    // second device gets its copy identified (the server sees bob write to himself).
+    sirr_ok(&bob, &["send", "+15550500031", "hello alice"]);
+    let to_alice = queued_senders(&server, &alice_id);
+    assert_eq!(
+        to_alice,
+        vec![None],
+        "the server does not know who wrote to alice"
+    );
+    let got = recv_json(&alice, "5");
+    let m = got
+        .iter()
+        .find(|m| m["text"] == "hello alice")
+        .expect("delivered");
+    assert_eq!(m["from"], "+15550500032");
+    assert_eq!(m["verified"], true, "the sender is proved inside the ciphertext");
+    assert!(
+        recv_json(&bob2, "5")
+            .iter()
+            .any(|m| m["text"] == "hello alice" && m["direction"] == "out"),
+        "bob's other device keeps in sync"
+    );
+
+    // And now alice holds bob's key too: her next message is sealed as well.
+    sirr_ok(&alice, &["send", "+15550500032", "sealed both ways"]);
+    let to_bob = queued_senders(&server, &bob_id);
+    assert!(
+        !to_bob.is_empty() && to_bob.iter().all(Option::is_none),
+        "{to_bob:?}"
+    );
+    assert!(
+        recv_json(&bob, "5")
+            .iter()
+            .any(|m| m["text"] == "sealed both ways")
+    );
+
+    // At the protocol level: no token, a wrong token, or the wrong kind of session is refused.
+    let bob_account: sirr_proto::AccountId = bob_id.parse().unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sirr_proto::*;
+        let conn = sirr_client::Connection::connect(&server.url, None).await.unwrap();
+        let send = |key: [u8; 16]| Request::SendSealed {
+            message_id: MessageId([7; 16]),
+            to: vec![SealedRecipient {
+                account: bob_account,
+                devices: vec![DeviceId(1), DeviceId(2)],
+                access_key: key,
+            }],
+            payload: vec![1; 32],
+            epoch: None,
+            ttl_secs: None,
+        };
+        let e = conn.request(send([0; 16])).await.unwrap_err();
+        assert!(
+            e.to_string().contains("Hello first"),
+            "not before SealedSession: {e}"
+        );
+        assert_eq!(
+            conn.request(Request::SealedSession).await.unwrap(),
+            Response::Done
+        );
+        let e = conn.request(send([0; 16])).await.unwrap_err();
+        assert!(e.to_string().contains("not authorised"), "{e}");
+        let e = conn
+            .request(Request::LastSeen { account: bob_account })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("only sends sealed"), "{e}");
+    });
 }

@@ -192,6 +192,7 @@ async fn credentials_recipients_and_sizes_are_checked() {
         to,
         payload: vec![7; len],
         epoch: None,
+        ttl_secs: None,
     };
     let to_bob = || {
         vec![Recipient {

@@ -14,16 +14,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rand::RngCore;
-use sirr_crypto::{Conversation, Incoming, KeyPackages, ProposalKind, ValidatedKeyPackage};
+use sirr_crypto::{Conversation, Incoming, KeyPackages, ProfileKey, ProposalKind, ValidatedKeyPackage};
 use sirr_proto::content::{Body, Content, Member, Sealed};
 use sirr_proto::{
     AccountId, ConversationId, DeviceAddress, DeviceId, EpochRef, ErrorCode, MessageId, Outgoing, Phone,
-    Recipient, Request, Response,
+    Recipient, Request, Response, SealedRecipient,
 };
 
 use crate::error::{ClientError, Result};
 use crate::state::{ConversationRow, StoredMessage};
-use crate::{Client, direct_conversation, now_ms, unexpected};
+use crate::{Client, Connection, direct_conversation, now_ms, unexpected};
 
 /// How many one-time KeyPackages to keep at the server; refill below [`KEY_PACKAGES_LOW`].
 pub(crate) const KEY_PACKAGE_BATCH: usize = 50;
@@ -317,37 +317,39 @@ impl Client {
             if conv.has_pending_commit() {
                 conv.clear_pending_commit(&self.keys.store)?;
             }
+            // Only messages people write disappear; control messages (receipts, timer, details) do not.
+            let timer = match body {
+                Body::Text(_) => self.state.timer(id)?,
+                _ => None,
+            };
+            // In a one-to-one chat: the other account, which may get this sealed.
+            let peer = self.direct_peer(id, &conv)?;
             let content = Content {
                 from: self.creds.phone.clone(),
                 sent_at: now_ms(),
                 body: body.clone(),
+                disappears_after_secs: timer,
+                profile_key: peer.and(self.keys.profile_key.as_ref().map(|p| p.0)),
             };
             let ciphertext = conv.encrypt(&self.keys.store, &self.keys.identity, &content.seal())?;
             // The sender ratchet moved: persist before the ciphertext leaves the device.
             self.keys.save(&self.state)?;
             let me = self.me();
             let to = recipients(conv.members().into_iter().filter(|d| *d != me));
-            let epoch = conv.epoch();
-            let r = if to.is_empty() {
-                // Everyone else left: no one to deliver to, only the local copy to keep.
-                Ok(Response::Sent { server_ts: now_ms() })
-            } else {
-                self.conn()?
-                    .request(Request::Send {
-                        message_id,
-                        to,
-                        payload: Sealed::Mls {
-                            conversation: id,
-                            message: ciphertext,
-                        }
-                        .encode(),
-                        epoch: Some(EpochRef {
-                            conversation: id,
-                            epoch,
-                        }),
-                    })
-                    .await
+            let outgoing = Outgoing {
+                message_id,
+                to,
+                payload: Sealed::Mls {
+                    conversation: id,
+                    message: ciphertext,
+                }
+                .encode(),
             };
+            let epoch = EpochRef {
+                conversation: id,
+                epoch: conv.epoch(),
+            };
+            let r = self.deliver(outgoing, epoch, timer, peer).await;
             match r {
                 Ok(Response::Sent { .. }) => {
                     if let Body::Text(text) = &content.body {
@@ -368,6 +370,7 @@ impl Client {
                             sent_at: content.sent_at,
                             received_at: now_ms(),
                             verified: true,
+                            expires_at: timer.map(|t| now_ms() + u64::from(t) * 1000),
                         };
                         self.state.store_messages(&[(message_id, stored, id.0)])?;
                         self.state.mark_printed(&message_id)?;
@@ -387,6 +390,111 @@ impl Client {
         Err(ClientError::Protocol(
             "the conversation kept changing; try again".into(),
         ))
+    }
+
+    /// The other account of one-to-one conversation `id`; `None` for a group.
+    fn direct_peer(&self, id: ConversationId, conv: &Conversation) -> Result<Option<AccountId>> {
+        if self.state.conversation(id)?.is_some_and(|r| r.name.is_some()) {
+            return Ok(None);
+        }
+        let accounts: BTreeSet<AccountId> = conv.members().into_iter().map(|d| d.account).collect();
+        let mut others = accounts.into_iter().filter(|a| *a != self.creds.account);
+        Ok(match (others.next(), others.next()) {
+            (Some(a), None) => Some(a),
+            _ => None,
+        })
+    }
+
+    /// Hand one MLS message to the server. To the other account of a one-to-one chat whose
+    /// profile key we hold, it goes **sealed**, over an unauthenticated connection, so the
+    /// server does not learn who sends it; the copy for this account's other devices goes
+    /// identified (the server sees this account write to itself). Otherwise, and when the
+    /// contact's token no longer works, everything goes identified.
+    async fn deliver(
+        &mut self,
+        out: Outgoing,
+        epoch: EpochRef,
+        ttl_secs: Option<u32>,
+        peer: Option<AccountId>,
+    ) -> Result<Response> {
+        if out.to.is_empty() {
+            // Everyone else left: no one to deliver to, only the local copy to keep.
+            return Ok(Response::Sent { server_ts: now_ms() });
+        }
+        let token = match peer {
+            Some(a) => self.state.profile_key(a)?.map(|k| ProfileKey(k).access_key()),
+            None => None,
+        };
+        let (Some(peer), Some(token)) = (peer, token) else {
+            return self.send_identified(out, epoch, ttl_secs).await;
+        };
+        let (theirs, own): (Vec<Recipient>, Vec<Recipient>) =
+            out.to.iter().cloned().partition(|r| r.account == peer);
+        let sealed = Request::SendSealed {
+            message_id: out.message_id,
+            to: theirs
+                .into_iter()
+                .map(|r| SealedRecipient {
+                    account: r.account,
+                    devices: r.devices,
+                    access_key: token,
+                })
+                .collect(),
+            payload: out.payload.clone(),
+            epoch: Some(epoch),
+            ttl_secs,
+        };
+        match self.anon().await?.request(sealed).await {
+            Ok(Response::Sent { .. }) => {}
+            Ok(other) => return Err(unexpected(other)),
+            Err(ClientError::Server(e)) if e.code == ErrorCode::Unauthorized => {
+                // The contact changed its profile key: forget it, and write identified.
+                self.state.set_profile_key(peer, None)?;
+                return self.send_identified(out, epoch, ttl_secs).await;
+            }
+            Err(e) => return Err(e),
+        }
+        if own.is_empty() {
+            return Ok(Response::Sent { server_ts: now_ms() });
+        }
+        let copy = Outgoing {
+            message_id: random_id(),
+            to: own,
+            payload: out.payload,
+        };
+        self.send_identified(copy, epoch, ttl_secs).await
+    }
+
+    async fn send_identified(
+        &self,
+        out: Outgoing,
+        epoch: EpochRef,
+        ttl_secs: Option<u32>,
+    ) -> Result<Response> {
+        self.conn()?
+            .request(Request::Send {
+                message_id: out.message_id,
+                to: out.to,
+                payload: out.payload,
+                epoch: Some(epoch),
+                ttl_secs,
+            })
+            .await
+    }
+
+    /// The sealed-sender connection: unauthenticated, opened on first use.
+    async fn anon(&mut self) -> Result<&Connection> {
+        if self.anon.is_none() {
+            let c = Connection::connect(&self.creds.server, self.state.server_ca().as_deref()).await?;
+            match c.request(Request::SealedSession).await? {
+                Response::Done => {}
+                other => return Err(unexpected(other)),
+            }
+            self.anon = Some(c);
+        }
+        self.anon
+            .as_ref()
+            .ok_or_else(|| ClientError::State("no sealed-sender connection".into()))
     }
 
     /// After this account gained or lost a device: add it to, or take it out of, every
@@ -501,7 +609,7 @@ impl Client {
     }
 
     /// The one-to-one conversation with `to`, created if this device has none yet.
-    async fn open_direct(&mut self, to: &Phone) -> Result<ConversationId> {
+    pub(crate) async fn open_direct(&mut self, to: &Phone) -> Result<ConversationId> {
         let account = self.account_of(to).await?;
         let id = direct_conversation(self.creds.account, account);
         let peer = Member {
@@ -519,10 +627,13 @@ impl Client {
         crate::check_text(text)?;
         let id = self.open_direct(to).await?;
         let mut conv = self.load_active(id)?;
+        let timer = self.state.timer(id)?;
         let content = Content {
             from: self.creds.phone.clone(),
             sent_at: now_ms(),
             body: Body::Text(text.to_owned()),
+            disappears_after_secs: timer,
+            profile_key: None,
         };
         let ciphertext = conv.encrypt(&self.keys.store, &self.keys.identity, &content.seal())?;
         self.keys.save(&self.state)?;
@@ -539,6 +650,7 @@ impl Client {
                 conversation: id,
                 epoch: conv.epoch(),
             }),
+            ttl_secs: timer,
         })
     }
 
@@ -553,7 +665,7 @@ impl Client {
             .ok_or_else(|| ClientError::NotOnSirr(phone.to_string()))
     }
 
-    fn group(&self, name: &str) -> Result<ConversationRow> {
+    pub(crate) fn group(&self, name: &str) -> Result<ConversationRow> {
         self.state
             .group_named(name)?
             .ok_or_else(|| ClientError::Invalid(format!("no group named {name:?} on this device")))
@@ -728,6 +840,7 @@ impl Client {
                         conversation: id,
                         epoch: conv.epoch(),
                     }),
+                    ttl_secs: None,
                 })
                 .await;
             match r {
@@ -796,13 +909,16 @@ impl Client {
     /// one bad message must not block the queue.
     pub(crate) async fn process(
         &mut self,
-        from: DeviceAddress,
+        from: Option<DeviceAddress>,
         message_id: MessageId,
         payload: &[u8],
         rows: &mut Vec<(MessageId, StoredMessage, [u8; 16])>,
         followups: &mut Followups,
     ) -> Result<()> {
         let me = self.me();
+        let from_device = from.map_or(0, |f| f.device.0);
+        // How a message is named before it is decrypted: a sealed one carries no sender.
+        let who = from.map_or_else(|| "a sealed sender".to_owned(), |f| format!("device {f}"));
         let notice = |rows: &mut Vec<_>, conversation: [u8; 16], text: String| {
             rows.push((
                 message_id,
@@ -812,12 +928,13 @@ impl Client {
                     direction: "notice".into(),
                     from: String::new(),
                     to: String::new(),
-                    from_device: from.device.0,
+                    from_device,
                     text,
                     group: None,
                     sent_at: now_ms(),
                     received_at: now_ms(),
                     verified: false,
+                    expires_at: None,
                 },
                 conversation,
             ));
@@ -828,7 +945,7 @@ impl Client {
                 notice(
                     rows,
                     [0; 16],
-                    format!("a message from device {from} could not be read: {e}"),
+                    format!("a message from {who} could not be read: {e}"),
                 );
                 return Ok(());
             }
@@ -838,13 +955,22 @@ impl Client {
                 conversation,
                 welcome,
             } => {
+                if from.is_none() {
+                    // Invitations come with commits, which are always identified.
+                    notice(
+                        rows,
+                        conversation.0,
+                        "ignored an invitation from a sealed sender".into(),
+                    );
+                    return Ok(());
+                }
                 if let Some(c) = Conversation::load(&self.keys.store, conversation.0)? {
                     if c.is_active() && c.epoch() > 0 {
                         notice(
                             rows,
                             conversation.0,
                             format!(
-                                "ignored an invitation from device {from} to a conversation this device is already in"
+                                "ignored an invitation from {who} to a conversation this device is already in"
                             ),
                         );
                         return Ok(());
@@ -868,15 +994,13 @@ impl Client {
                         notice(
                             rows,
                             conversation.0,
-                            format!(
-                                "rejected an invitation from device {from}: its conversation id does not match"
-                            ),
+                            format!("rejected an invitation from {who}: its conversation id does not match"),
                         );
                     }
                     Err(e) => notice(
                         rows,
                         conversation.0,
-                        format!("rejected an invitation from device {from}: {e}"),
+                        format!("rejected an invitation from {who}: {e}"),
                     ),
                 }
             }
@@ -888,7 +1012,7 @@ impl Client {
                     notice(
                         rows,
                         conversation.0,
-                        format!("a message from device {from} is for a conversation this device is not in"),
+                        format!("a message from {who} is for a conversation this device is not in"),
                     );
                     return Ok(());
                 };
@@ -898,18 +1022,20 @@ impl Client {
                         notice(
                             rows,
                             conversation.0,
-                            format!("rejected a message from device {from}: {e}"),
+                            format!("rejected a message from {who}: {e}"),
                         );
                         return Ok(());
                     }
                 };
                 match incoming {
                     Incoming::ApplicationMessage { sender, plaintext } => {
-                        if sender.account != from.account {
+                        if let Some(from) = from
+                            && sender.account != from.account
+                        {
                             notice(
                                 rows,
                                 conversation.0,
-                                format!("rejected a message relayed as device {from} but signed by {sender}"),
+                                format!("rejected a message relayed as {who} but signed by {sender}"),
                             );
                             return Ok(());
                         }
@@ -925,6 +1051,13 @@ impl Client {
                             }
                         };
                         let verified = self.sender_matches(&content.from, sender.account).await?;
+                        // A contact's profile key, from a one-to-one chat: we may write back sealed.
+                        if let Some(k) = content.profile_key
+                            && sender.account != me.account
+                            && self.direct_peer(conversation, &conv)? == Some(sender.account)
+                        {
+                            self.state.set_profile_key(sender.account, Some(k))?;
+                        }
                         match content.body {
                             Body::Text(text) => {
                                 let row = self.state.conversation(conversation)?;
@@ -950,9 +1083,52 @@ impl Client {
                                         sent_at: content.sent_at,
                                         received_at: now_ms(),
                                         verified,
+                                        expires_at: content
+                                            .disappears_after_secs
+                                            .map(|t| now_ms() + u64::from(t) * 1000),
                                     },
                                     conversation.0,
                                 ));
+                            }
+                            Body::Read(ids) => {
+                                // Receipts are shown only from the other party of a 1:1 chat.
+                                let row = self.state.conversation(conversation)?;
+                                if sender.account == me.account
+                                    || row.as_ref().is_none_or(|r| r.name.is_some())
+                                {
+                                    return Ok(());
+                                }
+                                rows.push((
+                                    message_id,
+                                    StoredMessage {
+                                        message_id: String::new(),
+                                        conversation: String::new(),
+                                        direction: "read".into(),
+                                        from: content.from.to_string(),
+                                        to: self.creds.phone.to_string(),
+                                        from_device: sender.device.0,
+                                        text: ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" "),
+                                        group: None,
+                                        sent_at: content.sent_at,
+                                        received_at: now_ms(),
+                                        verified,
+                                        expires_at: None,
+                                    },
+                                    conversation.0,
+                                ));
+                            }
+                            Body::Timer(seconds) => {
+                                self.state.set_timer(conversation, seconds)?;
+                                let who = if sender.account == me.account {
+                                    "you".to_owned()
+                                } else {
+                                    content.from.to_string()
+                                };
+                                let what = match seconds {
+                                    Some(t) => format!("messages now disappear {t} s after they arrive"),
+                                    None => "disappearing messages are off".into(),
+                                };
+                                notice(rows, conversation.0, format!("{what} (set by {who})"));
                             }
                             Body::Info { name, members } => {
                                 if !verified {

@@ -50,6 +50,7 @@ impl Client {
             sent_at: now_ms(),
             received_at: now_ms(),
             verified: false,
+            expires_at: None,
         };
         self.state
             .store_messages(&[(MessageId(id), row, conversation.map(|c| c.0).unwrap_or_default())])?;
@@ -229,6 +230,7 @@ impl Client {
         let bundle = LinkBundle {
             phone: self.creds.phone.clone(),
             account_key: self.keys.account_key.as_ref().map(AccountKey::to_bytes),
+            profile_key: self.keys.profile_key.as_ref().map(|p| p.0),
             contacts: self
                 .state
                 .contacts()?
@@ -370,7 +372,13 @@ impl PendingLink {
             state.set_contact(&m.phone, m.account, &[])?;
         }
         let account_key = bundle.account_key.map(|k| AccountKey::from_bytes(&k));
-        let keys = keys::Keys::create(&state, self.identity.rebind(account, device), account_key)?;
+        let profile_key = bundle.profile_key.map(sirr_crypto::ProfileKey);
+        let keys = keys::Keys::create(
+            &state,
+            self.identity.rebind(account, device),
+            account_key,
+            profile_key,
+        )?;
         let creds = Credentials {
             server: self.server,
             phone: bundle.phone,
@@ -384,6 +392,7 @@ impl PendingLink {
             creds,
             keys,
             conn: None,
+            anon: None,
             drained: false,
         })
     }

@@ -1,7 +1,7 @@
 //! This device's secrets: its MLS identity and the MLS state, sealed at rest in `state.db`.
 
 use sirr_crypto::seal::{open_at_rest, seal_at_rest};
-use sirr_crypto::{AccountKey, DeviceIdentity, MlsStore};
+use sirr_crypto::{AccountKey, DeviceIdentity, MlsStore, ProfileKey};
 use sirr_proto::{AccountId, DeviceId};
 
 use crate::error::{ClientError, Result};
@@ -10,6 +10,7 @@ use crate::state::State;
 const IDENTITY: &str = "identity";
 const MLS: &str = "mls";
 const ACCOUNT_KEY: &str = "account key";
+const PROFILE_KEY: &str = "profile key";
 
 /// The device identity and the OpenMLS state, in memory while the client runs.
 ///
@@ -20,17 +21,26 @@ pub(crate) struct Keys {
     pub store: MlsStore,
     /// Held by the account's first device and the devices it approved; signs the device list.
     pub account_key: Option<AccountKey>,
+    /// The account's profile key (with the account key: its approved devices share it), given
+    /// to the people the account talks to so they can send to it with sealed sender.
+    pub profile_key: Option<ProfileKey>,
     key: [u8; 32],
 }
 
 impl Keys {
     /// A new identity for a freshly registered device.
-    pub fn create(state: &State, identity: DeviceIdentity, account_key: Option<AccountKey>) -> Result<Keys> {
+    pub fn create(
+        state: &State,
+        identity: DeviceIdentity,
+        account_key: Option<AccountKey>,
+        profile_key: Option<ProfileKey>,
+    ) -> Result<Keys> {
         let key = state.at_rest_key()?;
         let keys = Keys {
             identity,
             store: MlsStore::new(),
             account_key,
+            profile_key,
             key,
         };
         state.tx(|| {
@@ -44,9 +54,19 @@ impl Keys {
                     &seal_at_rest(&keys.key, ACCOUNT_KEY.as_bytes(), &k.to_bytes())?,
                 )?;
             }
+            if let Some(p) = &keys.profile_key {
+                keys.save_profile_key(state, p)?;
+            }
             keys.save(state)
         })?;
         Ok(keys)
+    }
+
+    fn save_profile_key(&self, state: &State, p: &ProfileKey) -> Result<()> {
+        state.set_sealed(
+            PROFILE_KEY,
+            &seal_at_rest(&self.key, PROFILE_KEY.as_bytes(), &p.0)?,
+        )
     }
 
     /// A fresh identity for a new device of `account`.
@@ -77,12 +97,28 @@ impl Keys {
                 Some(AccountKey::from_bytes(&seed))
             }
         };
-        Ok(Keys {
+        let profile_key = match state.sealed(PROFILE_KEY)? {
+            Some(_) => {
+                Some(ProfileKey(open(PROFILE_KEY)?.try_into().map_err(|_| {
+                    ClientError::State("the profile key is malformed".into())
+                })?))
+            }
+            None => None,
+        };
+        let mut keys = Keys {
             identity,
             store,
             account_key,
+            profile_key,
             key,
-        })
+        };
+        // A home from before profile keys: an approved device makes one (and uploads its token).
+        if keys.profile_key.is_none() && keys.account_key.is_some() {
+            let p = ProfileKey::generate(&mut rand::rng());
+            keys.save_profile_key(state, &p)?;
+            keys.profile_key = Some(p);
+        }
+        Ok(keys)
     }
 
     /// Seal and write the MLS state (inside the caller's transaction, if one is open).

@@ -21,6 +21,7 @@ mod devices;
 mod error;
 pub mod export;
 mod keys;
+mod privacy;
 pub mod state;
 
 use std::path::Path;
@@ -33,6 +34,7 @@ use sirr_proto::{AccountId, DeviceId, DeviceInfo, Envelope, PROTOCOL_VERSION, Ph
 pub use connection::{Connection, Event, tls_config, websocket_url};
 pub use devices::PendingLink;
 pub use error::{ClientError, Result};
+pub use privacy::Chat;
 use state::{Credentials, State, StoredMessage};
 
 /// Longest text message, in bytes. Longer content belongs in an attachment.
@@ -75,6 +77,8 @@ pub struct Client {
     creds: Credentials,
     keys: keys::Keys,
     conn: Option<Connection>,
+    /// An unauthenticated connection for sealed-sender messages, opened when first needed.
+    anon: Option<Connection>,
     /// The server said this session's initial queue has been pushed (it says so once).
     drained: bool,
 }
@@ -139,7 +143,15 @@ impl Client {
         // A new account gets its account key here; a device added to an existing account by
         // phone alone has none, and contacts refuse it until the account approves it.
         let account_key = new_account.then(|| sirr_crypto::AccountKey::generate(&mut rand::rng()));
-        let keys = keys::Keys::create(&state, keys::Keys::new_identity(account, device), account_key)?;
+        let profile_key = account_key
+            .is_some()
+            .then(|| sirr_crypto::ProfileKey::generate(&mut rand::rng()));
+        let keys = keys::Keys::create(
+            &state,
+            keys::Keys::new_identity(account, device),
+            account_key,
+            profile_key,
+        )?;
         if new_account {
             state.set(devices::FIRST_DEVICE, b"1")?;
         }
@@ -149,6 +161,7 @@ impl Client {
             creds,
             keys,
             conn: None,
+            anon: None,
             drained: false,
         };
         // Publish the device list and upload KeyPackages now, so others can write at once.
@@ -233,11 +246,14 @@ impl Client {
         }
         let creds = state.credentials()?;
         let keys = keys::Keys::load(&state)?;
+        // Disappeared messages go before anything else can show them.
+        state.purge_expired(now_ms())?;
         Ok(Client {
             state,
             creds,
             keys,
             conn: None,
+            anon: None,
             drained: false,
         })
     }
@@ -274,6 +290,7 @@ impl Client {
         self.refresh_own_devices().await?;
         self.publish_first_device_list().await?;
         self.refill_key_packages(key_packages).await?;
+        self.upload_access_key().await?;
         Ok(())
     }
 
@@ -285,6 +302,9 @@ impl Client {
 
     pub async fn disconnect(&mut self) {
         if let Some(c) = self.conn.take() {
+            c.close().await;
+        }
+        if let Some(c) = self.anon.take() {
             c.close().await;
         }
     }
@@ -446,6 +466,7 @@ impl Client {
 
     /// Messages stored but not yet shown, oldest first; they are marked shown.
     pub fn take_unread(&self) -> Result<Vec<StoredMessage>> {
+        self.state.purge_expired(now_ms())?;
         self.state.take_unprinted()
     }
 }

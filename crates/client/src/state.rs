@@ -58,6 +58,8 @@ pub struct StoredMessage {
     pub received_at: u64,
     /// Whether the stated sender number matches the server-authenticated sending account.
     pub verified: bool,
+    /// A disappearing message: deleted from this device at this time (ms since the Unix epoch).
+    pub expires_at: Option<u64>,
 }
 
 pub struct State {
@@ -104,6 +106,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS conversations_name ON conversations (name) WHE
 CREATE TABLE IF NOT EXISTS seen (message_id BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS account_keys (account BLOB PRIMARY KEY, key BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+-- Disappearing messages: each conversation's timer, and when each message goes.
+CREATE TABLE IF NOT EXISTS timers (conversation BLOB PRIMARY KEY, seconds INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS expiring (message_id BLOB PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS expiring_by_time ON expiring (expires_at);
+-- Contacts' profile keys, learnt from their one-to-one messages: with one, we can send to
+-- them with sealed sender.
+CREATE TABLE IF NOT EXISTS profile_keys (account BLOB PRIMARY KEY, key BLOB NOT NULL);
 ";
 
 /// A conversation as this device knows it.
@@ -134,7 +143,9 @@ impl State {
         }
         let db = Connection::open(home.join("state.db"))?;
         db.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+            // secure_delete: a deleted (disappeared) message is overwritten, not left in free pages.
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;
+             PRAGMA secure_delete = ON;",
         )?;
         db.execute_batch(SCHEMA)?;
         Ok(State {
@@ -278,7 +289,13 @@ impl State {
                  (message_id, conversation, direction, from_phone, to_phone, from_device, text, sent_at, received_at, verified)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )?;
+            let mut expiring = self
+                .db
+                .prepare_cached("INSERT OR IGNORE INTO expiring (message_id, expires_at) VALUES (?, ?)")?;
             for (id, m, conv) in msgs {
+                if let Some(at) = m.expires_at {
+                    expiring.execute(params![&id.0[..], at as i64])?;
+                }
                 new += s.execute(params![
                     &id.0[..],
                     &conv[..],
@@ -540,6 +557,78 @@ impl State {
         Ok(())
     }
 
+    /// The profile key `account` gave us, if any.
+    pub fn profile_key(&self, account: AccountId) -> Result<Option<[u8; 32]>> {
+        let k: Option<Vec<u8>> = self
+            .db
+            .query_row(
+                "SELECT key FROM profile_keys WHERE account = ?",
+                [&account.0[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(k.and_then(|k| k.try_into().ok()))
+    }
+
+    /// Remember (or with `None`, forget) the profile key of `account`.
+    pub fn set_profile_key(&self, account: AccountId, key: Option<[u8; 32]>) -> Result<()> {
+        match key {
+            Some(k) => self.db.execute(
+                "INSERT OR REPLACE INTO profile_keys (account, key) VALUES (?, ?)",
+                params![&account.0[..], &k[..]],
+            )?,
+            None => self
+                .db
+                .execute("DELETE FROM profile_keys WHERE account = ?", [&account.0[..]])?,
+        };
+        Ok(())
+    }
+
+    /// The disappearing-message timer of a conversation, in seconds.
+    pub fn timer(&self, id: ConversationId) -> Result<Option<u32>> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT seconds FROM timers WHERE conversation = ?",
+                [&id.0[..]],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_timer(&self, id: ConversationId, seconds: Option<u32>) -> Result<()> {
+        match seconds {
+            Some(s) => self.db.execute(
+                "INSERT OR REPLACE INTO timers (conversation, seconds) VALUES (?, ?)",
+                params![&id.0[..], s],
+            )?,
+            None => self
+                .db
+                .execute("DELETE FROM timers WHERE conversation = ?", [&id.0[..]])?,
+        };
+        Ok(())
+    }
+
+    /// Delete every disappearing message whose time has come (overwritten on disk, and the
+    /// write-ahead log emptied, so the text does not linger in the files). Returns how many.
+    pub fn purge_expired(&self, now_ms: u64) -> Result<usize> {
+        let n = self.tx(|| {
+            let n = self.db.execute(
+                "DELETE FROM messages WHERE message_id IN
+                   (SELECT message_id FROM expiring WHERE expires_at <= ?)",
+                [now_ms as i64],
+            )?;
+            self.db
+                .execute("DELETE FROM expiring WHERE expires_at <= ?", [now_ms as i64])?;
+            Ok(n)
+        })?;
+        if n > 0 {
+            self.db
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(n)
+    }
+
     /// Mark an outgoing message as already shown (the sender typed it).
     pub fn mark_printed(&self, id: &MessageId) -> Result<()> {
         self.db.execute(
@@ -555,8 +644,9 @@ impl State {
         let out = {
             let mut s = tx.prepare(
                 "SELECT m.message_id, m.conversation, m.direction, m.from_phone, m.to_phone, m.from_device, m.text,
-                        m.sent_at, m.received_at, m.verified, c.name
+                        m.sent_at, m.received_at, m.verified, c.name, e.expires_at
                  FROM messages m LEFT JOIN conversations c ON c.id = m.conversation
+                 LEFT JOIN expiring e ON e.message_id = m.message_id
                  WHERE m.printed = 0 ORDER BY m.received_at, m.rowid",
             )?;
             s.query_map([], |r| {
@@ -572,6 +662,7 @@ impl State {
                     received_at: r.get::<_, i64>(8)? as u64,
                     verified: r.get(9)?,
                     group: r.get(10)?,
+                    expires_at: r.get::<_, Option<i64>>(11)?.map(|t| t as u64),
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?

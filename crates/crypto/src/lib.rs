@@ -30,6 +30,7 @@ pub mod conversation;
 pub mod error;
 pub mod identity;
 pub mod keypackage;
+pub mod profile;
 pub mod safety;
 pub mod seal;
 pub mod storage;
@@ -39,6 +40,7 @@ pub use conversation::{AddOutput, Conversation, ConversationId, Incoming, Propos
 pub use error::CryptoError;
 pub use identity::{DeviceIdentity, DevicePublic};
 pub use keypackage::{KeyPackages, ValidatedKeyPackage};
+pub use profile::ProfileKey;
 pub use safety::{DevicePublicSet, safety_number};
 pub use sirr_proto::{AccountId, DeviceAddress, DeviceId};
 pub use storage::MlsStore;

@@ -108,7 +108,7 @@ pub fn encode<T: Serialize>(frame: &T) -> Vec<u8> {
 pub fn encode_push(
     seq: u64,
     message_id: crate::MessageId,
-    from: crate::DeviceAddress,
+    from: Option<crate::DeviceAddress>,
     server_ts: u64,
     payload: &[u8],
 ) -> Vec<u8> {
@@ -116,7 +116,7 @@ pub fn encode_push(
     struct EnvelopeRef<'a> {
         seq: u64,
         message_id: crate::MessageId,
-        from: crate::DeviceAddress,
+        from: Option<crate::DeviceAddress>,
         server_ts: u64,
         payload: &'a [u8],
     }
@@ -159,6 +159,7 @@ mod tests {
                         conversation: ConversationId([3; 16]),
                         epoch: 4,
                     }),
+                    ttl_secs: None,
                 },
             },
             ClientFrame::Request {
@@ -200,23 +201,28 @@ mod tests {
             let bytes = encode(&f);
             assert_eq!(decode_client_frame(&bytes, 1 << 20).unwrap(), f);
         }
-        let s = ServerFrame::Push(Envelope {
-            seq: 42,
-            message_id: MessageId([3; 16]),
-            from: DeviceAddress {
+        for from in [
+            Some(DeviceAddress {
                 account: AccountId([4; 16]),
                 device: DeviceId(1),
-            },
-            server_ts: 1_700_000_000_000,
-            payload: b"opaque".to_vec(),
-        });
-        assert_eq!(decode_server_frame(&encode(&s), 1 << 20).unwrap(), s);
-        let ServerFrame::Push(e) = &s else { unreachable!() };
-        assert_eq!(
-            encode_push(e.seq, e.message_id, e.from, e.server_ts, &e.payload),
-            encode(&s),
-            "the borrowed encoder writes the same bytes"
-        );
+            }),
+            None,
+        ] {
+            let s = ServerFrame::Push(Envelope {
+                seq: 42,
+                message_id: MessageId([3; 16]),
+                from,
+                server_ts: 1_700_000_000_000,
+                payload: b"opaque".to_vec(),
+            });
+            assert_eq!(decode_server_frame(&encode(&s), 1 << 20).unwrap(), s);
+            let ServerFrame::Push(e) = &s else { unreachable!() };
+            assert_eq!(
+                encode_push(e.seq, e.message_id, e.from, e.server_ts, &e.payload),
+                encode(&s),
+                "the borrowed encoder writes the same bytes"
+            );
+        }
     }
 
     #[test]

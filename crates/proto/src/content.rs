@@ -54,6 +54,12 @@ pub struct Content {
     /// Sender's clock, milliseconds since the Unix epoch.
     pub sent_at: u64,
     pub body: Body,
+    /// A disappearing message: every device deletes it this many seconds after storing it
+    /// (and the server drops undelivered copies after as long).
+    pub disappears_after_secs: Option<u32>,
+    /// In one-to-one chats: the sender's profile key, so the recipient can send back with
+    /// sealed sender (the server then does not learn who writes).
+    pub profile_key: Option<[u8; 32]>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +72,12 @@ pub enum Body {
         name: Option<String>,
         members: Vec<Member>,
     },
+    /// The sender's devices have shown these messages (sent only with the sender's consent to
+    /// read receipts, and only in one-to-one chats).
+    Read(Vec<crate::MessageId>),
+    /// From now on, messages in this conversation disappear this many seconds after they are
+    /// stored; `None` turns disappearing messages off.
+    Timer(Option<u32>),
 }
 
 /// A member account of a conversation, with the number its inviter knows it by.
@@ -82,6 +94,8 @@ pub struct LinkBundle {
     pub phone: Phone,
     /// The account key's private seed, so the new device can approve devices in turn.
     pub account_key: Option<[u8; 32]>,
+    /// The account's profile key, so the new device shares the same one with contacts.
+    pub profile_key: Option<[u8; 32]>,
     /// Known contacts, so the new device can name the people in its conversations.
     pub contacts: Vec<Member>,
 }
@@ -124,6 +138,8 @@ mod tests {
             from: Phone::parse("+15550000001").unwrap(),
             sent_at: 1,
             body: Body::Text("hello".into()),
+            disappears_after_secs: Some(60),
+            profile_key: Some([7; 32]),
         };
         let sealed = c.seal();
         assert_eq!(sealed.len(), 256);

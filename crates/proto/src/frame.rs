@@ -12,7 +12,7 @@ use crate::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Phone
 /// Number of [`ClientFrame`] variants; a tag at or above it is an unknown frame type.
 pub(crate) const CLIENT_FRAME_VARIANTS: u64 = 2;
 /// Number of [`Request`] variants; a tag at or above it is an unknown request type.
-pub(crate) const REQUEST_VARIANTS: u64 = 18;
+pub(crate) const REQUEST_VARIANTS: u64 = 24;
 
 /// A frame sent by a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +58,10 @@ pub enum Request {
         /// epoch and the sender's account is a member, so no member receives a message from an
         /// epoch it has already left.
         epoch: Option<EpochRef>,
+        /// A disappearing message: the server drops every copy this many seconds after
+        /// accepting it, delivered or not, and never delivers it later. At most the server's
+        /// retention for undelivered messages.
+        ttl_secs: Option<u32>,
     },
     /// Find the accounts behind phone numbers (contact discovery). Numbers with no account are
     /// left out of the answer. Rate-limited: lookups reveal who may talk to whom.
@@ -128,6 +132,97 @@ pub enum Request {
     /// This account's disclosure ledger: every time its data went to anyone but itself.
     /// Answered with [`Response::Disclosures`].
     Disclosures,
+    /// This account's consents: every optional use of its data, off until turned on. Answered
+    /// with [`Response::Consents`].
+    Consents,
+    /// Turn one optional use of this account's data on or off, from now on; the change is
+    /// recorded with its time. Answered with [`Response::Consents`].
+    SetConsent { purpose: Purpose, granted: bool },
+    /// The day `account` last connected, if it allows its last-seen to be shown and the two
+    /// accounts share a conversation; `None` otherwise (the answer does not say which).
+    /// Answered with [`Response::LastSeen`].
+    LastSeen { account: AccountId },
+    /// Store this account's delivery token for sealed sender: the server keeps only its hash,
+    /// and delivers a [`Request::SendSealed`] to the account only if it presents this token.
+    /// The token is derived from the account's profile key, which its clients share inside
+    /// end-to-end encrypted messages with the people it talks to. Answered with
+    /// [`Response::Done`].
+    SetAccessKey { access_key: [u8; 16] },
+    /// Turn this unauthenticated connection into a sealed-sender session: from now on it only
+    /// carries [`Request::SendSealed`] (and `Ping`), pipelined, and never learns or says who
+    /// is sending. Answered with [`Response::Done`].
+    SealedSession,
+    /// Deliver a message without saying who sends it (in a sealed-sender session only). Each
+    /// recipient account must be named with its delivery token; the sender's identity travels
+    /// only inside the ciphertext. Otherwise as [`Request::Send`]: `devices` must be exactly the
+    /// account's current devices, and `epoch` is checked (membership cannot be: the server
+    /// does not know the sender).
+    SendSealed {
+        message_id: MessageId,
+        to: Vec<SealedRecipient>,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+        epoch: Option<EpochRef>,
+        ttl_secs: Option<u32>,
+    },
+}
+
+/// A recipient of a sealed-sender message, with the delivery token that authorises it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedRecipient {
+    pub account: AccountId,
+    pub devices: Vec<DeviceId>,
+    pub access_key: [u8; 16],
+}
+
+/// An optional use of an account's data. Each is off until the account turns it on, and can
+/// be turned off again at any time, with immediate effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Purpose {
+    /// Tell the sender when this account's devices have shown their message (end-to-end
+    /// encrypted receipts, sent by this account's clients).
+    ReadReceipts,
+    /// Let people this account shares a conversation with see the day it last connected.
+    LastSeen,
+    /// Show this account's profile photo to people who are not its contacts.
+    ProfilePhoto,
+    /// Give this account's phone number to a business it writes to.
+    ShareNumberWithBusinesses,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 4] = [
+        Purpose::ReadReceipts,
+        Purpose::LastSeen,
+        Purpose::ProfilePhoto,
+        Purpose::ShareNumberWithBusinesses,
+    ];
+
+    /// The stable name used in storage, configuration and the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Purpose::ReadReceipts => "read-receipts",
+            Purpose::LastSeen => "last-seen",
+            Purpose::ProfilePhoto => "profile-photo",
+            Purpose::ShareNumberWithBusinesses => "share-number-with-businesses",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// Where one consent stands for an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentState {
+    pub purpose: Purpose,
+    pub granted: bool,
+    /// When the account last changed it, milliseconds since the Unix epoch; `None` if it never
+    /// did (then `granted` is false: every optional use starts off).
+    pub changed_at_ms: Option<u64>,
+    /// False when the server's region does not offer this use at all (it stays off).
+    pub offered: bool,
 }
 
 /// Opaque bytes, encoded compactly.
@@ -246,6 +341,15 @@ pub enum Response {
     Disclosures {
         entries: Vec<Disclosure>,
     },
+    Consents {
+        /// The region whose rules the server applies (e.g. "eu").
+        region: String,
+        consents: Vec<ConsentState>,
+    },
+    LastSeen {
+        /// Days since the Unix epoch (coarse on purpose: the server keeps nothing finer).
+        day: Option<u32>,
+    },
     AccountExport {
         /// A JSON document: every table of the privacy manifest with the rows about this
         /// account, each column named and explained.
@@ -350,6 +454,8 @@ pub enum ErrorCode {
     BadKeyPackage,
     /// The device link does not exist, expired, or was already used.
     LinkExpired,
+    /// The server's region does not offer this optional use of data.
+    NotOffered,
 }
 
 /// A frame sent by the server.
@@ -373,8 +479,9 @@ pub struct Envelope {
     /// Position in the recipient device's queue; strictly increasing per device. Used to ack.
     pub seq: u64,
     pub message_id: MessageId,
-    /// The sending device, as authenticated by the server.
-    pub from: DeviceAddress,
+    /// The sending device, as authenticated by the server; `None` for a sealed-sender message
+    /// (the sender is named only inside the ciphertext).
+    pub from: Option<DeviceAddress>,
     /// When the server accepted the message, milliseconds since the Unix epoch.
     pub server_ts: u64,
     /// Opaque to the server.

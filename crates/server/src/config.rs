@@ -3,12 +3,14 @@
 //!
 //! Nested keys use `__` in the environment: `SIRR_LIMITS__SEND__BURST=1000`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use sirr_proto::Purpose;
 
 /// Everything `sirrd` can be told. Every field has a safe default; see [`Config::default`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -31,6 +33,7 @@ pub struct Config {
     pub verification: VerificationConfig,
     pub limits: LimitsConfig,
     pub storage: StorageConfig,
+    pub privacy: PrivacyConfig,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -55,6 +58,9 @@ pub struct DeliveryConfig {
     pub max_connections: usize,
     /// Seconds a new connection has to authenticate or register before it is closed.
     pub handshake_timeout_secs: u64,
+    /// Seconds between runs of the retention job (expired and disappearing messages, codes,
+    /// KeyPackages, idle rate-limit state). Default 60.
+    pub housekeeping_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -96,6 +102,8 @@ pub struct LimitsConfig {
     pub registration_per_ip: Rate,
     /// Messages sent per account.
     pub send: Rate,
+    /// Sealed-sender messages per client IP (the server does not know their sender).
+    pub sealed_send: Rate,
     /// Phone numbers looked up per account (contact discovery).
     pub lookup: Rate,
     /// KeyPackages claimed per account (one per device of the account claimed from): claims
@@ -120,6 +128,85 @@ pub struct StorageConfig {
     pub max_batch: usize,
 }
 
+/// Rules that differ by jurisdiction. Every optional use of data is off until the user turns it
+/// on, everywhere; a region can make the rules stricter still, in configuration alone.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Which entry of `regions` this server applies (default `default`; `eu` is built in).
+    pub region: String,
+    /// Named rule sets. The built-in `default` and `eu` can be changed, and others added.
+    pub regions: BTreeMap<String, RegionRules>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegionRules {
+    /// The optional uses of data offered at all (names as in `sirr consent list`); the others
+    /// stay off and cannot be turned on.
+    pub offered: Vec<String>,
+    /// A granted consent lapses (counts as off) this many days after it was given, until the
+    /// user gives it again; 0 means it does not lapse.
+    pub consent_lapses_after_days: u32,
+    /// Undelivered messages are kept at most this many days, whatever `delivery.retention_days`
+    /// says.
+    pub max_retention_days: u32,
+}
+
+impl PrivacyConfig {
+    /// The rules in force. [`Config::validate`] has checked that the region exists.
+    pub fn rules(&self) -> &RegionRules {
+        static FALLBACK: std::sync::OnceLock<RegionRules> = std::sync::OnceLock::new();
+        self.regions
+            .get(&self.region)
+            .unwrap_or_else(|| FALLBACK.get_or_init(RegionRules::strictest))
+    }
+}
+
+impl RegionRules {
+    /// Nothing optional offered, shortest retention: what an unknown region gets.
+    fn strictest() -> Self {
+        Self {
+            offered: Vec::new(),
+            consent_lapses_after_days: 1,
+            max_retention_days: 1,
+        }
+    }
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        let all = || {
+            Purpose::ALL
+                .iter()
+                .map(|p| p.name().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let mut regions = BTreeMap::new();
+        regions.insert(
+            "default".to_owned(),
+            RegionRules {
+                offered: all(),
+                consent_lapses_after_days: 0,
+                max_retention_days: 30,
+            },
+        );
+        // Stricter: consents are asked again every year, undelivered messages go after 14 days.
+        regions.insert(
+            "eu".to_owned(),
+            RegionRules {
+                offered: all(),
+                consent_lapses_after_days: 365,
+                max_retention_days: 14,
+            },
+        );
+        Self {
+            region: "default".to_owned(),
+            regions,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
@@ -140,6 +227,7 @@ impl Default for Config {
             verification: VerificationConfig::default(),
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
+            privacy: PrivacyConfig::default(),
         }
     }
 }
@@ -153,6 +241,7 @@ impl Default for DeliveryConfig {
             max_inflight: 256,
             max_connections: 200_000,
             handshake_timeout_secs: 30,
+            housekeeping_secs: 60,
         }
     }
 }
@@ -175,6 +264,7 @@ impl Default for LimitsConfig {
             prefix_digits: 6,
             registration_per_ip: Rate::new(30, 0.5),
             send: Rate::new(200, 20.0),
+            sealed_send: Rate::new(2_000, 200.0),
             lookup: Rate::new(2_000, 1.0),
             claim: Rate::new(2_000, 2.0),
             key_packages_per_device: 200,
@@ -234,6 +324,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "verification",
     "limits",
     "storage",
+    "privacy",
 ];
 
 impl Config {
@@ -295,6 +386,9 @@ impl Config {
         if self.limits.registrations_in_flight == 0 {
             return bad("limits.registrations_in_flight must be at least 1");
         }
+        if self.delivery.housekeeping_secs == 0 || self.delivery.housekeeping_secs > 86_400 {
+            return bad("delivery.housekeeping_secs must be between 1 and 86400");
+        }
         if self.delivery.max_payload == 0 || self.delivery.max_payload > 64 * 1024 * 1024 {
             return bad("delivery.max_payload must be between 1 byte and 64 MiB");
         }
@@ -303,6 +397,7 @@ impl Config {
             ("code_per_prefix", self.limits.code_per_prefix),
             ("registration_per_ip", self.limits.registration_per_ip),
             ("send", self.limits.send),
+            ("sealed_send", self.limits.sealed_send),
             ("lookup", self.limits.lookup),
             ("claim", self.limits.claim),
         ] {
@@ -312,7 +407,35 @@ impl Config {
                 )));
             }
         }
+        let Some(rules) = self.privacy.regions.get(&self.privacy.region) else {
+            return Err(ConfigError::Invalid(format!(
+                "privacy.region {:?} is not one of privacy.regions ({})",
+                self.privacy.region,
+                self.privacy
+                    .regions
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        if let Some(unknown) = rules.offered.iter().find(|n| Purpose::from_name(n).is_none()) {
+            return Err(ConfigError::Invalid(format!(
+                "privacy.regions.{}.offered: unknown use of data {unknown:?}",
+                self.privacy.region
+            )));
+        }
+        if rules.max_retention_days == 0 {
+            return bad("privacy.regions.*.max_retention_days must be at least 1");
+        }
         Ok(())
+    }
+
+    /// Days an undelivered message is kept: the delivery setting, capped by the region's rules.
+    pub fn retention_days(&self) -> u32 {
+        self.delivery
+            .retention_days
+            .min(self.privacy.rules().max_retention_days)
     }
 }
 

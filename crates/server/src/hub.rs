@@ -95,10 +95,10 @@ mod tests {
         QueuedMessage {
             seq,
             message_id: MessageId([0; 16]),
-            from: DeviceAddress {
+            from: Some(DeviceAddress {
                 account: AccountId([0; 16]),
                 device: DeviceId(1),
-            },
+            }),
             server_ts: 0,
             payload: Arc::from(&b"x"[..]),
         }

@@ -251,9 +251,10 @@ impl Service {
             messages.push((
                 NewMessage {
                     message_id: o.message_id,
-                    from: me.address,
+                    from: Some(me.address),
                     server_ts,
                     payload: Arc::from(o.payload),
+                    expires_at: None,
                 },
                 keys,
             ));
@@ -283,7 +284,7 @@ impl Service {
         EpochCheck {
             conversation,
             epoch,
-            sender: me.address.account,
+            sender: Some(me.address.account),
         }
     }
 }

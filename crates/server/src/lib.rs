@@ -118,7 +118,7 @@ pub async fn run(
         let svc = svc.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(Duration::from_secs(svc.config.delivery.housekeeping_secs));
             loop {
                 tokio::select! {
                     _ = tick.tick() => svc.housekeeping().await,

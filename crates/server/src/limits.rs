@@ -88,6 +88,7 @@ pub struct Limits {
     pub code_per_prefix: Bucket<String>,
     pub registration_per_ip: Bucket<IpKey>,
     pub send: Bucket<AccountId>,
+    pub sealed_send: Bucket<IpKey>,
     pub lookup: Bucket<AccountId>,
     pub claim: Bucket<AccountId>,
     pub prefix_digits: usize,
@@ -100,6 +101,7 @@ impl Limits {
             code_per_prefix: Bucket::new(c.code_per_prefix),
             registration_per_ip: Bucket::new(c.registration_per_ip),
             send: Bucket::new(c.send),
+            sealed_send: Bucket::new(c.sealed_send),
             lookup: Bucket::new(c.lookup),
             claim: Bucket::new(c.claim),
             prefix_digits: c.prefix_digits,
@@ -112,6 +114,7 @@ impl Limits {
         self.code_per_prefix.forget_idle();
         self.registration_per_ip.forget_idle();
         self.send.forget_idle();
+        self.sealed_send.forget_idle();
         self.lookup.forget_idle();
         self.claim.forget_idle();
     }

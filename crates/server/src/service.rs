@@ -12,14 +12,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use rand::Rng;
 use sirr_proto::{
-    AccountId, DeviceAddress, DeviceId, DeviceInfo, DirectoryEntry, ErrorBody, ErrorCode, MessageId,
-    PROTOCOL_VERSION, Phone, Recipient, Response, Secret,
+    AccountId, ConsentState, DeviceAddress, DeviceId, DeviceInfo, DirectoryEntry, ErrorBody, ErrorCode,
+    MessageId, PROTOCOL_VERSION, Phone, Purpose, Recipient, Response, Secret,
 };
-use sirr_store::{DeviceKey, NewDevice, NewMessage, Pending, Store, StoreError, Verification};
+use sirr_store::{ConsentRecord, DeviceKey, NewDevice, NewMessage, Pending, Store, StoreError, Verification};
 
-use crate::config::Config;
+use crate::config::{Config, RegionRules};
 use crate::hub::Hub;
-use crate::keys::{ServerKey, hashes_match, random_secret, secret_hash};
+use crate::keys::{ServerKey, hashes_match, random_secret, secret_hash, secret_hash_16};
 use crate::limits::{IpKey, Limits, RetryAfter};
 use crate::metrics::Metrics;
 use crate::verify::VerificationSender;
@@ -58,6 +58,11 @@ pub struct Service {
     registration_slots: tokio::sync::Semaphore,
     /// Device links waiting for approval (see `link.rs`).
     pub(crate) links: DashMap<[u8; 16], Arc<crate::link::PendingLink>>,
+    /// The last-connection day already recorded per account, so a day costs one write.
+    connection_days: DashMap<AccountId, u32>,
+    /// account → the hash of its sealed-sender delivery token (`None`: it has none), filled on
+    /// demand, replaced when the account sets a new one.
+    access_keys: DashMap<AccountId, Option<[u8; 32]>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -65,6 +70,11 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Days since the Unix epoch.
+pub fn today() -> u32 {
+    (now_ms() / 86_400_000) as u32
 }
 
 pub fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorBody {
@@ -91,6 +101,8 @@ impl Service {
             devices: DashMap::new(),
             device_generation: std::sync::atomic::AtomicU64::new(0),
             links: DashMap::new(),
+            connection_days: DashMap::new(),
+            access_keys: DashMap::new(),
         }
     }
 
@@ -228,7 +240,7 @@ impl Service {
                 fresh_account_id: AccountId(fresh),
                 name: name.to_owned(),
                 secret_hash: secret_hash(&secret),
-                day: (now_ms() / 86_400_000) as u32,
+                day: today(),
                 consume_verification: !dev_bypass,
             })
             .await
@@ -285,6 +297,7 @@ impl Service {
             .await
             .map_err(|e| self.store_error(e))?;
         let key_packages = self.key_package_stock(record.key).await?;
+        self.note_connection(account).await;
         let authed = Authed {
             address,
             key: record.key,
@@ -298,6 +311,24 @@ impl Service {
                 key_packages,
             },
         ))
+    }
+
+    /// Record the day of this connection: one write per account and day.
+    async fn note_connection(&self, account: AccountId) {
+        let day = today();
+        if self.connection_days.get(&account).is_some_and(|d| *d == day) {
+            return;
+        }
+        match self.store.record_connection(account, day).await {
+            Ok(()) => {
+                if self.connection_days.len() >= DEVICE_CACHE_CAP {
+                    self.connection_days.clear();
+                }
+                self.connection_days.insert(account, day);
+            }
+            // A login does not fail for it; the next one tries again.
+            Err(e) => tracing::warn!(error = %e, "could not record the day of a connection"),
+        }
     }
 
     // ----- messaging ------------------------------------------------------------------------
@@ -343,54 +374,165 @@ impl Service {
         to: Vec<Recipient>,
         payload: Vec<u8>,
         epoch: Option<sirr_proto::EpochRef>,
+        ttl_secs: Option<u32>,
     ) -> Result<Pending, ErrorBody> {
-        if payload.len() > self.config.delivery.max_payload {
+        self.check_message(payload.len(), to.len(), ttl_secs)?;
+        self.limits
+            .send
+            .check(&me.address.account)
+            .map_err(|r| self.rate_limited("messages", r))?;
+        let own = self.own_account_if_missing(me, &to);
+        let listed = to.iter().chain(own.as_ref()).map(|r| (r.account, &r.devices[..]));
+        let keys = self.recipient_devices(listed, Some(me.address)).await?;
+        let message = self.new_message(message_id, Some(me.address), payload, ttl_secs);
+        Ok(match epoch {
+            None => self.store.enqueue(message, keys),
+            Some(e) => {
+                self.store
+                    .enqueue_checked(message, keys, Self::epoch_check(me, e.conversation, e.epoch))
+            }
+        })
+    }
+
+    /// `SendSealed`, first half: like [`Service::submit_send`], for a sender the server does
+    /// not know. Each recipient must be named with its delivery token; a wrong token and an
+    /// account without one are refused alike, so the answer does not tell them apart.
+    pub async fn submit_sealed(
+        &self,
+        message_id: MessageId,
+        to: Vec<sirr_proto::SealedRecipient>,
+        payload: Vec<u8>,
+        epoch: Option<sirr_proto::EpochRef>,
+        ttl_secs: Option<u32>,
+        ip: IpAddr,
+    ) -> Result<Pending, ErrorBody> {
+        self.check_message(payload.len(), to.len(), ttl_secs)?;
+        self.limits
+            .sealed_send
+            .check(&IpKey::from(ip))
+            .map_err(|r| self.rate_limited("sealed messages from this address", r))?;
+        for r in &to {
+            let presented = secret_hash_16(&r.access_key);
+            let ok = self
+                .access_key_hash(r.account)
+                .await?
+                .is_some_and(|stored| hashes_match(&stored, &presented));
+            if !ok {
+                return Err(err(
+                    ErrorCode::Unauthorized,
+                    "not authorised to deliver sealed messages to a recipient; send identified",
+                ));
+            }
+        }
+        let listed = to.iter().map(|r| (r.account, &r.devices[..]));
+        let keys = self.recipient_devices(listed, None).await?;
+        let message = self.new_message(message_id, None, payload, ttl_secs);
+        Ok(match epoch {
+            None => self.store.enqueue(message, keys),
+            Some(e) => self.store.enqueue_checked(
+                message,
+                keys,
+                sirr_store::EpochCheck {
+                    conversation: e.conversation,
+                    epoch: e.epoch,
+                    sender: None,
+                },
+            ),
+        })
+    }
+
+    /// The hash of `account`'s delivery token, cached.
+    async fn access_key_hash(&self, account: AccountId) -> Result<Option<[u8; 32]>, ErrorBody> {
+        if let Some(h) = self.access_keys.get(&account) {
+            return Ok(*h);
+        }
+        let h = self
+            .store
+            .access_key_hash(account)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        if self.access_keys.len() >= DEVICE_CACHE_CAP {
+            self.access_keys.clear();
+        }
+        self.access_keys.insert(account, h);
+        Ok(h)
+    }
+
+    /// `SetAccessKey`: this account's new delivery token for sealed sender.
+    pub async fn set_access_key(&self, me: Authed, access_key: [u8; 16]) -> Answer {
+        let hash = secret_hash_16(&access_key);
+        self.store
+            .set_access_key_hash(me.address.account, hash)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        self.access_keys.insert(me.address.account, Some(hash));
+        Ok(Response::Done)
+    }
+
+    /// Size, recipient count and timer of a message, before anything is looked up.
+    fn check_message(
+        &self,
+        payload_len: usize,
+        recipients: usize,
+        ttl_secs: Option<u32>,
+    ) -> Result<(), ErrorBody> {
+        if payload_len > self.config.delivery.max_payload {
             return Err(err(
                 ErrorCode::TooLarge,
                 format!(
-                    "payload of {} bytes exceeds the limit of {} bytes",
-                    payload.len(),
+                    "payload of {payload_len} bytes exceeds the limit of {} bytes",
                     self.config.delivery.max_payload
                 ),
             ));
         }
-        if to.is_empty() || to.len() > MAX_RECIPIENT_ACCOUNTS {
+        if recipients == 0 || recipients > MAX_RECIPIENT_ACCOUNTS {
             return Err(err(
                 ErrorCode::BadRequest,
                 format!("a message needs 1 to {MAX_RECIPIENT_ACCOUNTS} recipient accounts"),
             ));
         }
-        self.limits
-            .send
-            .check(&me.address.account)
-            .map_err(|r| self.rate_limited("messages", r))?;
+        let max_ttl = u64::from(self.config.retention_days()) * 86_400;
+        if let Some(ttl) = ttl_secs
+            && (ttl == 0 || u64::from(ttl) > max_ttl)
+        {
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("a disappearing message lives 1 to {max_ttl} seconds"),
+            ));
+        }
+        Ok(())
+    }
 
-        let mut keys = Vec::with_capacity(to.len());
+    /// The storage keys of every listed device, if each account's list is exactly its current
+    /// devices (less `sender`, which gets no copy of its own message); otherwise
+    /// `StaleDevices` with the current lists of the accounts that differ.
+    async fn recipient_devices<'a>(
+        &self,
+        listed: impl Iterator<Item = (AccountId, &'a [DeviceId])>,
+        sender: Option<DeviceAddress>,
+    ) -> Result<Vec<DeviceKey>, ErrorBody> {
+        let mut keys = Vec::new();
         let mut stale = Vec::new();
-        let mut seen = HashSet::with_capacity(to.len());
-        let own = self.own_account_if_missing(me, &to);
-        for r in to.iter().chain(own.as_ref()) {
-            if !seen.insert(r.account) {
+        let mut seen = HashSet::new();
+        for (account, devices) in listed {
+            if !seen.insert(account) {
                 return Err(err(ErrorCode::BadRequest, "a recipient account is listed twice"));
             }
-            let Some(current) = self.devices_of(r.account).await? else {
-                return Err(err(
-                    ErrorCode::UnknownRecipient,
-                    format!("no account {}", r.account),
-                ));
+            let Some(current) = self.devices_of(account).await? else {
+                return Err(err(ErrorCode::UnknownRecipient, format!("no account {account}")));
             };
             let expected: Vec<(DeviceId, DeviceKey)> = current
                 .iter()
                 .copied()
-                .filter(|(id, _)| r.account != me.address.account || *id != me.address.device)
+                .filter(|(id, _)| sender != Some(DeviceAddress { account, device: *id }))
                 .collect();
-            let claimed: HashSet<DeviceId> = r.devices.iter().copied().collect();
-            if claimed.len() != r.devices.len()
+            let claimed: HashSet<DeviceId> = devices.iter().copied().collect();
+            if claimed.len() != devices.len()
                 || claimed.len() != expected.len()
                 || expected.iter().any(|(id, _)| !claimed.contains(id))
             {
                 stale.push(Recipient {
-                    account: r.account,
+                    account,
                     devices: expected.iter().map(|(id, _)| *id).collect(),
                 });
                 continue;
@@ -408,19 +550,24 @@ impl Service {
         if keys.is_empty() {
             return Err(err(ErrorCode::BadRequest, "no recipient devices"));
         }
-        let message = NewMessage {
+        Ok(keys)
+    }
+
+    fn new_message(
+        &self,
+        message_id: MessageId,
+        from: Option<DeviceAddress>,
+        payload: Vec<u8>,
+        ttl_secs: Option<u32>,
+    ) -> NewMessage {
+        let server_ts = now_ms();
+        NewMessage {
             message_id,
-            from: me.address,
-            server_ts: now_ms(),
+            from,
+            server_ts,
             payload: payload.into(),
-        };
-        Ok(match epoch {
-            None => self.store.enqueue(message, keys),
-            Some(e) => {
-                self.store
-                    .enqueue_checked(message, keys, Self::epoch_check(me, e.conversation, e.epoch))
-            }
-        })
+            expires_at: ttl_secs.map(|t| server_ts + u64::from(t) * 1000),
+        }
     }
 
     /// Forget the cached device list of `account` after a committed change.
@@ -566,6 +713,90 @@ impl Service {
         Ok(Response::Disclosures { entries })
     }
 
+    /// `Consents`: where each optional use of the account's data stands.
+    pub async fn consents(&self, me: Authed) -> Answer {
+        Ok(Response::Consents {
+            region: self.config.privacy.region.clone(),
+            consents: self.consent_states(me.address.account).await?,
+        })
+    }
+
+    /// Every purpose's state for `account`: the latest change in force, unless the region does
+    /// not offer the purpose or the consent has lapsed under the region's rules.
+    async fn consent_states(&self, account: AccountId) -> Result<Vec<ConsentState>, ErrorBody> {
+        let history = self
+            .store
+            .consents(account)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        Ok(consent_states(self.config.privacy.rules(), &history, now_ms()))
+    }
+
+    /// `SetConsent`: record the change; it is in force for the next request that depends on it.
+    pub async fn set_consent(&self, me: Authed, purpose: Purpose, granted: bool) -> Answer {
+        let offered = self
+            .config
+            .privacy
+            .rules()
+            .offered
+            .iter()
+            .any(|n| n == purpose.name());
+        if granted && !offered {
+            return Err(err(
+                ErrorCode::NotOffered,
+                format!(
+                    "{} is not offered in this server's region ({})",
+                    purpose.name(),
+                    self.config.privacy.region
+                ),
+            ));
+        }
+        let record = ConsentRecord {
+            purpose: purpose.name().to_owned(),
+            granted,
+            at_ms: now_ms(),
+        };
+        self.store
+            .record_consent(me.address.account, record)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        self.consents(me).await
+    }
+
+    /// Whether `account` currently allows `purpose`.
+    async fn allows(&self, account: AccountId, purpose: Purpose) -> Result<bool, ErrorBody> {
+        Ok(self
+            .consent_states(account)
+            .await?
+            .iter()
+            .any(|c| c.purpose == purpose && c.granted))
+    }
+
+    /// `LastSeen`: `account`'s last connection day, only with its consent and only to someone
+    /// it shares a conversation with; anyone else learns nothing, not even which rule held.
+    pub async fn last_seen(&self, me: Authed, account: AccountId) -> Answer {
+        self.limits
+            .lookup
+            .check(&me.address.account)
+            .map_err(|r| self.rate_limited("lookups", r))?;
+        let visible = account == me.address.account
+            || (self.allows(account, Purpose::LastSeen).await?
+                && self
+                    .store
+                    .share_conversation(me.address.account, account)
+                    .await
+                    .map_err(|e| self.store_error(e))?);
+        let day = if visible {
+            self.store
+                .last_seen_day(account)
+                .await
+                .map_err(|e| self.store_error(e))?
+        } else {
+            None
+        };
+        Ok(Response::LastSeen { day })
+    }
+
     /// `DeleteAccount`: everything tied to the account goes; its other sessions end.
     pub async fn delete_account(&self, me: Authed) -> Answer {
         let keys = self
@@ -583,9 +814,10 @@ impl Service {
 
     /// Periodic upkeep: expire old messages and codes, forget idle rate-limit state.
     pub async fn housekeeping(&self) {
-        let retention = Duration::from_secs(u64::from(self.config.delivery.retention_days) * 86_400);
-        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
-        match self.store.expire(cutoff).await {
+        let retention = Duration::from_secs(u64::from(self.config.retention_days()) * 86_400);
+        let now = now_ms();
+        let cutoff = now.saturating_sub(retention.as_millis() as u64);
+        match self.store.expire(cutoff, now).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired undelivered messages"),
             Err(e) => tracing::warn!(error = %e, "message expiry failed"),
@@ -601,5 +833,93 @@ impl Service {
         if let Ok(n) = self.store.queued_total().await {
             self.metrics.queued_messages.set(n as i64);
         }
+    }
+}
+
+/// Where each purpose stands at `now_ms`, given an account's consent history (oldest first)
+/// and the region's rules: the latest change is in force, unless the region does not offer the
+/// purpose, or a granted consent is older than the region lets consents last.
+pub fn consent_states(rules: &RegionRules, history: &[ConsentRecord], now_ms: u64) -> Vec<ConsentState> {
+    let lapse_ms = u64::from(rules.consent_lapses_after_days) * 86_400_000;
+    let lapsed = |at: u64| lapse_ms > 0 && now_ms.saturating_sub(at) >= lapse_ms;
+    Purpose::ALL
+        .into_iter()
+        .map(|purpose| {
+            let offered = rules.offered.iter().any(|n| n == purpose.name());
+            let last = history.iter().rev().find(|c| c.purpose == purpose.name());
+            ConsentState {
+                purpose,
+                granted: offered && last.is_some_and(|c| c.granted && !lapsed(c.at_ms)),
+                changed_at_ms: last.map(|c| c.at_ms),
+                offered,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(purpose: Purpose, granted: bool, at_ms: u64) -> ConsentRecord {
+        ConsentRecord {
+            purpose: purpose.name().into(),
+            granted,
+            at_ms,
+        }
+    }
+
+    fn granted(states: &[ConsentState], p: Purpose) -> bool {
+        states.iter().find(|c| c.purpose == p).unwrap().granted
+    }
+
+    #[test]
+    fn consents_start_off_follow_the_latest_change_and_lapse_by_region() {
+        let regions = crate::config::PrivacyConfig::default().regions;
+        let (default, eu) = (&regions["default"], &regions["eu"]);
+        let none = consent_states(default, &[], 0);
+        assert!(
+            none.iter()
+                .all(|c| !c.granted && c.changed_at_ms.is_none() && c.offered)
+        );
+
+        let day = 86_400_000;
+        let history = [
+            change(Purpose::LastSeen, true, day),
+            change(Purpose::ReadReceipts, true, day),
+            change(Purpose::ReadReceipts, false, 2 * day),
+        ];
+        let now = consent_states(default, &history, 3 * day);
+        assert!(granted(&now, Purpose::LastSeen));
+        assert!(
+            !granted(&now, Purpose::ReadReceipts),
+            "the withdrawal is in force"
+        );
+        // Under the default rules a consent holds; under the EU's it lapses after a year.
+        let later = 400 * day;
+        assert!(granted(
+            &consent_states(default, &history, later),
+            Purpose::LastSeen
+        ));
+        assert!(granted(
+            &consent_states(eu, &history, 300 * day),
+            Purpose::LastSeen
+        ));
+        let lapsed = consent_states(eu, &history, later);
+        assert!(!granted(&lapsed, Purpose::LastSeen));
+        assert_eq!(
+            lapsed
+                .iter()
+                .find(|c| c.purpose == Purpose::LastSeen)
+                .unwrap()
+                .changed_at_ms,
+            Some(day)
+        );
+        // A purpose the region does not offer is off whatever was recorded.
+        let mut strict = default.clone();
+        strict.offered.retain(|n| n != Purpose::LastSeen.name());
+        let s = consent_states(&strict, &history, 3 * day);
+        let ls = s.iter().find(|c| c.purpose == Purpose::LastSeen).unwrap();
+        assert!(!ls.offered && !ls.granted);
     }
 }

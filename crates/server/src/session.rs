@@ -44,10 +44,14 @@ pub async fn run(socket: WebSocket, svc: Arc<Service>, ip: IpAddr, shutdown: wat
     svc.metrics.connections.inc();
     let (mut sink, mut stream) = socket.split();
     let mut shutdown = shutdown;
-    if let Some(authed) = handshake(&svc, &mut sink, &mut stream, ip, &mut shutdown).await {
-        svc.metrics.sessions.inc();
-        device_session(&svc, authed, &mut sink, &mut stream, &mut shutdown).await;
-        svc.metrics.sessions.dec();
+    match handshake(&svc, &mut sink, &mut stream, ip, &mut shutdown).await {
+        Some(Phase::Device(authed)) => {
+            svc.metrics.sessions.inc();
+            device_session(&svc, authed, &mut sink, &mut stream, &mut shutdown).await;
+            svc.metrics.sessions.dec();
+        }
+        Some(Phase::Sealed) => sealed_session(&svc, ip, &mut sink, &mut stream, &mut shutdown).await,
+        None => {}
     }
     let _ = sink.close().await;
     svc.metrics.connections.dec();
@@ -125,13 +129,21 @@ async fn receive(svc: &Service, sink: &mut Sink, msg: Option<Result<Message, axu
     }
 }
 
+/// What a connection becomes after its handshake.
+enum Phase {
+    /// A device signed in with `Hello`.
+    Device(Authed),
+    /// An anonymous sealed-sender session (`SealedSession`).
+    Sealed,
+}
+
 async fn handshake(
     svc: &Arc<Service>,
     sink: &mut Sink,
     stream: &mut Stream,
     ip: IpAddr,
     shutdown: &mut watch::Receiver<bool>,
-) -> Option<Authed> {
+) -> Option<Phase> {
     let mut deadline =
         tokio::time::Instant::now() + Duration::from_secs(svc.config.delivery.handshake_timeout_secs);
     loop {
@@ -173,9 +185,10 @@ async fn handshake(
                 device,
                 secret,
             } => match svc.authenticate(protocol, account, device, &secret, ip).await {
-                Ok((authed, welcome)) => (Ok(welcome), Some(authed)),
+                Ok((authed, welcome)) => (Ok(welcome), Some(Phase::Device(authed))),
                 Err(e) => (Err(e), None),
             },
+            Request::SealedSession => (Ok(sirr_proto::Response::Done), Some(Phase::Sealed)),
             Request::Ping => (Ok(sirr_proto::Response::Pong), None),
             Request::RequestLink {
                 device_name,
@@ -207,6 +220,80 @@ async fn handshake(
         }
         if authed.is_some() {
             return authed;
+        }
+    }
+}
+
+/// An anonymous sealed-sender session: pipelined `SendSealed` requests, answered as their
+/// commits complete; no pushes, no account. Bounded like a device session (`max_inflight`).
+async fn sealed_session(
+    svc: &Arc<Service>,
+    ip: IpAddr,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let max_inflight = svc.config.delivery.max_inflight.max(1);
+    let mut work: FuturesUnordered<Work> = FuturesUnordered::new();
+    let mut dirty = false;
+    loop {
+        let ok = tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
+                break;
+            }
+            Some(done) = work.next(), if !work.is_empty() => match done {
+                Some(frame) => {
+                    dirty = true;
+                    feed(sink, &frame).await
+                }
+                None => true,
+            },
+            msg = stream.next(), if work.len() < max_inflight => match receive(svc, sink, msg).await {
+                Incoming::Frame(ClientFrame::Request { id, body }) => {
+                    let reply = move |result| Some(ServerFrame::Response { id, result });
+                    match body {
+                        Request::SendSealed { message_id, to, payload, epoch, ttl_secs } => {
+                            let started = Instant::now();
+                            match svc.submit_sealed(message_id, to, payload, epoch, ttl_secs, ip).await {
+                                Ok(pending) => {
+                                    let svc = svc.clone();
+                                    work.push(Box::pin(async move { reply(svc.finish_send(pending, started).await) }));
+                                    true
+                                }
+                                Err(e) => {
+                                    dirty = true;
+                                    feed(sink, &ServerFrame::Response { id, result: Err(e) }).await
+                                }
+                            }
+                        }
+                        Request::Ping => {
+                            dirty = true;
+                            feed(sink, &ServerFrame::Response { id, result: Ok(sirr_proto::Response::Pong) }).await
+                        }
+                        _ => {
+                            dirty = true;
+                            let e = ErrorBody::new(ErrorCode::WrongState, "a sealed-sender session only sends sealed messages");
+                            feed(sink, &ServerFrame::Response { id, result: Err(e) }).await
+                        }
+                    }
+                }
+                Incoming::Frame(ClientFrame::Ack { .. }) => {
+                    svc.metrics.malformed_frames.inc();
+                    close(sink, ErrorBody::new(ErrorCode::WrongState, "nothing is pushed in a sealed-sender session"), 1008).await;
+                    break;
+                }
+                Incoming::Nothing => true,
+                Incoming::Fatal | Incoming::Closed => break,
+            },
+            ok = flush(sink), if dirty => {
+                dirty = false;
+                ok
+            }
+        };
+        if !ok {
+            break;
         }
     }
 }
@@ -251,7 +338,9 @@ async fn device_session(
             let store = svc.store.clone();
             let (key, after, limit) = (me.key, p.delivered_upto, PAGE.min(window - p.unacked));
             fetch_limit = limit;
-            fetch = Some(Box::pin(async move { store.fetch(key, after, limit).await }));
+            fetch = Some(Box::pin(async move {
+                store.fetch(key, after, limit, crate::service::now_ms()).await
+            }));
         }
         // Messages were dropped for us: once what is buffered is pushed, re-read from storage.
         if !p.catching_up && sub.rx.is_empty() && link.lagged.load(Ordering::Acquire) {
@@ -410,9 +499,13 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
             to,
             payload,
             epoch,
+            ttl_secs,
         } => {
             let started = Instant::now();
-            match svc.submit_send(me, message_id, to, payload, epoch).await {
+            match svc
+                .submit_send(me, message_id, to, payload, epoch, ttl_secs)
+                .await
+            {
                 Ok(pending) => Box::pin(async move { reply(svc.finish_send(pending, started).await) }),
                 Err(e) => return Err(ServerFrame::Response { id, result: Err(e) }),
             }
@@ -453,6 +546,23 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
         Request::DeleteAccount => Box::pin(async move { reply(svc.delete_account(me).await) }),
         Request::ExportAccount => Box::pin(async move { reply(svc.export_account(me).await) }),
         Request::Disclosures => Box::pin(async move { reply(svc.disclosures(me).await) }),
+        Request::Consents => Box::pin(async move { reply(svc.consents(me).await) }),
+        Request::SetConsent { purpose, granted } => {
+            Box::pin(async move { reply(svc.set_consent(me, purpose, granted).await) })
+        }
+        Request::LastSeen { account } => Box::pin(async move { reply(svc.last_seen(me, account).await) }),
+        Request::SetAccessKey { access_key } => {
+            Box::pin(async move { reply(svc.set_access_key(me, access_key).await) })
+        }
+        Request::SealedSession | Request::SendSealed { .. } => {
+            return Err(ServerFrame::Response {
+                id,
+                result: Err(ErrorBody::new(
+                    ErrorCode::WrongState,
+                    "sealed messages go on their own, unauthenticated connection",
+                )),
+            });
+        }
         Request::ApproveLink { link_id, sealed } => {
             Box::pin(async move { reply(svc.approve_link(me, link_id, sealed.into_vec()).await) })
         }

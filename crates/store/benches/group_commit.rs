@@ -51,9 +51,10 @@ fn group_commit(c: &mut Criterion) {
                             id[..8].copy_from_slice(&(it * BATCH + i).to_le_bytes());
                             let m = NewMessage {
                                 message_id: MessageId(id),
-                                from,
+                                from: Some(from),
                                 server_ts: 1,
                                 payload: payload.clone(),
+                                expires_at: None,
                             };
                             store.enqueue(m, vec![DeviceKey((i % 1000) as i64)])
                         })

@@ -116,10 +116,24 @@ pub struct NewDevice {
 #[derive(Clone, Debug)]
 pub struct NewMessage {
     pub message_id: MessageId,
-    pub from: DeviceAddress,
+    /// `None` for a sealed-sender message: storage never learns who sent it.
+    pub from: Option<DeviceAddress>,
     /// Milliseconds since the Unix epoch.
     pub server_ts: u64,
     pub payload: Arc<[u8]>,
+    /// Milliseconds since the Unix epoch: a disappearing message is dropped then, delivered or
+    /// not, and never fetched after.
+    pub expires_at: Option<u64>,
+}
+
+/// One change of an account's consent to an optional use of its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentRecord {
+    /// The purpose's stable name ([`sirr_proto::Purpose::name`]).
+    pub purpose: String,
+    pub granted: bool,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
 }
 
 /// A KeyPackage to store for a device.
@@ -135,8 +149,9 @@ pub struct NewKeyPackage {
 pub struct EpochCheck {
     pub conversation: ConversationId,
     pub epoch: u64,
-    /// The sending account: it must be a member.
-    pub sender: AccountId,
+    /// The sending account, which must be a member; `None` for a sealed-sender message (the
+    /// server does not know the sender, so only the epoch is checked).
+    pub sender: Option<AccountId>,
 }
 
 /// A commit to order: accepted only if `epoch` is the conversation's current epoch (0 for a
@@ -169,7 +184,7 @@ pub type ExportTable = (Vec<String>, Vec<Vec<ExportValue>>);
 pub struct QueuedMessage {
     pub seq: u64,
     pub message_id: MessageId,
-    pub from: DeviceAddress,
+    pub from: Option<DeviceAddress>,
     pub server_ts: u64,
     pub payload: Arc<[u8]>,
 }
@@ -222,6 +237,20 @@ pub trait AccountStore: Send + Sync + 'static {
     /// The deleted bytes are scrubbed from the database files (freed pages zeroed, the
     /// write-ahead log truncated). Returns the storage keys of the devices it had.
     async fn delete_account(&self, account: AccountId) -> Result<Vec<DeviceKey>>;
+
+    /// Note that `account` connected on `day` (days since the Unix epoch). Only the day is
+    /// kept, and only the latest.
+    async fn record_connection(&self, account: AccountId, day: u32) -> Result<()>;
+    /// The day `account` last connected, if it ever did since this was recorded.
+    async fn last_seen_day(&self, account: AccountId) -> Result<Option<u32>>;
+    /// Append a consent change to `account`'s consent history.
+    async fn record_consent(&self, account: AccountId, consent: ConsentRecord) -> Result<()>;
+    /// `account`'s consent history, oldest first (the last entry per purpose is in force).
+    async fn consents(&self, account: AccountId) -> Result<Vec<ConsentRecord>>;
+    /// Store the hash of `account`'s sealed-sender delivery token (replacing any before).
+    async fn set_access_key_hash(&self, account: AccountId, hash: [u8; 32]) -> Result<()>;
+    /// The hash of `account`'s delivery token; `None` if it has none (or does not exist).
+    async fn access_key_hash(&self, account: AccountId) -> Result<Option<[u8; 32]>>;
 }
 
 /// Per-device message queues.
@@ -232,15 +261,22 @@ pub trait QueueStore: Send + Sync + 'static {
     /// the returned future resolves once the message is durable for every recipient. A saturated
     /// store fails the future at once with [`StoreError::Overloaded`].
     fn enqueue(&self, message: NewMessage, to: Vec<DeviceKey>) -> Pending;
-    /// Up to `limit` messages with `seq > after`, in order.
-    async fn fetch(&self, device: DeviceKey, after: u64, limit: usize) -> Result<Vec<QueuedMessage>>;
+    /// Up to `limit` messages with `seq > after`, in order, leaving out those expired at `now_ms`.
+    async fn fetch(
+        &self,
+        device: DeviceKey,
+        after: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<QueuedMessage>>;
     /// Forget delivered messages. Unknown sequence numbers are ignored.
     async fn ack(&self, device: DeviceKey, seqs: Vec<u64>) -> Result<()>;
     async fn queue_len(&self, device: DeviceKey) -> Result<u64>;
     /// Envelopes waiting in all queues (for metrics).
     async fn queued_total(&self) -> Result<u64>;
-    /// Drop messages accepted before `cutoff_ms`; returns how many.
-    async fn expire(&self, cutoff_ms: u64) -> Result<u64>;
+    /// Drop messages accepted before `cutoff_ms`, and disappearing messages whose expiry is
+    /// at or before `now_ms`; returns how many.
+    async fn expire(&self, cutoff_ms: u64, now_ms: u64) -> Result<u64>;
 }
 
 /// The key directory and the order of conversations.
@@ -278,6 +314,8 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Like [`QueueStore::enqueue`], but stored only if `check` holds at that point of the
     /// commit order ([`StoreError::StaleEpoch`] / [`StoreError::NotMember`] otherwise).
     fn enqueue_checked(&self, message: NewMessage, to: Vec<DeviceKey>, check: EpochCheck) -> Pending;
+    /// Whether accounts `a` and `b` are both members of some conversation.
+    async fn share_conversation(&self, a: AccountId, b: AccountId) -> Result<bool>;
 }
 
 /// Everything `sirrd` needs from storage.

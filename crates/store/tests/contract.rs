@@ -42,9 +42,10 @@ fn rand_id() -> [u8; 16] {
 fn message(n: u8, from: DeviceAddress) -> NewMessage {
     NewMessage {
         message_id: MessageId([n; 16]),
-        from,
+        from: Some(from),
         server_ts: 1_000 + n as u64,
         payload: vec![n; 256].into(),
+        expires_at: None,
     }
 }
 
@@ -132,7 +133,7 @@ async fn queues_are_ordered_acked_and_survive_reopen() {
             .await
             .unwrap();
     }
-    let got = s.fetch(b.key, 0, 100).await.unwrap();
+    let got = s.fetch(b.key, 0, 100, 0).await.unwrap();
     assert_eq!(got.len(), 10);
     assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(got[3].message_id, MessageId([3; 16]));
@@ -148,14 +149,14 @@ async fn queues_are_ordered_acked_and_survive_reopen() {
         .collect();
     assert_eq!(heard, got.iter().map(|m| m.seq).collect::<Vec<_>>());
     // Paging.
-    let page = s.fetch(b.key, got[4].seq, 3).await.unwrap();
+    let page = s.fetch(b.key, got[4].seq, 3, 0).await.unwrap();
     assert_eq!(
         page.iter().map(|m| m.seq).collect::<Vec<_>>(),
         got[5..8].iter().map(|m| m.seq).collect::<Vec<_>>()
     );
     // Acks delete only the acking device's rows; foreign seqs are ignored.
     let c_seqs: Vec<u64> = s
-        .fetch(c.key, 0, 100)
+        .fetch(c.key, 0, 100, 0)
         .await
         .unwrap()
         .iter()
@@ -176,11 +177,11 @@ async fn queues_are_ordered_acked_and_survive_reopen() {
     assert_eq!(s.queue_len(b.key).await.unwrap(), 5);
     // New messages get larger seqs than anything before the restart.
     s.enqueue(message(50, a.address), vec![b.key]).await.unwrap();
-    let after = s.fetch(b.key, 0, 100).await.unwrap();
+    let after = s.fetch(b.key, 0, 100, 0).await.unwrap();
     assert_eq!(after.last().unwrap().message_id, MessageId([50; 16]));
     assert!(after.windows(2).all(|w| w[0].seq < w[1].seq));
     // Expiry drops the old prefix only.
-    assert_eq!(s.expire(1_000 + 50).await.unwrap(), 5 + 10);
+    assert_eq!(s.expire(1_000 + 50, 0).await.unwrap(), 5 + 10);
     assert_eq!(s.queue_len(b.key).await.unwrap(), 1);
     // Removing a device drops its queue.
     assert!(s.remove_device(b.address).await.unwrap());
@@ -365,7 +366,7 @@ async fn commits_are_ordered_one_per_epoch_by_members_only() {
         1
     );
     assert_eq!(
-        s.fetch(b.key, 0, 10).await.unwrap().len(),
+        s.fetch(b.key, 0, 10, 0).await.unwrap().len(),
         1,
         "the welcome is queued with it"
     );
@@ -383,7 +384,7 @@ async fn commits_are_ordered_one_per_epoch_by_members_only() {
     let check = |epoch, sender| EpochCheck {
         conversation: sirr_proto::ConversationId([1; 16]),
         epoch,
-        sender,
+        sender: Some(sender),
     };
     s.enqueue_checked(message(2, b.address), vec![a.key], check(1, ba))
         .await
@@ -398,7 +399,7 @@ async fn commits_are_ordered_one_per_epoch_by_members_only() {
             .await,
         Err(StoreError::NotMember)
     ));
-    assert_eq!(s.fetch(a.key, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(s.fetch(a.key, 0, 10, 0).await.unwrap().len(), 1);
     // Many members racing for one epoch: exactly one wins.
     let tasks: Vec<_> = (0..20)
         .map(|i| {
@@ -429,4 +430,119 @@ async fn commits_are_ordered_one_per_epoch_by_members_only() {
         s.commit(commit(1, 3, ba, vec![aa, ba], vec![])).await,
         Err(StoreError::NotMember)
     ));
+}
+
+#[tokio::test]
+async fn disappearing_messages_are_never_fetched_after_their_time_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open(&dir);
+    let a = s.register_device(new_device(71, "a")).await.unwrap().device;
+    let b = s.register_device(new_device(72, "b")).await.unwrap().device;
+    let mut short = message(1, a.address);
+    short.expires_at = Some(5_000);
+    s.enqueue(short, vec![b.key]).await.unwrap();
+    s.enqueue(message(2, a.address), vec![b.key]).await.unwrap();
+    assert_eq!(s.fetch(b.key, 0, 10, 4_999).await.unwrap().len(), 2);
+    let later = s.fetch(b.key, 0, 10, 5_000).await.unwrap();
+    assert_eq!(later.len(), 1, "an expired message is not handed out");
+    assert_eq!(later[0].message_id, MessageId([2; 16]));
+    // Expiry removes the expired copy (and nothing accepted after the retention cutoff).
+    assert_eq!(s.expire(0, 5_000).await.unwrap(), 1);
+    assert_eq!(s.queue_len(b.key).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn consents_last_seen_and_shared_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open(&dir);
+    let a = s.register_device(new_device(81, "a")).await.unwrap().account;
+    let b = s.register_device(new_device(82, "b")).await.unwrap().account;
+    let c = s.register_device(new_device(83, "c")).await.unwrap().account;
+    assert_eq!(s.consents(a).await.unwrap(), vec![]);
+    let grant = |granted, at_ms| ConsentRecord {
+        purpose: "last-seen".into(),
+        granted,
+        at_ms,
+    };
+    s.record_consent(a, grant(true, 10)).await.unwrap();
+    s.record_consent(a, grant(false, 20)).await.unwrap();
+    assert_eq!(
+        s.consents(a).await.unwrap(),
+        vec![grant(true, 10), grant(false, 20)]
+    );
+    assert_eq!(s.consents(b).await.unwrap(), vec![], "consents are per account");
+    // A deleted account's consent is not recorded (and does not fail other writes).
+    let gone = AccountId([0xEE; 16]);
+    s.record_consent(gone, grant(true, 30)).await.unwrap();
+    assert_eq!(s.consents(gone).await.unwrap(), vec![]);
+
+    assert_eq!(s.last_seen_day(a).await.unwrap(), None);
+    s.record_connection(a, 20_001).await.unwrap();
+    s.record_connection(a, 20_002).await.unwrap();
+    assert_eq!(s.last_seen_day(a).await.unwrap(), Some(20_002));
+
+    assert!(!s.share_conversation(a, b).await.unwrap());
+    let commit = NewCommit {
+        conversation: sirr_proto::ConversationId([5; 16]),
+        epoch: 0,
+        sender: a,
+        members: vec![a, b],
+        day: 1,
+        messages: vec![],
+    };
+    s.commit(commit).await.unwrap();
+    assert!(s.share_conversation(a, b).await.unwrap());
+    assert!(s.share_conversation(b, a).await.unwrap());
+    assert!(!s.share_conversation(a, c).await.unwrap());
+
+    // Deleting the account removes its consents.
+    s.delete_account(a).await.unwrap();
+    assert_eq!(s.consents(a).await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn sealed_messages_have_no_sender_and_are_checked_by_epoch_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open(&dir);
+    let a = s.register_device(new_device(91, "a")).await.unwrap();
+    let b = s.register_device(new_device(92, "b")).await.unwrap();
+    assert_eq!(s.access_key_hash(b.account).await.unwrap(), None);
+    s.set_access_key_hash(b.account, [3; 32]).await.unwrap();
+    s.set_access_key_hash(b.account, [4; 32]).await.unwrap();
+    assert_eq!(s.access_key_hash(b.account).await.unwrap(), Some([4; 32]));
+    assert_eq!(s.access_key_hash(AccountId([0xAB; 16])).await.unwrap(), None);
+
+    let conversation = sirr_proto::ConversationId([9; 16]);
+    s.commit(NewCommit {
+        conversation,
+        epoch: 0,
+        sender: a.account,
+        members: vec![a.account, b.account],
+        day: 1,
+        messages: vec![],
+    })
+    .await
+    .unwrap();
+    let sealed = |n: u8| NewMessage {
+        from: None,
+        ..message(n, a.device.address)
+    };
+    let check = |epoch| EpochCheck {
+        conversation,
+        epoch,
+        sender: None,
+    };
+    s.enqueue_checked(sealed(1), vec![b.device.key], check(1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.enqueue_checked(sealed(2), vec![b.device.key], check(0)).await,
+        Err(StoreError::StaleEpoch { current: 1 })
+    ));
+    let got = s.fetch(b.device.key, 0, 10, 0).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].from, None, "storage never learns a sealed sender");
+    // Deleting the sender's account cannot find what it sent sealed: that stays for b.
+    s.delete_account(a.account).await.unwrap();
+    assert_eq!(s.queue_len(b.device.key).await.unwrap(), 1);
 }

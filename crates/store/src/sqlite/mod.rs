@@ -328,6 +328,61 @@ impl AccountStore for SqliteStore {
     async fn delete_account(&self, account: AccountId) -> Result<Vec<DeviceKey>> {
         self.submit(|reply| Op::DeleteAccount { account, reply }).await
     }
+
+    async fn record_connection(&self, account: AccountId, day: u32) -> Result<()> {
+        self.submit(|reply| Op::RecordConnection { account, day, reply })
+            .await
+    }
+
+    async fn last_seen_day(&self, account: AccountId) -> Result<Option<u32>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT last_seen_day FROM accounts WHERE id = ?")?
+                .query_row([&account.0[..]], |r| r.get::<_, Option<u32>>(0))
+                .optional()
+                .map(Option::flatten)
+        })
+        .await
+    }
+
+    async fn record_consent(&self, account: AccountId, consent: ConsentRecord) -> Result<()> {
+        self.submit(|reply| Op::RecordConsent {
+            account,
+            consent,
+            reply,
+        })
+        .await
+    }
+
+    async fn set_access_key_hash(&self, account: AccountId, hash: [u8; 32]) -> Result<()> {
+        self.submit(|reply| Op::SetAccessKeyHash { account, hash, reply })
+            .await
+    }
+
+    async fn access_key_hash(&self, account: AccountId) -> Result<Option<[u8; 32]>> {
+        self.read(move |c| {
+            let v: Option<Option<Vec<u8>>> = c
+                .prepare_cached("SELECT access_key_hash FROM accounts WHERE id = ?")?
+                .query_row([&account.0[..]], |r| r.get(0))
+                .optional()?;
+            v.flatten().map(blob32).transpose()
+        })
+        .await
+    }
+
+    async fn consents(&self, account: AccountId) -> Result<Vec<ConsentRecord>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT purpose, granted, at_ms FROM consents WHERE account = ? ORDER BY seq")?
+                .query_map([&account.0[..]], |r| {
+                    Ok(ConsentRecord {
+                        purpose: r.get(0)?,
+                        granted: r.get(1)?,
+                        at_ms: r.get::<_, i64>(2)? as u64,
+                    })
+                })?
+                .collect()
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -353,24 +408,38 @@ impl QueueStore for SqliteStore {
         })
     }
 
-    async fn fetch(&self, device: DeviceKey, after: u64, limit: usize) -> Result<Vec<QueuedMessage>> {
+    async fn fetch(
+        &self,
+        device: DeviceKey,
+        after: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<QueuedMessage>> {
         self.read(move |c| {
             c.prepare_cached(
                 "SELECT seq, message_id, sender_account, sender_device, server_ts, payload
-                 FROM queue WHERE device = ? AND seq > ? ORDER BY seq LIMIT ?",
+                 FROM queue WHERE device = ? AND seq > ? AND (expires_at IS NULL OR expires_at > ?)
+                 ORDER BY seq LIMIT ?",
             )?
-            .query_map(params![device.0, after as i64, limit as i64], |r| {
-                Ok(QueuedMessage {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    message_id: MessageId(blob16(r.get(1)?)?),
-                    from: DeviceAddress {
-                        account: AccountId(blob16(r.get(2)?)?),
-                        device: DeviceId(r.get(3)?),
-                    },
-                    server_ts: r.get::<_, i64>(4)? as u64,
-                    payload: r.get::<_, Vec<u8>>(5)?.into(),
-                })
-            })?
+            .query_map(
+                params![device.0, after as i64, now_ms as i64, limit as i64],
+                |r| {
+                    Ok(QueuedMessage {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        message_id: MessageId(blob16(r.get(1)?)?),
+                        // Empty for a sealed-sender message.
+                        from: match (r.get::<_, Option<Vec<u8>>>(2)?, r.get::<_, Option<u32>>(3)?) {
+                            (Some(account), Some(device)) => Some(DeviceAddress {
+                                account: AccountId(blob16(account)?),
+                                device: DeviceId(device),
+                            }),
+                            _ => None,
+                        },
+                        server_ts: r.get::<_, i64>(4)? as u64,
+                        payload: r.get::<_, Vec<u8>>(5)?.into(),
+                    })
+                },
+            )?
             .collect()
         })
         .await
@@ -400,8 +469,13 @@ impl QueueStore for SqliteStore {
         .await
     }
 
-    async fn expire(&self, cutoff_ms: u64) -> Result<u64> {
-        self.submit(|reply| Op::Expire { cutoff_ms, reply }).await
+    async fn expire(&self, cutoff_ms: u64, now_ms: u64) -> Result<u64> {
+        self.submit(|reply| Op::Expire {
+            cutoff_ms,
+            now_ms,
+            reply,
+        })
+        .await
     }
 }
 
@@ -504,6 +578,17 @@ impl KeyStore for SqliteStore {
             reply,
         })
     }
+
+    async fn share_conversation(&self, a: AccountId, b: AccountId) -> Result<bool> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM conversation_members x JOIN conversation_members y
+                   ON x.conversation = y.conversation WHERE x.account = ? AND y.account = ?)",
+            )?
+            .query_row([&a.0[..], &b.0[..]], |r| r.get(0))
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -572,6 +657,7 @@ impl Store for SqliteStore {
             ),
             ("conversation_members", "account = ?1".into()),
             ("disclosures", "account = ?1".into()),
+            ("consents", "account = ?1".into()),
         ];
         self.read(move |c| {
             let mut out = std::collections::BTreeMap::new();

@@ -93,4 +93,42 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, seq)
     ) WITHOUT ROWID;
     ",
+    // 4: consents, the day of the last connection, disappearing messages, sealed sender.
+    "
+    -- Coarse on purpose: the day of the account's latest connection, nothing finer, no history.
+    ALTER TABLE accounts ADD COLUMN last_seen_day INTEGER;
+
+    -- The hash of the account's sealed-sender delivery token (NULL: no sealed delivery).
+    ALTER TABLE accounts ADD COLUMN access_key_hash BLOB;
+
+    -- The queue again, with the sender optional (NULL for sealed-sender messages, whose
+    -- sender the server does not know) and an expiry for disappearing messages.
+    CREATE TABLE queue_v4 (
+        seq            INTEGER PRIMARY KEY,
+        device         INTEGER NOT NULL,
+        message_id     BLOB NOT NULL,
+        sender_account BLOB,
+        sender_device  INTEGER,
+        server_ts      INTEGER NOT NULL,   -- ms since the Unix epoch
+        payload        BLOB NOT NULL,      -- opaque (end-to-end encrypted) bytes
+        expires_at     INTEGER             -- ms; the copy is dropped then, delivered or not
+    );
+    INSERT INTO queue_v4 (seq, device, message_id, sender_account, sender_device, server_ts, payload)
+        SELECT seq, device, message_id, sender_account, sender_device, server_ts, payload FROM queue;
+    DROP TABLE queue;
+    ALTER TABLE queue_v4 RENAME TO queue;
+    CREATE INDEX queue_by_device ON queue (device, seq);
+    CREATE INDEX queue_expiring ON queue (expires_at) WHERE expires_at IS NOT NULL;
+
+    -- Every change of an account's consent to an optional use of its data, with its time:
+    -- the latest entry per purpose is in force; no entry means off.
+    CREATE TABLE consents (
+        account BLOB NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        seq     INTEGER NOT NULL,
+        purpose TEXT NOT NULL,
+        granted INTEGER NOT NULL,
+        at_ms   INTEGER NOT NULL,
+        PRIMARY KEY (account, seq)
+    ) WITHOUT ROWID;
+    ",
 ];

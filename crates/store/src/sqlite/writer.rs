@@ -96,7 +96,23 @@ pub(super) enum Op {
     },
     Expire {
         cutoff_ms: u64,
+        now_ms: u64,
         reply: Reply<u64>,
+    },
+    RecordConnection {
+        account: AccountId,
+        day: u32,
+        reply: Reply<()>,
+    },
+    RecordConsent {
+        account: AccountId,
+        consent: ConsentRecord,
+        reply: Reply<()>,
+    },
+    SetAccessKeyHash {
+        account: AccountId,
+        hash: [u8; 32],
+        reply: Reply<()>,
     },
     PurgeVerifications {
         now_ms: u64,
@@ -282,6 +298,9 @@ impl Writer {
             Op::DeleteAccount { reply, .. } => finish(reply, e()),
             Op::AppendDisclosure { reply, .. } => finish(reply, e()),
             Op::Expire { reply, .. } | Op::PurgeVerifications { reply, .. } => finish(reply, e()),
+            Op::RecordConnection { reply, .. }
+            | Op::RecordConsent { reply, .. }
+            | Op::SetAccessKeyHash { reply, .. } => finish(reply, e()),
             Op::Shutdown { reply } => Done::Shutdown(reply),
         }
     }
@@ -537,9 +556,17 @@ impl Writer {
                     .map_err(backend)?;
                 Ok(true)
             }),
-            Op::Expire { cutoff_ms, reply } => self.plain(reply, |c| {
+            Op::Expire {
+                cutoff_ms,
+                now_ms,
+                reply,
+            } => self.plain(reply, |c| {
+                // Disappearing messages whose time is up (a partial index finds them).
+                let mut total = c.execute(
+                    "DELETE FROM queue WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                    [now_ms as i64],
+                )? as u64;
                 // Rows are in rowid order of acceptance, so the expired ones are a prefix.
-                let mut total = 0u64;
                 loop {
                     let n = c.execute(
                         "DELETE FROM queue WHERE seq IN
@@ -555,6 +582,36 @@ impl Writer {
             Op::PurgeVerifications { now_ms, reply } => self.plain(reply, |c| {
                 let n = c.execute("DELETE FROM verifications WHERE expires_at < ?", [now_ms as i64])?;
                 Ok(n as u64)
+            }),
+            Op::RecordConnection { account, day, reply } => self.plain(reply, |c| {
+                c.prepare_cached(
+                    "UPDATE accounts SET last_seen_day = ?2 WHERE id = ?1 AND last_seen_day IS NOT ?2",
+                )?
+                .execute(params![&account.0[..], day])?;
+                Ok(())
+            }),
+            Op::RecordConsent {
+                account,
+                consent,
+                reply,
+            } => self.plain(reply, |c| {
+                c.prepare_cached(
+                    "INSERT INTO consents (account, seq, purpose, granted, at_ms)
+                     SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM consents WHERE account = ?1), ?2, ?3, ?4
+                     WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
+                )?
+                .execute(params![
+                    &account.0[..],
+                    &consent.purpose,
+                    consent.granted,
+                    consent.at_ms as i64
+                ])?;
+                Ok(())
+            }),
+            Op::SetAccessKeyHash { account, hash, reply } => self.plain(reply, |c| {
+                c.prepare_cached("UPDATE accounts SET access_key_hash = ? WHERE id = ?")?
+                    .execute(params![&hash[..], &account.0[..]])?;
+                Ok(())
             }),
             Op::Shutdown { reply } => Ok(Done::Shutdown(reply)),
         }
@@ -610,7 +667,9 @@ impl Writer {
     fn check_epoch(&mut self, check: &EpochCheck) -> Result<Result<()>> {
         Ok(match self.conversation(check.conversation)? {
             None => Err(StoreError::NotMember),
-            Some((_, members)) if !members.contains(&check.sender) => Err(StoreError::NotMember),
+            Some((_, members)) if check.sender.is_some_and(|s| !members.contains(&s)) => {
+                Err(StoreError::NotMember)
+            }
             Some((epoch, _)) if epoch != check.epoch => Err(StoreError::StaleEpoch { current: epoch }),
             Some(_) => Ok(()),
         })
@@ -662,8 +721,9 @@ impl Writer {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "INSERT INTO queue (seq, device, message_id, sender_account, sender_device, server_ts, payload)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO queue (seq, device, message_id, sender_account, sender_device, server_ts, payload,
+                                    expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .map_err(backend)?;
         let mut queued = Vec::with_capacity(to.len());
@@ -674,10 +734,11 @@ impl Writer {
                 seq as i64,
                 device.0,
                 &m.message_id.0[..],
-                &m.from.account.0[..],
-                m.from.device.0,
+                m.from.map(|f| f.account.0.to_vec()),
+                m.from.map(|f| f.device.0),
                 m.server_ts as i64,
                 &m.payload[..],
+                m.expires_at.map(|t| t as i64),
             ])
             .map_err(backend)?;
             queued.push((
