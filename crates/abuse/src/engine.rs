@@ -736,6 +736,282 @@ fn ip_block(ip: &str) -> String {
 mod tests {
     use super::*;
 
+    fn reg(t: u64, a: &str, phone: &str, ip: &str) -> Event {
+        Event::Register {
+            t,
+            account: a.into(),
+            phone: phone.into(),
+            ip: ip.into(),
+            client: "Sirr/1.4.2 android".into(),
+        }
+    }
+
+    fn msg(t: u64, from: &str, to: &[&str], conv: &str) -> Event {
+        let to = to.iter().map(|s| s.to_string()).collect();
+        Event::Message {
+            t,
+            from: from.into(),
+            to,
+            conversation: conv.into(),
+            bytes: 256,
+            media: false,
+        }
+    }
+
+    fn dm(t: u64, from: &str, to: &str) -> Event {
+        msg(t, from, &[to], &format!("dm:{}", from.min(to)))
+    }
+
+    fn group(t: u64, create: bool, by: &str, g: &str, members: &[&str]) -> Event {
+        let members = members.iter().map(|s| s.to_string()).collect();
+        if create {
+            Event::GroupCreate {
+                t,
+                account: by.into(),
+                group: g.into(),
+                members,
+            }
+        } else {
+            Event::GroupAdd {
+                t,
+                account: by.into(),
+                group: g.into(),
+                members,
+            }
+        }
+    }
+
+    /// An engine that only observes (never acts), to look at the state.
+    fn quiet() -> Engine {
+        let cfg = EngineConfig {
+            throttle_at: 2.0,
+            challenge_at: 2.0,
+            ban_at: 2.0,
+            rules_enabled: false,
+            ..EngineConfig::default()
+        };
+        Engine::new(cfg).unwrap()
+    }
+
+    fn feed(e: &mut Engine, events: &[Event]) -> Vec<Decision> {
+        events
+            .iter()
+            .flat_map(|ev| e.observe(ev).collect::<Vec<_>>())
+            .collect()
+    }
+
+    fn state<'a>(e: &'a Engine, a: &str) -> &'a Account {
+        &e.accounts[e.ids[a] as usize]
+    }
+
+    #[test]
+    fn registration_bursts_per_ip24_reach_earlier_registrants_too() {
+        let mut e = quiet();
+        let evs: Vec<Event> = (0..6)
+            .map(|i| {
+                reg(
+                    i * MINUTE_MS,
+                    &format!("f{i}"),
+                    &format!("+4917{}", 1000000 + i * 997),
+                    &format!("203.0.113.{}", i + 1),
+                )
+            })
+            .collect();
+        feed(&mut e, &evs);
+        assert_eq!(
+            state(&e, "f0").reg_ip24,
+            5,
+            "the first of the burst learns about the later ones"
+        );
+        assert_eq!(state(&e, "f5").reg_ip24, 5);
+        // An hour later the window has moved on.
+        feed(&mut e, &[reg(2 * HOUR, "late", "+4915511111111", "203.0.113.99")]);
+        assert_eq!(state(&e, "late").reg_ip24, 0);
+    }
+
+    #[test]
+    fn sequential_numbers_are_counted_within_a_distance() {
+        let mut e = quiet();
+        let evs: Vec<Event> = (0..5)
+            .map(|i| {
+                reg(
+                    i * MINUTE_MS,
+                    &format!("s{i}"),
+                    &format!("+49176{}", 5550000 + i * 2),
+                    &format!("10.{i}.0.1"),
+                )
+            })
+            .collect();
+        feed(&mut e, &evs);
+        feed(&mut e, &[reg(10 * MINUTE_MS, "far", "+491765559999", "10.9.0.1")]);
+        assert_eq!(state(&e, "s4").reg_seq, 4);
+        assert_eq!(state(&e, "s0").reg_seq, 4);
+        assert_eq!(
+            state(&e, "far").reg_seq,
+            0,
+            "3,991 numbers away is not sequential"
+        );
+    }
+
+    #[test]
+    fn strangers_are_those_who_never_wrote_and_replies_are_credited() {
+        let mut e = quiet();
+        feed(
+            &mut e,
+            &[
+                dm(0, "friend", "me"),
+                dm(1000, "me", "friend"),
+                dm(2000, "me", "x"),
+                dm(3000, "me", "y"),
+            ],
+        );
+        let me = state(&e, "me");
+        assert_eq!((me.recipients, me.strangers), (3, 2), "the friend wrote first");
+        feed(
+            &mut e,
+            &[dm(60_000, "x", "me"), dm(REPLY_WINDOW_MS + 5000, "me", "friend")],
+        );
+        let me = state(&e, "me");
+        assert_eq!(me.stranger_replied, 1);
+        assert_eq!((me.aged, me.aged_replied), (2, 1), "x answered, y did not");
+        assert_eq!(me.inbound, 2);
+    }
+
+    #[test]
+    fn a_small_group_someone_else_made_makes_contacts_a_big_self_joined_one_does_not_make_strangers() {
+        let mut e = quiet();
+        // Carol's small group: Alice and Bob are contacts through it.
+        feed(
+            &mut e,
+            &[
+                group(0, true, "carol", "g1", &["alice", "bob"]),
+                dm(1000, "alice", "bob"),
+            ],
+        );
+        assert_eq!(state(&e, "alice").strangers, 0);
+        // Alice's own group does not make its members her contacts.
+        feed(&mut e, &[group(2000, true, "alice", "g2", &["dave", "erin"])]);
+        assert_eq!(state(&e, "alice").group_stranger_adds, 2);
+        // An organiser's big group of people who joined by link: no stranger adds, and members
+        // who write there become contacts.
+        let mut evs = vec![group(3000, true, "org", "big", &[])];
+        for i in 0..100 {
+            evs.push(group(
+                4000 + i,
+                false,
+                &format!("m{i}"),
+                "big",
+                &[&format!("m{i}")],
+            ));
+        }
+        evs.push(msg(9000, "m7", &[], "big"));
+        evs.push(dm(10_000, "org", "m7"));
+        feed(&mut e, &evs);
+        let org = state(&e, "org");
+        assert_eq!((org.group_stranger_adds, org.strangers), (0, 0));
+        // A stranger added by Alice who writes in her group answers her.
+        feed(&mut e, &[msg(11_000, "dave", &["alice", "erin"], "g2")]);
+        assert_eq!(state(&e, "alice").stranger_replied, 1);
+    }
+
+    #[test]
+    fn reports_weigh_by_the_reporters_standing() {
+        let mut e = quiet();
+        let report = |t, by: &str, peer: &str, verified| Event::Report {
+            t,
+            account: by.into(),
+            peer: peer.into(),
+            verified,
+        };
+        feed(
+            &mut e,
+            &[dm(0, "target", "old"), report(1000, "old", "target", true)],
+        );
+        let established = state(&e, "target").reports_w;
+        feed(
+            &mut e,
+            &[
+                reg(2000, "fresh", "+4915000000001", "10.0.0.1"),
+                report(3000, "fresh", "target2", false),
+            ],
+        );
+        let fresh = state(&e, "target2").reports_w;
+        assert!(
+            (established - 2.0).abs() < 0.01,
+            "verified, by an established contact: {established}"
+        );
+        assert!(
+            fresh < 0.05,
+            "unverified, by a fresh account never contacted: {fresh}"
+        );
+        // One reporter counts once.
+        feed(&mut e, &[report(4000, "old", "target", true)]);
+        assert_eq!(state(&e, "target").reports_w, established);
+    }
+
+    #[test]
+    fn lookups_accumulate_and_enumeration_is_banned_with_its_reason() {
+        let mut e = Engine::new(EngineConfig::default()).unwrap();
+        let look = |t, count| Event::Lookup {
+            t,
+            account: "enum".into(),
+            count,
+            found: count / 100,
+        };
+        let d = feed(&mut e, &[look(0, 600), look(MINUTE_MS, 600)]);
+        let ban = d.iter().find(|d| d.action == Action::Ban).expect("banned");
+        assert!(ban.reasons.iter().any(|r| r == "enumeration"), "{ban:?}");
+        assert_eq!(e.decision("enum").action, Action::Ban);
+    }
+
+    #[test]
+    fn bans_are_sticky_until_an_operator_unbans() {
+        let mut e = Engine::new(EngineConfig::default()).unwrap();
+        let look = |t| Event::Lookup {
+            t,
+            account: "a".into(),
+            count: 5000,
+            found: 10,
+        };
+        assert_eq!(feed(&mut e, &[look(0)]).len(), 1);
+        // Anything the account does now changes nothing; no new decisions are emitted.
+        let mut later: Vec<Event> = (0..50).map(|i| dm(1000 + i, "a", "someone")).collect();
+        later.push(Event::Lookup {
+            t: 2000,
+            account: "a".into(),
+            count: 1,
+            found: 1,
+        });
+        assert!(feed(&mut e, &later).is_empty());
+        assert_eq!(e.decision("a").action, Action::Ban);
+        assert!(e.unban("a"));
+        assert_eq!(e.decision("a").action, Action::Allow);
+        assert!(!e.unban("a"), "not banned any more");
+        assert!(!e.unban("nobody"));
+        assert_eq!(
+            e.decision("nobody"),
+            Decision {
+                t: 0,
+                account: "nobody".into(),
+                action: Action::Allow,
+                reasons: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn idle_accounts_are_pruned_to_their_fixed_state() {
+        let mut e = quiet();
+        feed(&mut e, &[dm(0, "a", "b"), dm(1, "b", "a")]);
+        assert!(!state(&e, "a").peers.is_empty());
+        feed(&mut e, &[dm(31 * DAY, "c", "d")]);
+        assert!(state(&e, "a").peers.is_empty() && state(&e, "a").pending.is_empty());
+        assert!(!state(&e, "c").peers.is_empty(), "the active one keeps its state");
+    }
+
+    const MINUTE_MS: u64 = 60_000;
+    const REPLY_WINDOW_MS: u64 = crate::features::REPLY_WINDOW;
+
     #[test]
     fn ip_blocks() {
         assert_eq!(ip_block("192.0.2.17"), "192.0.2");

@@ -15,7 +15,7 @@ pub(crate) const HOUR: u64 = 60 * MINUTE;
 pub(crate) const DAY: u64 = 24 * HOUR;
 
 /// Number of features.
-pub const N_FEATURES: usize = 20;
+pub const N_FEATURES: usize = 23;
 
 /// Stable feature identifiers, in vector order. Each is named for the direction that makes an
 /// account *more* suspicious, because these names are what decisions give as reasons.
@@ -40,14 +40,19 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "block_rate",
     "message_rate_1h",
     "few_inbound_contacts",
+    "unanswered_strangers_5m",
+    "low_reply_ratio_5m",
+    "regular_fanout",
 ];
 
 /// A stranger send counts as unanswered once it is this old without a reply.
 pub(crate) const REPLY_WINDOW: u64 = 30 * MINUTE;
+/// The quick-reply window: people who know the sender mostly answer within minutes.
+pub(crate) const QUICK_WINDOW: u64 = 5 * MINUTE;
 /// Age given to accounts whose registration the engine never saw (they predate its state).
 const UNKNOWN_AGE_HOURS: f32 = 24.0 * 90.0;
 /// Gaps kept for the timing-regularity signal, and how many are needed before it speaks.
-const GAPS: usize = 16;
+const GAPS: usize = 8;
 const MIN_GAPS: usize = 8;
 /// Stranger sends awaiting their reply window; beyond this the oldest is aged early.
 const MAX_PENDING: usize = 512;
@@ -128,8 +133,8 @@ impl Gaps {
 
 /// Everything the engine keeps about one account.
 ///
-/// Memory: about 300 bytes fixed, plus about 16 bytes per peer (bounded by
-/// `EngineConfig::max_peers`), 16 bytes per stranger send younger than the reply window (at most
+/// Memory: about 350 bytes fixed, plus about 16 bytes per peer (bounded by
+/// `EngineConfig::max_peers`), 32 bytes per stranger send younger than the reply window (at most
 /// 512) and 4 bytes per group (at most 64). Idle accounts are pruned to the fixed part.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Account {
@@ -164,6 +169,11 @@ pub(crate) struct Account {
     pub reports_w: f32,
     pub peers: FxMap<u32, u8>,
     pub pending: VecDeque<(u64, u32)>,
+    /// Stranger sends younger than the quick-reply window, and how many of the older ones were
+    /// answered within it.
+    pub pending_quick: VecDeque<(u64, u32)>,
+    pub aged_quick: u32,
+    pub aged_quick_replied: u32,
     pub groups: Vec<u32>,
 }
 
@@ -174,6 +184,16 @@ pub(crate) const TAU_1D: u64 = DAY;
 impl Account {
     /// Moves stranger sends older than the reply window from pending to aged.
     pub(crate) fn age_pending(&mut self, now: u64) {
+        while let Some(&(t, p)) = self.pending_quick.front() {
+            if t + QUICK_WINDOW > now && self.pending_quick.len() <= MAX_PENDING {
+                break;
+            }
+            self.pending_quick.pop_front();
+            self.aged_quick += 1;
+            if self.peers.get(&p).is_some_and(|f| f & peer::REPLIED != 0) {
+                self.aged_quick_replied += 1;
+            }
+        }
         while let Some(&(t, p)) = self.pending.front() {
             if t + REPLY_WINDOW > now && self.pending.len() <= MAX_PENDING {
                 break;
@@ -198,6 +218,7 @@ impl Account {
         self.fanout_10m.add(t, TAU_10M, 1.0);
         self.fanout_1h.add(t, TAU_1H, 1.0);
         self.pending.push_back((t, p));
+        self.pending_quick.push_back((t, p));
     }
 
     pub(crate) fn lookup_miss_ratio(&self, now: u64) -> f32 {
@@ -218,6 +239,8 @@ impl Account {
             None => UNKNOWN_AGE_HOURS,
         };
         let unanswered = self.unanswered() as f32;
+        let regularity = self.gaps.cv().map_or(0.0, |cv| (1.0 - cv).max(0.0));
+        let quick_unanswered = self.aged_quick.saturating_sub(self.aged_quick_replied) as f32;
         [
             ln1p(age_h),
             ln1p(self.reg_prefix as f32),
@@ -236,13 +259,16 @@ impl Account {
             unanswered / (self.aged as f32 + 3.0),
             ln1p(self.fanout_10m.value(now, TAU_10M)),
             ln1p(self.fanout_1h.value(now, TAU_1H)),
-            self.gaps.cv().map_or(0.0, |cv| (1.0 - cv).max(0.0)),
+            regularity,
             ln1p(self.group_stranger_adds as f32),
             ln1p(self.reports_w),
             ln1p(self.blocks_w),
             (self.blocks_w + self.reports_w) / (1.0 + self.recipients as f32),
             ln1p(self.msg_1h.value(now, TAU_1H)),
             ln1p(self.inbound as f32),
+            ln1p(quick_unanswered),
+            quick_unanswered / (self.aged_quick as f32 + 3.0),
+            regularity * ln1p(self.fanout_10m.value(now, TAU_10M)),
         ]
     }
 
@@ -251,6 +277,7 @@ impl Account {
     pub(crate) fn forget_windows(&mut self) {
         self.peers = FxMap::default();
         self.pending = VecDeque::new();
+        self.pending_quick = VecDeque::new();
         self.groups = Vec::new();
         self.gaps = Gaps::default();
     }

@@ -1006,7 +1006,7 @@ impl Sim {
             let number = if sequential {
                 base + k as u64 * step
             } else {
-                base - base % 10_000_000 / 100 * 100 + self.rng.random_range(0..1_000_000)
+                base - base % 100_000 + self.rng.random_range(0..100_000)
             };
             let ip = if one_block {
                 format!("{block}.{}", self.rng.random_range(1..255))
