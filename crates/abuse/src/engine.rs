@@ -300,7 +300,7 @@ impl Engine {
             }
         }
         self.clusters.retain(|_, q| {
-            while q.front().is_some_and(|&(t, _)| t + HOUR < now) {
+            while q.front().is_some_and(|&(t, _)| t.saturating_add(HOUR) < now) {
                 q.pop_front();
             }
             !q.is_empty()
@@ -358,7 +358,7 @@ impl Engine {
         ];
         for (kind, key) in keys.into_iter().enumerate() {
             let q = self.clusters.entry(key).or_default();
-            while q.front().is_some_and(|&(t0, _)| t0 + HOUR < t) {
+            while q.front().is_some_and(|&(t0, _)| t0.saturating_add(HOUR) < t) {
                 q.pop_front();
             }
             q.push_back((t, a));
@@ -382,7 +382,7 @@ impl Engine {
             && let Ok(number) = digits.parse::<u64>()
         {
             while let Some(&(t0, n0)) = self.seq_order.front() {
-                if t0 + DAY >= t {
+                if t0.saturating_add(DAY) >= t {
                     break;
                 }
                 self.seq_order.pop_front();
@@ -1007,6 +1007,38 @@ mod tests {
         feed(&mut e, &[dm(31 * DAY, "c", "d")]);
         assert!(state(&e, "a").peers.is_empty() && state(&e, "a").pending.is_empty());
         assert!(!state(&e, "c").peers.is_empty(), "the active one keeps its state");
+    }
+
+    #[test]
+    fn extreme_input_does_not_panic() {
+        let mut e = Engine::new(EngineConfig::default()).unwrap();
+        let evs = [
+            reg(u64::MAX - 1, "a", "+999999999999999999999", "::"),
+            reg(u64::MAX, "b", "", ""),
+            Event::Lookup {
+                t: u64::MAX,
+                account: "a".into(),
+                count: u64::MAX,
+                found: u64::MAX,
+            },
+            dm(0, "a", "a"),
+            msg(u64::MAX, "b", &[], "x"),
+            group(u64::MAX, false, "b", "x", &["b", "b", "a"]),
+            Event::Report {
+                t: 0,
+                account: "a".into(),
+                peer: "a".into(),
+                verified: true,
+            },
+            Event::Block {
+                t: u64::MAX,
+                account: "b".into(),
+                peer: "a".into(),
+            },
+        ];
+        feed(&mut e, &evs);
+        e.prune(u64::MAX);
+        e.prune(0);
     }
 
     const MINUTE_MS: u64 = 60_000;

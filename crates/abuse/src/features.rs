@@ -185,7 +185,7 @@ impl Account {
     /// Moves stranger sends older than the reply window from pending to aged.
     pub(crate) fn age_pending(&mut self, now: u64) {
         while let Some(&(t, p)) = self.pending_quick.front() {
-            if t + QUICK_WINDOW > now && self.pending_quick.len() <= MAX_PENDING {
+            if t.saturating_add(QUICK_WINDOW) > now && self.pending_quick.len() <= MAX_PENDING {
                 break;
             }
             self.pending_quick.pop_front();
@@ -195,7 +195,7 @@ impl Account {
             }
         }
         while let Some(&(t, p)) = self.pending.front() {
-            if t + REPLY_WINDOW > now && self.pending.len() <= MAX_PENDING {
+            if t.saturating_add(REPLY_WINDOW) > now && self.pending.len() <= MAX_PENDING {
                 break;
             }
             self.pending.pop_front();

@@ -810,7 +810,7 @@ impl Sim {
         for &(tj, j) in &joined.clone() {
             if self.chance(0.3) {
                 for _ in 0..self.rng.random_range(1..=3) {
-                    let t = tj + Sim::ms(self.uni(0.0, (self.end - tj) as f64));
+                    let t = tj + Sim::ms(self.uni(0.0, self.end.saturating_sub(tj) as f64));
                     let mut to = members_at(&joined, t, j);
                     to.push(a);
                     to.sort_unstable();
@@ -818,7 +818,7 @@ impl Sim {
                 }
             }
             if self.chance(0.1) {
-                let t = tj + Sim::ms(self.uni(0.0, (self.end - tj) as f64));
+                let t = tj + Sim::ms(self.uni(0.0, self.end.saturating_sub(tj) as f64));
                 self.conversation(t, j, a, 0.8, 20.0);
             }
         }
