@@ -52,9 +52,9 @@ pub struct EngineConfig {
     /// Model probability from which an account is throttled (default 0.6). A value above 1
     /// turns the step off.
     pub throttle_at: f64,
-    /// Model probability from which an account must pass a challenge (default 0.85).
+    /// Model probability from which an account must pass a challenge (default 0.93).
     pub challenge_at: f64,
-    /// Model probability from which an account is banned (default 0.97).
+    /// Model probability from which an account is banned (default 0.98).
     pub ban_at: f64,
     /// Leading digits of the E.164 number (country code included) that form its prefix for
     /// registration velocity (default 7).
@@ -73,8 +73,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             throttle_at: 0.6,
-            challenge_at: 0.85,
-            ban_at: 0.97,
+            challenge_at: 0.93,
+            ban_at: 0.98,
             prefix_digits: 7,
             max_peers: 4096,
             idle_forget_ms: 30 * DAY,

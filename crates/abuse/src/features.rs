@@ -15,7 +15,7 @@ pub(crate) const HOUR: u64 = 60 * MINUTE;
 pub(crate) const DAY: u64 = 24 * HOUR;
 
 /// Number of features.
-pub const N_FEATURES: usize = 23;
+pub const N_FEATURES: usize = 24;
 
 /// Stable feature identifiers, in vector order. Each is named for the direction that makes an
 /// account *more* suspicious, because these names are what decisions give as reasons.
@@ -43,6 +43,7 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "unanswered_strangers_5m",
     "low_reply_ratio_5m",
     "regular_fanout",
+    "sudden_fanout",
 ];
 
 /// A stranger send counts as unanswered once it is this old without a reply.
@@ -52,7 +53,7 @@ pub(crate) const QUICK_WINDOW: u64 = 5 * MINUTE;
 /// Age given to accounts whose registration the engine never saw (they predate its state).
 const UNKNOWN_AGE_HOURS: f32 = 24.0 * 90.0;
 /// Gaps kept for the timing-regularity signal, and how many are needed before it speaks.
-const GAPS: usize = 8;
+const GAPS: usize = 16;
 const MIN_GAPS: usize = 8;
 /// Stranger sends awaiting their reply window; beyond this the oldest is aged early.
 const MAX_PENDING: usize = 512;
@@ -239,6 +240,7 @@ impl Account {
             None => UNKNOWN_AGE_HOURS,
         };
         let unanswered = self.unanswered() as f32;
+        let fanout_10m = ln1p(self.fanout_10m.value(now, TAU_10M));
         let regularity = self.gaps.cv().map_or(0.0, |cv| (1.0 - cv).max(0.0));
         let quick_unanswered = self.aged_quick.saturating_sub(self.aged_quick_replied) as f32;
         [
@@ -257,7 +259,7 @@ impl Account {
             },
             ln1p(unanswered),
             unanswered / (self.aged as f32 + 3.0),
-            ln1p(self.fanout_10m.value(now, TAU_10M)),
+            fanout_10m,
             ln1p(self.fanout_1h.value(now, TAU_1H)),
             regularity,
             ln1p(self.group_stranger_adds as f32),
@@ -268,7 +270,9 @@ impl Account {
             ln1p(self.inbound as f32),
             ln1p(quick_unanswered),
             quick_unanswered / (self.aged_quick as f32 + 3.0),
-            regularity * ln1p(self.fanout_10m.value(now, TAU_10M)),
+            regularity * fanout_10m,
+            // Fan-out to strangers from an account older than a day: the warm-up pattern.
+            (age_h / 24.0).min(1.0) * fanout_10m,
         ]
     }
 

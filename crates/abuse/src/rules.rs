@@ -20,8 +20,9 @@ pub struct RulesConfig {
     /// Ban for `registration_farm` when at least this many other near-sequential numbers
     /// registered within a day (default 4) ...
     pub farm_sequential: u16,
-    /// ... and at least this many others registered from the same IP /24 within an hour (default 4).
-    pub farm_ip24: u16,
+    /// ... and at least this many others registered within an hour from the same IP /24, or with
+    /// the same client string, or the same number prefix (default 4).
+    pub farm_cluster: u16,
     /// Ban for `unanswered_strangers` when at least this many stranger sends passed the reply
     /// window (default 25) ...
     pub unanswered_min: u32,
@@ -35,7 +36,7 @@ impl Default for RulesConfig {
             enumeration_numbers: 1000.0,
             enumeration_max_hit_ratio: 0.05,
             farm_sequential: 4,
-            farm_ip24: 4,
+            farm_cluster: 4,
             unanswered_min: 25,
             unanswered_max_reply_ratio: 0.05,
         }
@@ -57,7 +58,8 @@ pub(crate) fn check(
         reasons.push("enumeration");
         action = Action::Ban;
     }
-    if account.reg_seq >= cfg.farm_sequential && account.reg_ip24 >= cfg.farm_ip24 {
+    let cluster = account.reg_ip24.max(account.reg_client).max(account.reg_prefix);
+    if account.reg_seq >= cfg.farm_sequential && cluster >= cfg.farm_cluster {
         reasons.push("registration_farm");
         action = Action::Ban;
     }
