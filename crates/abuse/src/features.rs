@@ -96,12 +96,15 @@ impl Decay {
     }
 }
 
-/// The last [`GAPS`] gaps between this account's sends, for the coefficient of variation.
+/// The last [`GAPS`] gaps between this account's sends, for the coefficient of variation. The
+/// sum and sum of squares are kept exactly (integers), so the CV costs O(1) per scoring.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Gaps {
     ring: [u32; GAPS],
     len: u8,
     next: u8,
+    sum: u64,
+    sum_sq: u128,
     last_send: Option<u64>,
 }
 
@@ -109,7 +112,14 @@ impl Gaps {
     pub(crate) fn record(&mut self, t: u64) {
         if let Some(last) = self.last_send {
             let gap = t.saturating_sub(last).min(u64::from(u32::MAX)) as u32;
-            self.ring[self.next as usize] = gap;
+            let slot = &mut self.ring[self.next as usize];
+            if (self.len as usize) == GAPS {
+                self.sum -= u64::from(*slot);
+                self.sum_sq -= u128::from(*slot) * u128::from(*slot);
+            }
+            *slot = gap;
+            self.sum += u64::from(gap);
+            self.sum_sq += u128::from(gap) * u128::from(gap);
             self.next = ((self.next as usize + 1) % GAPS) as u8;
             self.len = (self.len + 1).min(GAPS as u8);
         }
@@ -118,17 +128,17 @@ impl Gaps {
 
     /// Coefficient of variation (std / mean) of the kept gaps, if there are enough of them.
     pub(crate) fn cv(&self) -> Option<f32> {
-        let n = self.len as usize;
-        if n < MIN_GAPS {
+        let n = self.len as u128;
+        if (n as usize) < MIN_GAPS {
             return None;
         }
-        let gaps = &self.ring[..n];
-        let mean = gaps.iter().map(|&g| g as f64).sum::<f64>() / n as f64;
-        if mean <= 0.0 {
+        if self.sum == 0 {
             return Some(0.0);
         }
-        let var = gaps.iter().map(|&g| (g as f64 - mean).powi(2)).sum::<f64>() / n as f64;
-        Some((var.sqrt() / mean) as f32)
+        // n² var = n Σx² − (Σx)², exact in integers.
+        let s = u128::from(self.sum);
+        let n2_var = (n * self.sum_sq).saturating_sub(s * s) as f64;
+        Some((n2_var.sqrt() / s as f64) as f32)
     }
 }
 
@@ -317,6 +327,18 @@ mod tests {
         }
         assert!(timer.cv().unwrap() < 0.05);
         assert!(person.cv().unwrap() > 1.0);
+        // The running sums agree with a direct computation once the ring has wrapped.
+        let mut wrapped = Gaps::default();
+        let gaps: Vec<u64> = (0..40u64).map(|i| 1000 + (i * 7919) % 5000).collect();
+        let mut t = 0;
+        for g in &gaps {
+            t += g;
+            wrapped.record(t);
+        }
+        let last: Vec<f64> = gaps[gaps.len() - GAPS..].iter().map(|&g| g as f64).collect();
+        let mean = last.iter().sum::<f64>() / GAPS as f64;
+        let sd = (last.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / GAPS as f64).sqrt();
+        assert!((wrapped.cv().unwrap() as f64 - sd / mean).abs() < 1e-6);
         let mut few = Gaps::default();
         for t in 0..5 {
             few.record(t * 1000);

@@ -236,12 +236,14 @@ fn samples(
 }
 
 fn train(seeds: &[u64], out: &Path, population: &Population) -> Result<()> {
-    let mut model = Model::shipped()?;
+    // Start from a fixed model, never from the shipped one: training is then reproducible.
+    let mut model = Model::untrained();
     let what = format!(
         "seeds {:?}, {} ordinary accounts, {} days, two passes",
         seeds, population.accounts, population.days
     );
-    // Pass two scores reporters' standing with the model of pass one.
+    // Pass one weighs reports by the reporters' age only; pass two also by the score pass one gives
+    // them.
     for pass in 1..=2 {
         let started = Instant::now();
         let data = samples(seeds, population, &model)?;
