@@ -335,6 +335,9 @@ fn evaluate(
 
 fn sweep_plots(log: &[Event], labels: &Labels, config: &EngineConfig, dir: &Path) -> Result<()> {
     use plotters::prelude::*;
+    if !labels.values().any(|l| l.kind.is_abuser()) {
+        bail!("the labels name no abusive account");
+    }
     std::fs::create_dir_all(dir)?;
     let thresholds = [
         0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999,
@@ -439,9 +442,6 @@ fn sweep_plots(log: &[Event], labels: &Labels, config: &EngineConfig, dir: &Path
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .label("goal 0.05%");
         root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    if rows.iter().all(|(_, f)| f.abusers == 0) {
-        bail!("the labels name no abusive account");
     }
     eprintln!("plots: {}, {}", reach_path.display(), fp_path.display());
     Ok(())

@@ -566,13 +566,10 @@ impl Sim {
             i += size;
         }
         for _ in 0..n / 2 {
-            let (Some(&p), Some(c)) = (
-                people.choose(&mut self.rng),
-                self.rng.random_range(0..communities.len().max(1)).into(),
-            ) else {
-                continue;
-            };
-            if let Some(community) = communities.get_mut(c)
+            let p = people.choose(&mut self.rng).copied();
+            let c = self.rng.random_range(0..communities.len().max(1));
+            if let Some(p) = p
+                && let Some(community) = communities.get_mut(c)
                 && !community.contains(&p)
             {
                 community.push(p);
