@@ -201,6 +201,7 @@ async fn device(
                 payload: payload.clone(),
                 epoch: None,
                 ttl_secs: None,
+                franking: None,
             },
         };
         Message::Binary(encode(&f).into())

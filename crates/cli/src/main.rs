@@ -100,6 +100,16 @@ enum Command {
     /// Disappearing messages in a chat: `timer 1h +E164` or `timer 7d --group NAME`;
     /// `timer off ...` stops. Every member's devices delete messages that long after storing
     /// them, and the server drops undelivered copies after as long.
+    /// Stop seeing someone's messages on this device (and tell the server, as an abuse signal)
+    Block { phone: String },
+    /// Report someone's last messages to you as abuse: they are revealed to the operator, who
+    /// can check (message franking) that this sender really sent them
+    Report {
+        phone: String,
+        /// How many of their latest messages
+        #[arg(long, default_value_t = 5)]
+        last: usize,
+    },
     Timer {
         /// Seconds, or 30m, 1h, 7d; or `off`
         duration: String,
@@ -140,6 +150,8 @@ enum AccountCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Ask for a ban of this account to be reviewed, in your own words
+    Appeal { text: String },
     /// Delete the account at the server — every device, key and undelivered message — and this
     /// device's local state. Irreversible.
     Delete {
@@ -526,6 +538,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("writing {}", html.display()))?;
             writeln!(out, "wrote {} and {}", path.display(), html.display())?;
         }
+        Command::Account(AccountCommand::Appeal { text }) => {
+            let client = open(&home)?;
+            client.appeal(&text).await?;
+            writeln!(out, "appeal sent; an operator will review the ban")?;
+        }
         Command::Account(AccountCommand::Delete { yes }) => {
             if !yes {
                 bail!(
@@ -610,6 +627,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 writeln!(out, "{:<30} {state}{since}", c.purpose.name())?;
             }
+        }
+        Command::Block { phone: p } => {
+            let p = phone(&p)?;
+            let mut client = open(&home)?;
+            client.connect().await?;
+            client.block(&p).await?;
+            client.disconnect().await;
+            writeln!(out, "blocked {p}")?;
+        }
+        Command::Report { phone: p, last } => {
+            let p = phone(&p)?;
+            let mut client = open(&home)?;
+            client.connect().await?;
+            client.receive(Duration::ZERO).await?;
+            let (sent, verified) = client.report(&p, last).await?;
+            client.disconnect().await;
+            writeln!(
+                out,
+                "reported {sent} message(s) from {p}; the server verified {verified} as sent by them"
+            )?;
         }
         Command::LastSeen { phone: p } => {
             let p = phone(&p)?;

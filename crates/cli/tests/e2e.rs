@@ -441,6 +441,7 @@ async fn send_raw(conn: &Connection, to: Recipient, payload: Vec<u8>) {
             payload,
             epoch: None,
             ttl_secs: None,
+            franking: None,
         })
         .await;
     assert!(matches!(r, Ok(Response::Sent { .. })), "{r:?}");

@@ -166,6 +166,7 @@ async fn commits_are_ordered_and_stale_ones_learn_the_epoch() {
             epoch,
         }),
         ttl_secs: None,
+        franking: None,
     };
     assert_eq!(code(cc.request(send(2)).await).0, ErrorCode::NotMember);
     let (code3, e) = code(cb.request(send(1)).await);

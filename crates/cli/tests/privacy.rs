@@ -650,6 +650,7 @@ fn contacts_write_with_sealed_sender_strangers_do_not() {
             payload: vec![1; 32],
             epoch: None,
             ttl_secs: None,
+            franking: None,
         };
         let e = conn.request(send([0; 16])).await.unwrap_err();
         assert!(

@@ -193,6 +193,7 @@ async fn credentials_recipients_and_sizes_are_checked() {
         payload: vec![7; len],
         epoch: None,
         ttl_secs: None,
+        franking: None,
     };
     let to_bob = || {
         vec![Recipient {

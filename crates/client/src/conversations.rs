@@ -14,15 +14,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rand::RngCore;
-use sirr_crypto::{Conversation, Incoming, KeyPackages, ProfileKey, ProposalKind, ValidatedKeyPackage};
+use sirr_crypto::{
+    Conversation, Incoming, KeyPackages, ProfileKey, ProposalKind, ValidatedKeyPackage, franking,
+};
 use sirr_proto::content::{Body, Content, Member, Sealed};
 use sirr_proto::{
-    AccountId, ConversationId, DeviceAddress, DeviceId, EpochRef, ErrorCode, MessageId, Outgoing, Phone,
-    Recipient, Request, Response, SealedRecipient,
+    AccountId, ConversationId, DeviceAddress, DeviceId, Envelope, EpochRef, ErrorCode, MessageId, Outgoing,
+    Phone, Recipient, Request, Response, SealedRecipient,
 };
 
 use crate::error::{ClientError, Result};
-use crate::state::{ConversationRow, StoredMessage};
+use crate::state::{self, ConversationRow, StoredMessage};
 use crate::{Client, Connection, direct_conversation, now_ms, unexpected};
 
 /// How many one-time KeyPackages to keep at the server; refill below [`KEY_PACKAGES_LOW`].
@@ -330,8 +332,13 @@ impl Client {
                 body: body.clone(),
                 disappears_after_secs: timer,
                 profile_key: peer.and(self.keys.profile_key.as_ref().map(|p| p.0)),
+                franking_key: Some(franking::franking_key(&mut rand::rng())),
             };
-            let ciphertext = conv.encrypt(&self.keys.store, &self.keys.identity, &content.seal())?;
+            let plaintext = content.seal();
+            let commitment = content
+                .franking_key
+                .map(|k| franking::commit(&k, self.creds.account, &plaintext));
+            let ciphertext = conv.encrypt(&self.keys.store, &self.keys.identity, &plaintext)?;
             // The sender ratchet moved: persist before the ciphertext leaves the device.
             self.keys.save(&self.state)?;
             let me = self.me();
@@ -349,7 +356,7 @@ impl Client {
                 conversation: id,
                 epoch: conv.epoch(),
             };
-            let r = self.deliver(outgoing, epoch, timer, peer).await;
+            let r = self.deliver(outgoing, epoch, timer, commitment, peer).await;
             match r {
                 Ok(Response::Sent { .. }) => {
                     if let Body::Text(text) = &content.body {
@@ -415,6 +422,7 @@ impl Client {
         out: Outgoing,
         epoch: EpochRef,
         ttl_secs: Option<u32>,
+        franking: Option<[u8; 32]>,
         peer: Option<AccountId>,
     ) -> Result<Response> {
         if out.to.is_empty() {
@@ -426,7 +434,7 @@ impl Client {
             None => None,
         };
         let (Some(peer), Some(token)) = (peer, token) else {
-            return self.send_identified(out, epoch, ttl_secs).await;
+            return self.send_identified(out, epoch, ttl_secs, franking).await;
         };
         let (theirs, own): (Vec<Recipient>, Vec<Recipient>) =
             out.to.iter().cloned().partition(|r| r.account == peer);
@@ -443,6 +451,7 @@ impl Client {
             payload: out.payload.clone(),
             epoch: Some(epoch),
             ttl_secs,
+            franking,
         };
         match self.anon().await?.request(sealed).await {
             Ok(Response::Sent { .. }) => {}
@@ -450,7 +459,7 @@ impl Client {
             Err(ClientError::Server(e)) if e.code == ErrorCode::Unauthorized => {
                 // The contact changed its profile key: forget it, and write identified.
                 self.state.set_profile_key(peer, None)?;
-                return self.send_identified(out, epoch, ttl_secs).await;
+                return self.send_identified(out, epoch, ttl_secs, franking).await;
             }
             Err(e) => return Err(e),
         }
@@ -462,24 +471,51 @@ impl Client {
             to: own,
             payload: out.payload,
         };
-        self.send_identified(copy, epoch, ttl_secs).await
+        self.send_identified(copy, epoch, ttl_secs, franking).await
     }
 
+    /// An identified `Send`; a challenge (the server suspects automated use) is solved and the
+    /// send tried again.
     async fn send_identified(
         &self,
         out: Outgoing,
         epoch: EpochRef,
         ttl_secs: Option<u32>,
+        franking: Option<[u8; 32]>,
     ) -> Result<Response> {
-        self.conn()?
-            .request(Request::Send {
-                message_id: out.message_id,
-                to: out.to,
-                payload: out.payload,
-                epoch: Some(epoch),
-                ttl_secs,
-            })
-            .await
+        let request = Request::Send {
+            message_id: out.message_id,
+            to: out.to,
+            payload: out.payload,
+            epoch: Some(epoch),
+            ttl_secs,
+            franking,
+        };
+        match self.conn()?.request(request.clone()).await {
+            Err(ClientError::Server(e)) if e.code == ErrorCode::ChallengeRequired => {
+                let Some(ch) = e.challenge else {
+                    return Err(ClientError::Server(e));
+                };
+                let account = self.creds.account;
+                let solution = tokio::task::spawn_blocking(move || {
+                    sirr_proto::challenge::solve(&ch.nonce, ch.bits, account)
+                })
+                .await
+                .map_err(|e| ClientError::State(format!("challenge solver failed: {e}")))?;
+                match self
+                    .conn()?
+                    .request(Request::SolveChallenge {
+                        nonce: ch.nonce,
+                        solution,
+                    })
+                    .await?
+                {
+                    Response::Done => self.conn()?.request(request).await,
+                    other => Err(unexpected(other)),
+                }
+            }
+            r => r,
+        }
     }
 
     /// The sealed-sender connection: unauthenticated, opened on first use.
@@ -634,6 +670,7 @@ impl Client {
             body: Body::Text(text.to_owned()),
             disappears_after_secs: timer,
             profile_key: None,
+            franking_key: None,
         };
         let ciphertext = conv.encrypt(&self.keys.store, &self.keys.identity, &content.seal())?;
         self.keys.save(&self.state)?;
@@ -651,6 +688,7 @@ impl Client {
                 epoch: conv.epoch(),
             }),
             ttl_secs: timer,
+            franking: None,
         })
     }
 
@@ -841,6 +879,7 @@ impl Client {
                         epoch: conv.epoch(),
                     }),
                     ttl_secs: None,
+                    franking: None,
                 })
                 .await;
             match r {
@@ -909,12 +948,11 @@ impl Client {
     /// one bad message must not block the queue.
     pub(crate) async fn process(
         &mut self,
-        from: Option<DeviceAddress>,
-        message_id: MessageId,
-        payload: &[u8],
+        env: &Envelope,
         rows: &mut Vec<(MessageId, StoredMessage, [u8; 16])>,
         followups: &mut Followups,
     ) -> Result<()> {
+        let (from, message_id, payload) = (env.from, env.message_id, &env.payload[..]);
         let me = self.me();
         let from_device = from.map_or(0, |f| f.device.0);
         // How a message is named before it is decrypted: a sealed one carries no sender.
@@ -1050,6 +1088,33 @@ impl Client {
                                 return Ok(());
                             }
                         };
+                        // Franked messages must open to what was decrypted and to its MLS sender:
+                        // anything else could not be reported, so it is refused.
+                        if let (Some(f), Some(key)) = (env.franking, content.franking_key) {
+                            if !franking::opens(&f.commitment, &key, sender.account, &plaintext) {
+                                notice(
+                                    rows,
+                                    conversation.0,
+                                    format!(
+                                        "rejected a message from {sender}: its franking does not match its content"
+                                    ),
+                                );
+                                return Ok(());
+                            }
+                            if sender.account != me.account && matches!(content.body, Body::Text(_)) {
+                                self.state.keep_franking(&state::Franked {
+                                    message_id,
+                                    sender: sender.account,
+                                    server_ts: env.server_ts,
+                                    plaintext: plaintext.clone(),
+                                    key,
+                                    franking: f,
+                                })?;
+                            }
+                        }
+                        if self.state.is_blocked(sender.account)? {
+                            return Ok(());
+                        }
                         let verified = self.sender_matches(&content.from, sender.account).await?;
                         // A contact's profile key, from a one-to-one chat: we may write back sealed.
                         if let Some(k) = content.profile_key

@@ -22,6 +22,7 @@ mod error;
 pub mod export;
 mod keys;
 mod privacy;
+mod reports;
 pub mod state;
 
 use std::path::Path;
@@ -434,8 +435,7 @@ impl Client {
                 continue;
             }
             fresh.push(env.message_id);
-            self.process(env.from, env.message_id, &env.payload, &mut rows, &mut followups)
-                .await?;
+            self.process(&env, &mut rows, &mut followups).await?;
         }
         // MLS state, messages and seen marks in one transaction, then the ack.
         let new = self.state.tx(|| {

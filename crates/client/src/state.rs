@@ -113,7 +113,31 @@ CREATE INDEX IF NOT EXISTS expiring_by_time ON expiring (expires_at);
 -- Contacts' profile keys, learnt from their one-to-one messages: with one, we can send to
 -- them with sealed sender.
 CREATE TABLE IF NOT EXISTS profile_keys (account BLOB PRIMARY KEY, key BLOB NOT NULL);
+-- What a report needs: received messages with their franking opening (gone with the message).
+CREATE TABLE IF NOT EXISTS franking (
+    message_id BLOB PRIMARY KEY,
+    sender     BLOB NOT NULL,
+    server_ts  INTEGER NOT NULL,
+    plaintext  BLOB NOT NULL,
+    key        BLOB NOT NULL,
+    commitment BLOB NOT NULL,
+    server_tag BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS franking_by_sender ON franking (sender, server_ts);
+-- Accounts whose messages this device drops.
+CREATE TABLE IF NOT EXISTS blocked (account BLOB PRIMARY KEY);
 ";
+
+/// A received message kept so that it can be reported (see `sirr_crypto::franking`).
+#[derive(Clone, Debug)]
+pub struct Franked {
+    pub message_id: MessageId,
+    pub sender: AccountId,
+    pub server_ts: u64,
+    pub plaintext: Vec<u8>,
+    pub key: [u8; 32],
+    pub franking: sirr_proto::Franking,
+}
 
 /// A conversation as this device knows it.
 #[derive(Clone, Debug, Serialize)]
@@ -557,6 +581,76 @@ impl State {
         Ok(())
     }
 
+    pub fn keep_franking(&self, f: &Franked) -> Result<()> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO franking (message_id, sender, server_ts, plaintext, key, commitment, server_tag)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            params![
+                &f.message_id.0[..],
+                &f.sender.0[..],
+                f.server_ts as i64,
+                &f.plaintext,
+                &f.key[..],
+                &f.franking.commitment[..],
+                &f.franking.server_tag[..]
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The newest `n` reportable messages from `sender`, newest first.
+    pub fn franked_from(&self, sender: AccountId, n: usize) -> Result<Vec<Franked>> {
+        let mut s = self.db.prepare(
+            "SELECT message_id, server_ts, plaintext, key, commitment, server_tag FROM franking
+             WHERE sender = ? ORDER BY server_ts DESC LIMIT ?",
+        )?;
+        let rows = s
+            .query_map(params![&sender.0[..], n as i64], |r| {
+                let b32 = |i: usize| -> rusqlite::Result<[u8; 32]> {
+                    let v: Vec<u8> = r.get(i)?;
+                    v.try_into().map_err(|_| {
+                        rusqlite::Error::InvalidColumnType(i, "blob".into(), rusqlite::types::Type::Blob)
+                    })
+                };
+                let id: Vec<u8> = r.get(0)?;
+                Ok(Franked {
+                    message_id: MessageId(id.try_into().map_err(|_| {
+                        rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob)
+                    })?),
+                    sender,
+                    server_ts: r.get::<_, i64>(1)? as u64,
+                    plaintext: r.get(2)?,
+                    key: b32(3)?,
+                    franking: sirr_proto::Franking {
+                        commitment: b32(4)?,
+                        server_tag: b32(5)?,
+                    },
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn block(&self, account: AccountId) -> Result<()> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO blocked (account) VALUES (?)",
+            [&account.0[..]],
+        )?;
+        Ok(())
+    }
+
+    pub fn is_blocked(&self, account: AccountId) -> Result<bool> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT 1 FROM blocked WHERE account = ?",
+                [&account.0[..]],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     /// The profile key `account` gave us, if any.
     pub fn profile_key(&self, account: AccountId) -> Result<Option<[u8; 32]>> {
         let k: Option<Vec<u8>> = self
@@ -620,6 +714,11 @@ impl State {
             )?;
             self.db
                 .execute("DELETE FROM expiring WHERE expires_at <= ?", [now_ms as i64])?;
+            // A disappeared message cannot be reported any more either.
+            self.db.execute(
+                "DELETE FROM franking WHERE message_id NOT IN (SELECT message_id FROM messages)",
+                [],
+            )?;
             Ok(n)
         })?;
         if n > 0 {

@@ -54,6 +54,10 @@ mod tests {
         assert!(!opens(&c, &key, alice, b"buy later"), "another text");
         assert!(!opens(&c, &key, AccountId([2; 16]), b"buy now"), "another sender");
         assert!(!opens(&c, &[0; 32], alice, b"buy now"), "another key");
-        assert_ne!(c, commit(&franking_key(&mut rand::rng()), alice, b"buy now"), "fresh keys hide repeats");
+        assert_ne!(
+            c,
+            commit(&franking_key(&mut rand::rng()), alice, b"buy now"),
+            "fresh keys hide repeats"
+        );
     }
 }

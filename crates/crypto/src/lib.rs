@@ -28,6 +28,7 @@
 pub mod account;
 pub mod conversation;
 pub mod error;
+pub mod franking;
 pub mod identity;
 pub mod keypackage;
 pub mod profile;

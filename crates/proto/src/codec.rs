@@ -111,6 +111,7 @@ pub fn encode_push(
     from: Option<crate::DeviceAddress>,
     server_ts: u64,
     payload: &[u8],
+    franking: Option<crate::Franking>,
 ) -> Vec<u8> {
     #[derive(Serialize)]
     struct EnvelopeRef<'a> {
@@ -119,6 +120,7 @@ pub fn encode_push(
         from: Option<crate::DeviceAddress>,
         server_ts: u64,
         payload: &'a [u8],
+        franking: Option<crate::Franking>,
     }
     // Mirrors `ServerFrame` up to its `Push` variant, so the variant index matches.
     #[derive(Serialize)]
@@ -134,6 +136,7 @@ pub fn encode_push(
         from,
         server_ts,
         payload,
+        franking,
     });
     out = postcard::to_extend(&frame, out).expect("serialising into a Vec is infallible");
     out
@@ -160,6 +163,7 @@ mod tests {
                         epoch: 4,
                     }),
                     ttl_secs: None,
+                    franking: None,
                 },
             },
             ClientFrame::Request {
@@ -214,11 +218,15 @@ mod tests {
                 from,
                 server_ts: 1_700_000_000_000,
                 payload: b"opaque".to_vec(),
+                franking: from.map(|_| crate::Franking {
+                    commitment: [5; 32],
+                    server_tag: [6; 32],
+                }),
             });
             assert_eq!(decode_server_frame(&encode(&s), 1 << 20).unwrap(), s);
             let ServerFrame::Push(e) = &s else { unreachable!() };
             assert_eq!(
-                encode_push(e.seq, e.message_id, e.from, e.server_ts, &e.payload),
+                encode_push(e.seq, e.message_id, e.from, e.server_ts, &e.payload, e.franking),
                 encode(&s),
                 "the borrowed encoder writes the same bytes"
             );

@@ -60,6 +60,9 @@ pub struct Content {
     /// In one-to-one chats: the sender's profile key, so the recipient can send back with
     /// sealed sender (the server then does not learn who writes).
     pub profile_key: Option<[u8; 32]>,
+    /// The franking key this message's commitment was made with, so a recipient can reveal
+    /// it in a report (`sirr_crypto::franking`).
+    pub franking_key: Option<[u8; 32]>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +143,7 @@ mod tests {
             body: Body::Text("hello".into()),
             disappears_after_secs: Some(60),
             profile_key: Some([7; 32]),
+            franking_key: Some([8; 32]),
         };
         let sealed = c.seal();
         assert_eq!(sealed.len(), 256);

@@ -12,7 +12,7 @@ use crate::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Phone
 /// Number of [`ClientFrame`] variants; a tag at or above it is an unknown frame type.
 pub(crate) const CLIENT_FRAME_VARIANTS: u64 = 2;
 /// Number of [`Request`] variants; a tag at or above it is an unknown request type.
-pub(crate) const REQUEST_VARIANTS: u64 = 24;
+pub(crate) const REQUEST_VARIANTS: u64 = 28;
 
 /// A frame sent by a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,9 @@ pub enum Request {
         /// accepting it, delivered or not, and never delivers it later. At most the server's
         /// retention for undelivered messages.
         ttl_secs: Option<u32>,
+        /// The sender's franking commitment to the plaintext (`sirr_crypto::franking`): the
+        /// server tags it on delivery, so a recipient can later prove what was sent.
+        franking: Option<[u8; 32]>,
     },
     /// Find the accounts behind phone numbers (contact discovery). Numbers with no account are
     /// left out of the answer. Rate-limited: lookups reveal who may talk to whom.
@@ -164,7 +167,57 @@ pub enum Request {
         payload: Vec<u8>,
         epoch: Option<EpochRef>,
         ttl_secs: Option<u32>,
+        franking: Option<[u8; 32]>,
     },
+    /// Answer a [`ErrorCode::ChallengeRequired`]: `solution` makes the challenge's hash start
+    /// with the required zero bits ([`crate::challenge`]). Answered with [`Response::Done`].
+    SolveChallenge { nonce: [u8; 16], solution: u64 },
+    /// Ask for a ban to be reviewed (unauthenticated: a banned device cannot sign in). The
+    /// device's credential proves whose appeal it is. Answered with [`Response::Done`].
+    Appeal {
+        account: AccountId,
+        device: DeviceId,
+        secret: Secret,
+        text: String,
+    },
+    /// This account no longer wants messages from `account`. The server counts it as a signal
+    /// about `account` (it stores no block list); the client drops that account's messages.
+    /// Answered with [`Response::Done`].
+    Block { account: AccountId },
+    /// Report messages `account` sent, revealing them with their franking openings so the
+    /// server can check that `account` really sent them. Answered with [`Response::Reported`].
+    Report {
+        account: AccountId,
+        messages: Vec<ReportedMessage>,
+    },
+}
+
+/// A message revealed in a report: what the recipient got, and the franking opening that
+/// proves who sent it (see `sirr_crypto::franking`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedMessage {
+    pub message_id: MessageId,
+    pub server_ts: u64,
+    /// The plaintext the commitment covers (the padded content, as decrypted).
+    #[serde(with = "serde_bytes")]
+    pub plaintext: Vec<u8>,
+    pub franking_key: [u8; 32],
+    pub franking: Franking,
+}
+
+/// The franking of a delivered message: the sender's commitment to its content, and the
+/// server's tag binding it to the message id and time at which the server accepted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Franking {
+    pub commitment: [u8; 32],
+    pub server_tag: [u8; 32],
+}
+
+/// A proof of work to solve before sending more (see [`crate::challenge`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub nonce: [u8; 16],
+    pub bits: u8,
 }
 
 /// A recipient of a sealed-sender message, with the delivery token that authorises it.
@@ -341,6 +394,10 @@ pub enum Response {
     Disclosures {
         entries: Vec<Disclosure>,
     },
+    /// How many of the reported messages the server could verify as sent by that account.
+    Reported {
+        verified: u32,
+    },
     Consents {
         /// The region whose rules the server applies (e.g. "eu").
         region: String,
@@ -383,6 +440,8 @@ pub struct ErrorBody {
     pub devices: Vec<Recipient>,
     /// With [`ErrorCode::StaleEpoch`]: the conversation's current epoch.
     pub epoch: Option<u64>,
+    /// With [`ErrorCode::ChallengeRequired`]: what to solve.
+    pub challenge: Option<Challenge>,
 }
 
 impl ErrorBody {
@@ -393,6 +452,7 @@ impl ErrorBody {
             retry_after_ms: None,
             devices: Vec::new(),
             epoch: None,
+            challenge: None,
         }
     }
 
@@ -456,6 +516,10 @@ pub enum ErrorCode {
     LinkExpired,
     /// The server's region does not offer this optional use of data.
     NotOffered,
+    /// The account is banned for abuse; `message` says why and how to appeal.
+    Banned,
+    /// The account must solve `challenge` before it sends more (automated-use check).
+    ChallengeRequired,
 }
 
 /// A frame sent by the server.
@@ -487,4 +551,6 @@ pub struct Envelope {
     /// Opaque to the server.
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    /// The sender's commitment and the server's tag, when the sender franked the message.
+    pub franking: Option<Franking>,
 }

@@ -15,6 +15,7 @@
 //! **Invariant:** every decoder here accepts arbitrary bytes from the network and returns a typed
 //! [`DecodeError`]; none may panic. The fuzz targets in `fuzz/` hold it to that.
 
+pub mod challenge;
 pub mod codec;
 pub mod content;
 mod frame;

@@ -34,6 +34,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub storage: StorageConfig,
     pub privacy: PrivacyConfig,
+    pub abuse: AbuseConfig,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -126,6 +127,35 @@ pub struct StorageConfig {
     pub write_queue: usize,
     /// Most writes in one transaction.
     pub max_batch: usize,
+}
+
+/// The abuse engine: decisions about accounts from metadata alone.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AbuseConfig {
+    /// Observe traffic and decide (default on). Off, stored decisions still hold.
+    pub enabled: bool,
+    /// Thresholds and rules (see `sirr_abuse::EngineConfig`; e.g. `abuse.engine.ban_at`).
+    pub engine: sirr_abuse::EngineConfig,
+    /// Messages a throttled account may send.
+    pub throttled_send: Rate,
+    /// Leading zero bits of the proof of work a challenged account must find (default 18:
+    /// about 2^18 SHA-256 hashes, each extra bit doubles it).
+    pub challenge_bits: u8,
+    /// Seconds a solved challenge lets a challenged account send (default 600).
+    pub challenge_pass_secs: u64,
+}
+
+impl Default for AbuseConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            engine: sirr_abuse::EngineConfig::default(),
+            throttled_send: Rate::new(5, 0.1),
+            challenge_bits: 18,
+            challenge_pass_secs: 600,
+        }
+    }
 }
 
 /// Rules that differ by jurisdiction. Every optional use of data is off until the user turns it
@@ -228,6 +258,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
             privacy: PrivacyConfig::default(),
+            abuse: AbuseConfig::default(),
         }
     }
 }
@@ -325,6 +356,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "storage",
     "privacy",
+    "abuse",
 ];
 
 impl Config {
@@ -393,19 +425,26 @@ impl Config {
             return bad("delivery.max_payload must be between 1 byte and 64 MiB");
         }
         for (name, r) in [
-            ("code_per_phone", self.limits.code_per_phone),
-            ("code_per_prefix", self.limits.code_per_prefix),
-            ("registration_per_ip", self.limits.registration_per_ip),
-            ("send", self.limits.send),
-            ("sealed_send", self.limits.sealed_send),
-            ("lookup", self.limits.lookup),
-            ("claim", self.limits.claim),
+            ("limits.code_per_phone", self.limits.code_per_phone),
+            ("limits.code_per_prefix", self.limits.code_per_prefix),
+            ("limits.registration_per_ip", self.limits.registration_per_ip),
+            ("limits.send", self.limits.send),
+            ("limits.sealed_send", self.limits.sealed_send),
+            ("abuse.throttled_send", self.abuse.throttled_send),
+            ("limits.lookup", self.limits.lookup),
+            ("limits.claim", self.limits.claim),
         ] {
             if r.burst == 0 || r.per_second.is_nan() || r.per_second <= 0.0 {
                 return Err(ConfigError::Invalid(format!(
-                    "limits.{name}: burst and per_second must be positive"
+                    "{name}: burst and per_second must be positive"
                 )));
             }
+        }
+        if self.abuse.challenge_bits == 0 || self.abuse.challenge_bits > 32 {
+            return bad("abuse.challenge_bits must be between 1 and 32");
+        }
+        if let Err(e) = sirr_abuse::Engine::new(self.abuse.engine.clone()) {
+            return Err(ConfigError::Invalid(format!("abuse.engine: {e}")));
         }
         let Some(rules) = self.privacy.regions.get(&self.privacy.region) else {
             return Err(ConfigError::Invalid(format!(

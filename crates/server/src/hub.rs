@@ -101,6 +101,7 @@ mod tests {
             }),
             server_ts: 0,
             payload: Arc::from(&b"x"[..]),
+            franking: None,
         }
     }
 

@@ -241,6 +241,47 @@ impl Service {
             .send
             .check(&me.address.account)
             .map_err(|r| self.rate_limited("messages", r))?;
+        // Groups (not one-to-one chats): their creation and additions are signals.
+        if members.len() > 2 && (epoch == 0 || welcome.is_some()) && self.abuse.enabled() {
+            let t = now_ms();
+            let (account, group) = (crate::abuse::name(me.address.account), conversation.to_string());
+            // For an addition, only the accounts that were not members before.
+            let before = if epoch == 0 {
+                Vec::new()
+            } else {
+                self.store
+                    .conversation_members(conversation)
+                    .await
+                    .map_err(|e| self.store_error(e))?
+            };
+            let others: Vec<String> = members
+                .iter()
+                .filter(|a| **a != me.address.account && !before.contains(a))
+                .map(|a| crate::abuse::name(*a))
+                .collect();
+            let event = if others.is_empty() {
+                None
+            } else if epoch == 0 {
+                Some(sirr_abuse::Event::GroupCreate {
+                    t,
+                    account,
+                    group,
+                    members: others,
+                })
+            } else {
+                Some(sirr_abuse::Event::GroupAdd {
+                    t,
+                    account,
+                    group,
+                    members: others,
+                })
+            };
+            if let Some(event) = event {
+                let decisions = self.abuse.observe(event);
+                self.enforce(decisions);
+            }
+        }
+        self.refuse_banned(me.address.account)?;
         let server_ts = now_ms();
         let mut messages = Vec::with_capacity(2);
         for o in std::iter::once(commit).chain(welcome) {
@@ -255,6 +296,7 @@ impl Service {
                     server_ts,
                     payload: Arc::from(o.payload),
                     expires_at: None,
+                    franking: None,
                 },
                 keys,
             ));

@@ -10,7 +10,7 @@ use std::path::Path;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sirr_proto::{Phone, Secret};
+use sirr_proto::{MessageId, Phone, Secret};
 use sirr_store::PhoneKey;
 use subtle::ConstantTimeEq;
 
@@ -66,6 +66,16 @@ impl ServerKey {
 
     pub fn code_hash(&self, phone: &Phone, code: &str) -> [u8; 32] {
         self.mac(b"sirr code v1", &[phone.as_str().as_bytes(), code.as_bytes()])
+    }
+
+    /// The server's franking tag: binds a sender's commitment to the message id and the time
+    /// at which this server accepted it. Only this server can make one, so a report that
+    /// carries it proves the message passed through here.
+    pub fn franking_tag(&self, commitment: &[u8; 32], message_id: &MessageId, server_ts: u64) -> [u8; 32] {
+        self.mac(
+            b"sirr franking tag v1",
+            &[commitment, &message_id.0, &server_ts.to_be_bytes()],
+        )
     }
 }
 

@@ -14,6 +14,7 @@
 //! - `admin`: operator commands, each recorded in the disclosure ledger;
 //! - `privacy`: the privacy manifest (`privacy.toml`), its schema check and its rendering.
 
+pub mod abuse;
 pub mod admin;
 pub mod config;
 mod http;
@@ -108,6 +109,8 @@ pub async fn run(
         key,
         sender,
     ));
+    // Bans and other standings outlive restarts: they are stored with their reasons.
+    svc.follow_abuse_reviews().await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let app = http::router(http::AppState {
         svc: svc.clone(),

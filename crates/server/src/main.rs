@@ -47,6 +47,23 @@ enum Admin {
         #[arg(long)]
         reason: String,
     },
+    /// Review the abuse engine's decisions: list, show ACCOUNT|+E164, unban ACCOUNT|+E164
+    #[command(subcommand)]
+    Abuse(AbuseAdmin),
+}
+
+#[derive(clap::Subcommand)]
+enum AbuseAdmin {
+    /// Accounts that are throttled, challenged or banned, with the reasons
+    List,
+    /// One account's decisions, appeals and metadata (recorded in its ledger)
+    Show { account: String },
+    /// Lift the decision about an account
+    Unban {
+        account: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -60,6 +77,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "{}",
             runtime.block_on(sirr_server::admin::lookup(&data, &phone, reason))?
         );
+        return Ok(());
+    }
+    if let Some(Command::Admin(Admin::Abuse(cmd))) = &cli.command {
+        let data = cli.flags.data.clone().unwrap_or_else(|| "sirr-data".into());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let out = runtime.block_on(async {
+            match cmd {
+                AbuseAdmin::List => sirr_server::admin::abuse_list(&data).await,
+                AbuseAdmin::Show { account } => sirr_server::admin::abuse_show(&data, account).await,
+                AbuseAdmin::Unban { account, reason } => {
+                    sirr_server::admin::abuse_unban(&data, account, reason).await
+                }
+            }
+        })?;
+        print!("{out}");
         return Ok(());
     }
     if let Some(Command::PrivacyPolicy { format }) = &cli.command {

@@ -17,6 +17,7 @@ use sirr_proto::{
 };
 use sirr_store::{ConsentRecord, DeviceKey, NewDevice, NewMessage, Pending, Store, StoreError, Verification};
 
+use crate::abuse::Abuse;
 use crate::config::{Config, RegionRules};
 use crate::hub::Hub;
 use crate::keys::{ServerKey, hashes_match, random_secret, secret_hash, secret_hash_16};
@@ -42,13 +43,22 @@ pub struct Authed {
 
 pub type Answer = Result<Response, ErrorBody>;
 
+/// What a send carries besides its recipients (the fields `Send` and `SendSealed` share).
+pub struct Delivery {
+    pub message_id: MessageId,
+    pub payload: Vec<u8>,
+    pub epoch: Option<sirr_proto::EpochRef>,
+    pub ttl_secs: Option<u32>,
+    pub franking: Option<[u8; 32]>,
+}
+
 pub struct Service {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
     pub limits: Limits,
     pub metrics: Metrics,
-    key: ServerKey,
+    pub(crate) key: ServerKey,
     sender: Arc<dyn VerificationSender>,
     /// account → its devices, filled on demand; invalidated on every device change.
     devices: DashMap<AccountId, Arc<Vec<(DeviceId, DeviceKey)>>>,
@@ -63,6 +73,14 @@ pub struct Service {
     /// account → the hash of its sealed-sender delivery token (`None`: it has none), filled on
     /// demand, replaced when the account sets a new one.
     access_keys: DashMap<AccountId, Option<[u8; 32]>>,
+    /// The abuse engine and every account's standing (see `abuse.rs`).
+    pub abuse: Abuse,
+    /// The challenge nonce each challenged account was handed (single use).
+    challenges: DashMap<AccountId, [u8; 16]>,
+    /// Sends of throttled accounts.
+    throttled: crate::limits::Bucket<AccountId>,
+    /// The newest stored abuse decision already applied (operators' reviews are followed).
+    abuse_seen: std::sync::atomic::AtomicI64,
 }
 
 pub fn now_ms() -> u64 {
@@ -89,6 +107,12 @@ impl Service {
         key: ServerKey,
         sender: Arc<dyn VerificationSender>,
     ) -> Self {
+        let abuse = Abuse::new(&config.abuse).unwrap_or_else(|e| {
+            // `Config::validate` builds the engine first, so this is not reached.
+            tracing::error!(error = %e, "abuse engine disabled: invalid configuration");
+            Abuse::disabled()
+        });
+        let throttled = crate::limits::Bucket::new(config.abuse.throttled_send);
         Self {
             limits: Limits::new(&config.limits),
             registration_slots: tokio::sync::Semaphore::new(config.limits.registrations_in_flight),
@@ -103,6 +127,10 @@ impl Service {
             links: DashMap::new(),
             connection_days: DashMap::new(),
             access_keys: DashMap::new(),
+            abuse,
+            challenges: DashMap::new(),
+            throttled,
+            abuse_seen: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -247,6 +275,16 @@ impl Service {
             .map_err(|e| self.store_error(e))?;
         self.devices_changed(reg.account);
         self.metrics.registrations.inc();
+        if reg.new_account {
+            let decisions = self.abuse.observe(sirr_abuse::Event::Register {
+                t: now_ms(),
+                account: crate::abuse::name(reg.account),
+                phone: phone.as_str().to_owned(),
+                ip: ip.to_canonical().to_string(),
+                client: name.to_owned(),
+            });
+            self.enforce(decisions);
+        }
         tracing::info!(account = %reg.account, device = %reg.device.address.device, new = reg.new_account, "device registered");
         Ok(Response::Registered {
             account: reg.account,
@@ -291,6 +329,11 @@ impl Service {
                 "unknown device or wrong credential; register again",
             ));
         };
+        if let Some(st) = self.abuse.standing(account)
+            && st.action == sirr_abuse::Action::Ban
+        {
+            return Err(banned(&st.reasons));
+        }
         let queued = self
             .store
             .queue_len(record.key)
@@ -370,21 +413,45 @@ impl Service {
     pub async fn submit_send(
         &self,
         me: Authed,
-        message_id: MessageId,
         to: Vec<Recipient>,
-        payload: Vec<u8>,
-        epoch: Option<sirr_proto::EpochRef>,
-        ttl_secs: Option<u32>,
+        d: Delivery,
     ) -> Result<Pending, ErrorBody> {
+        let Delivery {
+            message_id,
+            payload,
+            epoch,
+            ttl_secs,
+            franking,
+        } = d;
         self.check_message(payload.len(), to.len(), ttl_secs)?;
         self.limits
             .send
             .check(&me.address.account)
             .map_err(|r| self.rate_limited("messages", r))?;
+        let others: Vec<String> = if self.abuse.enabled() {
+            to.iter()
+                .filter(|r| r.account != me.address.account)
+                .map(|r| crate::abuse::name(r.account))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !others.is_empty() {
+            let decisions = self.abuse.observe(sirr_abuse::Event::Message {
+                t: now_ms(),
+                from: crate::abuse::name(me.address.account),
+                to: others,
+                conversation: epoch.map(|e| e.conversation.to_string()).unwrap_or_default(),
+                bytes: payload.len() as u64,
+                media: false,
+            });
+            self.enforce(decisions);
+        }
+        self.gate(me.address.account)?;
         let own = self.own_account_if_missing(me, &to);
         let listed = to.iter().chain(own.as_ref()).map(|r| (r.account, &r.devices[..]));
         let keys = self.recipient_devices(listed, Some(me.address)).await?;
-        let message = self.new_message(message_id, Some(me.address), payload, ttl_secs);
+        let message = self.new_message(message_id, Some(me.address), payload, ttl_secs, franking);
         Ok(match epoch {
             None => self.store.enqueue(message, keys),
             Some(e) => {
@@ -399,13 +466,17 @@ impl Service {
     /// account without one are refused alike, so the answer does not tell them apart.
     pub async fn submit_sealed(
         &self,
-        message_id: MessageId,
         to: Vec<sirr_proto::SealedRecipient>,
-        payload: Vec<u8>,
-        epoch: Option<sirr_proto::EpochRef>,
-        ttl_secs: Option<u32>,
+        d: Delivery,
         ip: IpAddr,
     ) -> Result<Pending, ErrorBody> {
+        let Delivery {
+            message_id,
+            payload,
+            epoch,
+            ttl_secs,
+            franking,
+        } = d;
         self.check_message(payload.len(), to.len(), ttl_secs)?;
         self.limits
             .sealed_send
@@ -426,7 +497,7 @@ impl Service {
         }
         let listed = to.iter().map(|r| (r.account, &r.devices[..]));
         let keys = self.recipient_devices(listed, None).await?;
-        let message = self.new_message(message_id, None, payload, ttl_secs);
+        let message = self.new_message(message_id, None, payload, ttl_secs, franking);
         Ok(match epoch {
             None => self.store.enqueue(message, keys),
             Some(e) => self.store.enqueue_checked(
@@ -559,6 +630,7 @@ impl Service {
         from: Option<DeviceAddress>,
         payload: Vec<u8>,
         ttl_secs: Option<u32>,
+        franking: Option<[u8; 32]>,
     ) -> NewMessage {
         let server_ts = now_ms();
         NewMessage {
@@ -567,6 +639,7 @@ impl Service {
             server_ts,
             payload: payload.into(),
             expires_at: ttl_secs.map(|t| server_ts + u64::from(t) * 1000),
+            franking,
         }
     }
 
@@ -621,6 +694,8 @@ impl Service {
             .lookup
             .check_n(&me.address.account, phones.len() as u32)
             .map_err(|r| self.rate_limited("lookups", r))?;
+        self.refuse_banned(me.address.account)?;
+        let count = phones.len() as u64;
         let mut entries = Vec::new();
         for phone in phones {
             let key = self.key.phone_key(&phone);
@@ -637,6 +712,13 @@ impl Service {
                 });
             }
         }
+        let decisions = self.abuse.observe(sirr_abuse::Event::Lookup {
+            t: now_ms(),
+            account: crate::abuse::name(me.address.account),
+            count,
+            found: entries.len() as u64,
+        });
+        self.enforce(decisions);
         Ok(Response::Directory { entries })
     }
 
@@ -812,6 +894,236 @@ impl Service {
         Ok(Response::Done)
     }
 
+    // ----- abuse ------------------------------------------------------------------------------
+
+    /// Refuse anything a banned account asks.
+    pub(crate) fn refuse_banned(&self, account: AccountId) -> Result<(), ErrorBody> {
+        match self.abuse.standing(account) {
+            Some(st) if st.action == sirr_abuse::Action::Ban => Err(banned(&st.reasons)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuse a message `account` may not send now: anything when banned; when challenged
+    /// (until solved) or throttled (beyond the throttled rate). The error says why and what
+    /// the client can do.
+    pub(crate) fn gate(&self, account: AccountId) -> Result<(), ErrorBody> {
+        let Some(st) = self.abuse.standing(account) else {
+            return Ok(());
+        };
+        let why = st.reasons.join(", ");
+        match st.action {
+            sirr_abuse::Action::Ban => Err(banned(&st.reasons)),
+            sirr_abuse::Action::Challenge if !self.abuse.has_passed(account, now_ms()) => {
+                let mut nonce = [0u8; 16];
+                rand::rng().fill(&mut nonce);
+                self.challenges.insert(account, nonce);
+                let mut e = err(
+                    ErrorCode::ChallengeRequired,
+                    format!(
+                        "this account shows signs of automated use ({why}); solve the challenge to go on"
+                    ),
+                );
+                e.challenge = Some(sirr_proto::Challenge {
+                    nonce,
+                    bits: self.config.abuse.challenge_bits,
+                });
+                Err(e)
+            }
+            sirr_abuse::Action::Throttle => self.throttled.check(&account).map_err(|r| {
+                self.metrics.rejected_rate_limit.inc();
+                err(
+                    ErrorCode::RateLimited,
+                    format!("this account is throttled ({why}): its messages are slowed down"),
+                )
+                .retry_after(r.millis())
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `SolveChallenge`: a correct solution to the nonce this account was handed lets it send
+    /// for `abuse.challenge_pass_secs`.
+    pub async fn solve_challenge(&self, me: Authed, nonce: [u8; 16], solution: u64) -> Answer {
+        let account = me.address.account;
+        let handed = self.challenges.get(&account).map(|n| *n);
+        if handed != Some(nonce) {
+            return Err(err(
+                ErrorCode::BadRequest,
+                "no such challenge; send again to get one",
+            ));
+        }
+        if !sirr_proto::challenge::check(&nonce, self.config.abuse.challenge_bits, account, solution) {
+            return Err(err(ErrorCode::BadRequest, "that does not solve the challenge"));
+        }
+        self.challenges.remove(&account);
+        self.abuse
+            .pass(account, now_ms() + self.config.abuse.challenge_pass_secs * 1000);
+        Ok(Response::Done)
+    }
+
+    /// Store what the engine decided and carry out bans: the account's queued messages are
+    /// dropped (in the same write) and its sessions end. Not awaited: the request that caused
+    /// the decision has already been refused through the standing.
+    pub(crate) fn enforce(&self, decisions: Vec<(AccountId, sirr_abuse::Decision)>) {
+        for (account, d) in decisions {
+            let ban = d.action == sirr_abuse::Action::Ban;
+            tracing::info!(%account, action = ?d.action, reasons = ?d.reasons, "abuse decision");
+            let record = sirr_store::AbuseRecord {
+                id: 0,
+                at_ms: d.t,
+                action: action_name(d.action).to_owned(),
+                reasons: d.reasons,
+                by: "engine".into(),
+            };
+            let (store, hub) = (self.store.clone(), self.hub.clone());
+            tokio::spawn(async move {
+                match store.record_abuse(account, record, ban).await {
+                    Ok(n) if ban => tracing::info!(%account, dropped = n, "banned; queued messages dropped"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not store an abuse decision"),
+                }
+                if ban && let Ok(devices) = store.devices(account).await {
+                    for d in devices {
+                        hub.evict(d.key);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Load every account's stored standing (at start-up), then follow operators' reviews
+    /// (`sirrd admin abuse unban`) at each housekeeping run.
+    pub async fn follow_abuse_reviews(&self) {
+        use std::sync::atomic::Ordering;
+        let after = self.abuse_seen.load(Ordering::Acquire);
+        let latest = match self.store.latest_abuse(after).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read abuse decisions");
+                return;
+            }
+        };
+        for (account, r) in latest {
+            self.abuse_seen.fetch_max(r.id, Ordering::AcqRel);
+            let action = parse_action(&r.action);
+            if after > 0 && r.by == "engine" {
+                continue; // already applied when it was decided
+            }
+            if r.by == "operator" && action == sirr_abuse::Action::Allow {
+                self.abuse.unban(account);
+            } else {
+                self.abuse.apply(account, action, r.reasons);
+            }
+        }
+    }
+
+    /// `Appeal`: a banned device asks for review, proving it is the account's with its
+    /// credential (which no longer signs it in).
+    pub async fn appeal(
+        &self,
+        account: AccountId,
+        device: DeviceId,
+        secret: &Secret,
+        text: String,
+        ip: IpAddr,
+    ) -> Answer {
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > 2_000 {
+            return Err(err(ErrorCode::BadRequest, "an appeal is 1 to 2000 characters"));
+        }
+        let record = self
+            .store
+            .device(DeviceAddress { account, device })
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let presented = secret_hash(secret);
+        if !record.is_some_and(|r| hashes_match(&r.secret_hash, &presented)) {
+            if let Err(r) = self.limits.registration_per_ip.check(&IpKey::from(ip)) {
+                return Err(self.rate_limited("failed logins from this address", r));
+            }
+            return Err(err(ErrorCode::Unauthorized, "unknown device or wrong credential"));
+        }
+        if self
+            .abuse
+            .standing(account)
+            .is_none_or(|s| s.action != sirr_abuse::Action::Ban)
+        {
+            return Err(err(ErrorCode::BadRequest, "this account is not banned"));
+        }
+        self.store
+            .record_appeal(
+                account,
+                sirr_store::Appeal {
+                    at_ms: now_ms(),
+                    text: text.to_owned(),
+                },
+            )
+            .await
+            .map_err(|e| self.store_error(e))?;
+        tracing::info!(%account, "ban appealed");
+        Ok(Response::Done)
+    }
+
+    /// `Block`: a signal about `peer` for the engine (the server keeps no block list).
+    pub async fn block(&self, me: Authed, peer: AccountId) -> Answer {
+        let decisions = self.abuse.observe(sirr_abuse::Event::Block {
+            t: now_ms(),
+            account: crate::abuse::name(me.address.account),
+            peer: crate::abuse::name(peer),
+        });
+        self.enforce(decisions);
+        Ok(Response::Done)
+    }
+
+    /// `Report`: the revealed messages are checked against this server's franking tags and the
+    /// sender's commitments; verified ones weigh more for the engine, and each verified message
+    /// is recorded in the *sender's* disclosure ledger (a recipient showed it to the operator).
+    pub async fn report(
+        &self,
+        me: Authed,
+        peer: AccountId,
+        messages: Vec<sirr_proto::ReportedMessage>,
+    ) -> Answer {
+        if messages.is_empty() || messages.len() > 50 {
+            return Err(err(ErrorCode::BadRequest, "a report names 1 to 50 messages"));
+        }
+        self.limits
+            .lookup
+            .check(&me.address.account)
+            .map_err(|r| self.rate_limited("reports", r))?;
+        let mut verified = 0u32;
+        for m in &messages {
+            let tag = self
+                .key
+                .franking_tag(&m.franking.commitment, &m.message_id, m.server_ts);
+            if hashes_match(&tag, &m.franking.server_tag)
+                && sirr_crypto::franking::opens(&m.franking.commitment, &m.franking_key, peer, &m.plaintext)
+            {
+                verified += 1;
+                let what = format!(
+                    "a message you sent (id {}, accepted at {} ms) was reported for abuse by a recipient, who revealed its content to the operator",
+                    m.message_id, m.server_ts
+                );
+                if let Err(e) = self
+                    .store
+                    .append_disclosure(peer, now_ms(), "operator (abuse report)".into(), what)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record a report in the ledger");
+                }
+            }
+        }
+        let decisions = self.abuse.observe(sirr_abuse::Event::Report {
+            t: now_ms(),
+            account: crate::abuse::name(me.address.account),
+            peer: crate::abuse::name(peer),
+            verified: verified > 0,
+        });
+        self.enforce(decisions);
+        Ok(Response::Reported { verified })
+    }
+
     /// Periodic upkeep: expire old messages and codes, forget idle rate-limit state.
     pub async fn housekeeping(&self) {
         let retention = Duration::from_secs(u64::from(self.config.retention_days()) * 86_400);
@@ -830,9 +1142,39 @@ impl Service {
         }
         self.expire_links();
         self.limits.forget_idle();
+        self.follow_abuse_reviews().await;
         if let Ok(n) = self.store.queued_total().await {
             self.metrics.queued_messages.set(n as i64);
         }
+    }
+}
+
+/// The refusal a banned account gets: why, and what it can do.
+pub fn banned(reasons: &[String]) -> ErrorBody {
+    err(
+        ErrorCode::Banned,
+        format!(
+            "this account is banned for bulk or automated messaging (signals: {}); if this is a mistake, appeal with `sirr account appeal TEXT`",
+            reasons.join(", ")
+        ),
+    )
+}
+
+pub fn action_name(a: sirr_abuse::Action) -> &'static str {
+    match a {
+        sirr_abuse::Action::Allow => "allow",
+        sirr_abuse::Action::Throttle => "throttle",
+        sirr_abuse::Action::Challenge => "challenge",
+        sirr_abuse::Action::Ban => "ban",
+    }
+}
+
+pub fn parse_action(s: &str) -> sirr_abuse::Action {
+    match s {
+        "throttle" => sirr_abuse::Action::Throttle,
+        "challenge" => sirr_abuse::Action::Challenge,
+        "ban" => sirr_abuse::Action::Ban,
+        _ => sirr_abuse::Action::Allow,
     }
 }
 

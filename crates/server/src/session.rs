@@ -29,7 +29,7 @@ use sirr_proto::{
 use sirr_store::{QueuedMessage, StoreError};
 use tokio::sync::watch;
 
-use crate::service::{Authed, Service};
+use crate::service::{Authed, Delivery, Service};
 
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
@@ -189,6 +189,12 @@ async fn handshake(
                 Err(e) => (Err(e), None),
             },
             Request::SealedSession => (Ok(sirr_proto::Response::Done), Some(Phase::Sealed)),
+            Request::Appeal {
+                account,
+                device,
+                secret,
+                text,
+            } => (svc.appeal(account, device, &secret, text, ip).await, None),
             Request::Ping => (Ok(sirr_proto::Response::Pong), None),
             Request::RequestLink {
                 device_name,
@@ -254,9 +260,9 @@ async fn sealed_session(
                 Incoming::Frame(ClientFrame::Request { id, body }) => {
                     let reply = move |result| Some(ServerFrame::Response { id, result });
                     match body {
-                        Request::SendSealed { message_id, to, payload, epoch, ttl_secs } => {
+                        Request::SendSealed { message_id, to, payload, epoch, ttl_secs, franking } => {
                             let started = Instant::now();
-                            match svc.submit_sealed(message_id, to, payload, epoch, ttl_secs, ip).await {
+                            match svc.submit_sealed(to, Delivery { message_id, payload, epoch, ttl_secs, franking }, ip).await {
                                 Ok(pending) => {
                                     let svc = svc.clone();
                                     work.push(Box::pin(async move { reply(svc.finish_send(pending, started).await) }));
@@ -465,7 +471,11 @@ async fn push(svc: &Service, sink: &mut Sink, p: &mut Pusher, m: &QueuedMessage)
     }
     p.delivered_upto = m.seq;
     p.unacked += 1;
-    let bytes = encode_push(m.seq, m.message_id, m.from, m.server_ts, &m.payload);
+    let franking = m.franking.map(|commitment| sirr_proto::Franking {
+        commitment,
+        server_tag: svc.key.franking_tag(&commitment, &m.message_id, m.server_ts),
+    });
+    let bytes = encode_push(m.seq, m.message_id, m.from, m.server_ts, &m.payload, franking);
     let ok = matches!(
         tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Binary(bytes.into()))).await,
         Ok(Ok(()))
@@ -500,10 +510,21 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
             payload,
             epoch,
             ttl_secs,
+            franking,
         } => {
             let started = Instant::now();
             match svc
-                .submit_send(me, message_id, to, payload, epoch, ttl_secs)
+                .submit_send(
+                    me,
+                    to,
+                    Delivery {
+                        message_id,
+                        payload,
+                        epoch,
+                        ttl_secs,
+                        franking,
+                    },
+                )
                 .await
             {
                 Ok(pending) => Box::pin(async move { reply(svc.finish_send(pending, started).await) }),
@@ -553,6 +574,22 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
         Request::LastSeen { account } => Box::pin(async move { reply(svc.last_seen(me, account).await) }),
         Request::SetAccessKey { access_key } => {
             Box::pin(async move { reply(svc.set_access_key(me, access_key).await) })
+        }
+        Request::SolveChallenge { nonce, solution } => {
+            Box::pin(async move { reply(svc.solve_challenge(me, nonce, solution).await) })
+        }
+        Request::Block { account } => Box::pin(async move { reply(svc.block(me, account).await) }),
+        Request::Report { account, messages } => {
+            Box::pin(async move { reply(svc.report(me, account, messages).await) })
+        }
+        Request::Appeal { .. } => {
+            return Err(ServerFrame::Response {
+                id,
+                result: Err(ErrorBody::new(
+                    ErrorCode::WrongState,
+                    "this device is signed in, so it is not banned",
+                )),
+            });
         }
         Request::SealedSession | Request::SendSealed { .. } => {
             return Err(ServerFrame::Response {

@@ -55,6 +55,7 @@ fn group_commit(c: &mut Criterion) {
                                 server_ts: 1,
                                 payload: payload.clone(),
                                 expires_at: None,
+                                franking: None,
                             };
                             store.enqueue(m, vec![DeviceKey((i % 1000) as i64)])
                         })

@@ -124,6 +124,28 @@ pub struct NewMessage {
     /// Milliseconds since the Unix epoch: a disappearing message is dropped then, delivered or
     /// not, and never fetched after.
     pub expires_at: Option<u64>,
+    /// The sender's franking commitment, relayed with the message.
+    pub franking: Option<[u8; 32]>,
+}
+
+/// One decision about an account, by the abuse engine or an operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AbuseRecord {
+    /// Storage's own order of decisions (0 in a new record).
+    pub id: i64,
+    pub at_ms: u64,
+    /// `allow`, `throttle`, `challenge` or `ban`.
+    pub action: String,
+    pub reasons: Vec<String>,
+    /// `engine` or `operator`.
+    pub by: String,
+}
+
+/// An appeal against a ban.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appeal {
+    pub at_ms: u64,
+    pub text: String,
 }
 
 /// One change of an account's consent to an optional use of its data.
@@ -187,6 +209,7 @@ pub struct QueuedMessage {
     pub from: Option<DeviceAddress>,
     pub server_ts: u64,
     pub payload: Arc<[u8]>,
+    pub franking: Option<[u8; 32]>,
 }
 
 /// Told about each message right after it became durable, in commit order. Implementations must
@@ -251,6 +274,18 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn set_access_key_hash(&self, account: AccountId, hash: [u8; 32]) -> Result<()>;
     /// The hash of `account`'s delivery token; `None` if it has none (or does not exist).
     async fn access_key_hash(&self, account: AccountId) -> Result<Option<[u8; 32]>>;
+
+    /// Record a decision about `account`; with `drop_outgoing`, also drop every message it
+    /// sent that is still queued (a ban), in the same transaction. Returns how many were dropped.
+    async fn record_abuse(&self, account: AccountId, record: AbuseRecord, drop_outgoing: bool)
+    -> Result<u64>;
+    /// `account`'s decisions, oldest first.
+    async fn abuse_history(&self, account: AccountId) -> Result<Vec<AbuseRecord>>;
+    /// Every account's latest decision recorded after decision `after_id` (0: all), for
+    /// loading standings at start-up and following operators' reviews.
+    async fn latest_abuse(&self, after_id: i64) -> Result<Vec<(AccountId, AbuseRecord)>>;
+    async fn record_appeal(&self, account: AccountId, appeal: Appeal) -> Result<()>;
+    async fn appeals(&self, account: AccountId) -> Result<Vec<Appeal>>;
 }
 
 /// Per-device message queues.
@@ -314,6 +349,8 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Like [`QueueStore::enqueue`], but stored only if `check` holds at that point of the
     /// commit order ([`StoreError::StaleEpoch`] / [`StoreError::NotMember`] otherwise).
     fn enqueue_checked(&self, message: NewMessage, to: Vec<DeviceKey>, check: EpochCheck) -> Pending;
+    /// The member accounts of a conversation (empty if storage has not seen it).
+    async fn conversation_members(&self, conversation: ConversationId) -> Result<Vec<AccountId>>;
     /// Whether accounts `a` and `b` are both members of some conversation.
     async fn share_conversation(&self, a: AccountId, b: AccountId) -> Result<bool>;
 }

@@ -46,6 +46,7 @@ fn message(n: u8, from: DeviceAddress) -> NewMessage {
         server_ts: 1_000 + n as u64,
         payload: vec![n; 256].into(),
         expires_at: None,
+        franking: None,
     }
 }
 

@@ -92,6 +92,7 @@ impl Server {
         // unless a test sets its own.
         for limit in [
             "SEND",
+            "SEALED_SEND",
             "REGISTRATION_PER_IP",
             "CODE_PER_PREFIX",
             "LOOKUP",
@@ -100,6 +101,9 @@ impl Server {
             cmd.env(format!("SIRR_LIMITS__{limit}__BURST"), "100000");
             cmd.env(format!("SIRR_LIMITS__{limit}__PER_SECOND"), "100000.0");
         }
+        // The abuse engine would see every test's accounts come from one address in a burst;
+        // tests about it turn it on.
+        cmd.env("SIRR_ABUSE__ENABLED", "false");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -125,6 +129,12 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("sirrd did not start:\n{}", self.log.lock().unwrap());
+    }
+
+    /// Set an environment variable for the next (re)start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// Start again on the same port and data directory.

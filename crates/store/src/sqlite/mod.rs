@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use sirr_proto::{AccountId, DeviceAddress, DeviceId, MessageId};
+use sirr_proto::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::*;
@@ -213,6 +213,17 @@ pub(crate) fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceR
     })
 }
 
+fn abuse_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AbuseRecord> {
+    let reasons: String = r.get(3)?;
+    Ok(AbuseRecord {
+        id: r.get(0)?,
+        at_ms: r.get::<_, i64>(1)? as u64,
+        action: r.get(2)?,
+        reasons: serde_json::from_str(&reasons).unwrap_or_else(|_| vec![reasons]),
+        by: r.get(4)?,
+    })
+}
+
 pub(crate) const DEVICE_COLUMNS: &str = "key, account, device, name, secret_hash, created_day";
 
 #[async_trait]
@@ -369,6 +380,68 @@ impl AccountStore for SqliteStore {
         .await
     }
 
+    async fn record_abuse(
+        &self,
+        account: AccountId,
+        record: AbuseRecord,
+        drop_outgoing: bool,
+    ) -> Result<u64> {
+        self.submit(|reply| Op::RecordAbuse {
+            account,
+            record,
+            drop_outgoing,
+            reply,
+        })
+        .await
+    }
+
+    async fn abuse_history(&self, account: AccountId) -> Result<Vec<AbuseRecord>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, at_ms, action, reasons, by FROM abuse_decisions WHERE account = ? ORDER BY id",
+            )?
+            .query_map([&account.0[..]], abuse_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn latest_abuse(&self, after_id: i64) -> Result<Vec<(AccountId, AbuseRecord)>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT d.id, d.at_ms, d.action, d.reasons, d.by, d.account FROM abuse_decisions d
+                 WHERE d.id = (SELECT MAX(id) FROM abuse_decisions WHERE account = d.account) AND d.id > ?
+                 ORDER BY d.id",
+            )?
+            .query_map([after_id], |r| Ok((AccountId(blob16(r.get(5)?)?), abuse_row(r)?)))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn record_appeal(&self, account: AccountId, appeal: Appeal) -> Result<()> {
+        self.submit(|reply| Op::RecordAppeal {
+            account,
+            appeal,
+            reply,
+        })
+        .await
+    }
+
+    async fn appeals(&self, account: AccountId) -> Result<Vec<Appeal>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT at_ms, text FROM appeals WHERE account = ? ORDER BY id")?
+                .query_map([&account.0[..]], |r| {
+                    Ok(Appeal {
+                        at_ms: r.get::<_, i64>(0)? as u64,
+                        text: r.get(1)?,
+                    })
+                })?
+                .collect()
+        })
+        .await
+    }
+
     async fn consents(&self, account: AccountId) -> Result<Vec<ConsentRecord>> {
         self.read(move |c| {
             c.prepare_cached("SELECT purpose, granted, at_ms FROM consents WHERE account = ? ORDER BY seq")?
@@ -417,7 +490,7 @@ impl QueueStore for SqliteStore {
     ) -> Result<Vec<QueuedMessage>> {
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT seq, message_id, sender_account, sender_device, server_ts, payload
+                "SELECT seq, message_id, sender_account, sender_device, server_ts, payload, franking
                  FROM queue WHERE device = ? AND seq > ? AND (expires_at IS NULL OR expires_at > ?)
                  ORDER BY seq LIMIT ?",
             )?
@@ -437,6 +510,7 @@ impl QueueStore for SqliteStore {
                         },
                         server_ts: r.get::<_, i64>(4)? as u64,
                         payload: r.get::<_, Vec<u8>>(5)?.into(),
+                        franking: r.get::<_, Option<Vec<u8>>>(6)?.map(blob32).transpose()?,
                     })
                 },
             )?
@@ -579,6 +653,15 @@ impl KeyStore for SqliteStore {
         })
     }
 
+    async fn conversation_members(&self, conversation: ConversationId) -> Result<Vec<AccountId>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT account FROM conversation_members WHERE conversation = ?")?
+                .query_map([&conversation.0[..]], |r| Ok(AccountId(blob16(r.get(0)?)?)))?
+                .collect()
+        })
+        .await
+    }
+
     async fn share_conversation(&self, a: AccountId, b: AccountId) -> Result<bool> {
         self.read(move |c| {
             c.prepare_cached(
@@ -658,6 +741,8 @@ impl Store for SqliteStore {
             ("conversation_members", "account = ?1".into()),
             ("disclosures", "account = ?1".into()),
             ("consents", "account = ?1".into()),
+            ("abuse_decisions", "account = ?1".into()),
+            ("appeals", "account = ?1".into()),
         ];
         self.read(move |c| {
             let mut out = std::collections::BTreeMap::new();

@@ -111,7 +111,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         sender_device  INTEGER,
         server_ts      INTEGER NOT NULL,   -- ms since the Unix epoch
         payload        BLOB NOT NULL,      -- opaque (end-to-end encrypted) bytes
-        expires_at     INTEGER             -- ms; the copy is dropped then, delivered or not
+        expires_at     INTEGER,            -- ms; the copy is dropped then, delivered or not
+        franking       BLOB                -- the sender's commitment to the content (32 bytes)
     );
     INSERT INTO queue_v4 (seq, device, message_id, sender_account, sender_device, server_ts, payload)
         SELECT seq, device, message_id, sender_account, sender_device, server_ts, payload FROM queue;
@@ -122,6 +123,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
 
     -- Every change of an account's consent to an optional use of its data, with its time:
     -- the latest entry per purpose is in force; no entry means off.
+    -- The abuse engine's decisions about an account (and operators' reviews), with reasons:
+    -- metadata signals only, never content.
+    CREATE TABLE abuse_decisions (
+        id      INTEGER PRIMARY KEY,
+        account BLOB NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        at_ms   INTEGER NOT NULL,
+        action  TEXT NOT NULL,        -- allow | throttle | challenge | ban
+        reasons TEXT NOT NULL,        -- JSON array of signal names
+        by      TEXT NOT NULL         -- engine | operator
+    );
+    CREATE INDEX abuse_decisions_by_account ON abuse_decisions (account, id);
+
+    -- A banned account's appeals, in its own words, for an operator to review.
+    CREATE TABLE appeals (
+        id      INTEGER PRIMARY KEY,
+        account BLOB NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        at_ms   INTEGER NOT NULL,
+        text    TEXT NOT NULL
+    );
+
     CREATE TABLE consents (
         account BLOB NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
         seq     INTEGER NOT NULL,

@@ -114,6 +114,17 @@ pub(super) enum Op {
         hash: [u8; 32],
         reply: Reply<()>,
     },
+    RecordAbuse {
+        account: AccountId,
+        record: AbuseRecord,
+        drop_outgoing: bool,
+        reply: Reply<u64>,
+    },
+    RecordAppeal {
+        account: AccountId,
+        appeal: Appeal,
+        reply: Reply<()>,
+    },
     PurgeVerifications {
         now_ms: u64,
         reply: Reply<u64>,
@@ -300,7 +311,9 @@ impl Writer {
             Op::Expire { reply, .. } | Op::PurgeVerifications { reply, .. } => finish(reply, e()),
             Op::RecordConnection { reply, .. }
             | Op::RecordConsent { reply, .. }
-            | Op::SetAccessKeyHash { reply, .. } => finish(reply, e()),
+            | Op::SetAccessKeyHash { reply, .. }
+            | Op::RecordAppeal { reply, .. } => finish(reply, e()),
+            Op::RecordAbuse { reply, .. } => finish(reply, e()),
             Op::Shutdown { reply } => Done::Shutdown(reply),
         }
     }
@@ -613,6 +626,44 @@ impl Writer {
                     .execute(params![&hash[..], &account.0[..]])?;
                 Ok(())
             }),
+            Op::RecordAbuse {
+                account,
+                record,
+                drop_outgoing,
+                reply,
+            } => self.plain(reply, |c| {
+                let reasons = serde_json::to_string(&record.reasons).unwrap_or_else(|_| "[]".into());
+                c.prepare_cached(
+                    "INSERT INTO abuse_decisions (account, at_ms, action, reasons, by)
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
+                )?
+                .execute(params![
+                    &account.0[..],
+                    record.at_ms as i64,
+                    &record.action,
+                    reasons,
+                    &record.by
+                ])?;
+                if !drop_outgoing {
+                    return Ok(0);
+                }
+                let n = c
+                    .prepare_cached("DELETE FROM queue WHERE sender_account = ?")?
+                    .execute([&account.0[..]])?;
+                Ok(n as u64)
+            }),
+            Op::RecordAppeal {
+                account,
+                appeal,
+                reply,
+            } => self.plain(reply, |c| {
+                c.prepare_cached(
+                    "INSERT INTO appeals (account, at_ms, text)
+                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
+                )?
+                .execute(params![&account.0[..], appeal.at_ms as i64, &appeal.text])?;
+                Ok(())
+            }),
             Op::Shutdown { reply } => Ok(Done::Shutdown(reply)),
         }
     }
@@ -722,8 +773,8 @@ impl Writer {
             .conn
             .prepare_cached(
                 "INSERT INTO queue (seq, device, message_id, sender_account, sender_device, server_ts, payload,
-                                    expires_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                    expires_at, franking)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .map_err(backend)?;
         let mut queued = Vec::with_capacity(to.len());
@@ -739,6 +790,7 @@ impl Writer {
                 m.server_ts as i64,
                 &m.payload[..],
                 m.expires_at.map(|t| t as i64),
+                m.franking.as_ref().map(|f| &f[..]),
             ])
             .map_err(backend)?;
             queued.push((
@@ -749,6 +801,7 @@ impl Writer {
                     from: m.from,
                     server_ts: m.server_ts,
                     payload: m.payload.clone(),
+                    franking: m.franking,
                 },
             ));
         }
