@@ -34,14 +34,7 @@ pub async fn lookup(data: &Path, phone: &Phone, reason: &str) -> Result<String, 
             "give the reason for this lookup with --reason".into(),
         ));
     }
-    if !data.join("sirr.db").exists() {
-        return Err(AdminError::Invalid(format!(
-            "no Sirr database in {}",
-            data.display()
-        )));
-    }
-    let key = ServerKey::load_or_create(data).map_err(|e| AdminError::Invalid(format!("server key: {e}")))?;
-    let store = SqliteStore::open(&data.join("sirr.db"), SqliteOptions::default(), Arc::new(Nobody))?;
+    let (key, store) = open_data(data)?;
     let Some((account, _)) = store.account_by_phone(key.phone_key(phone)).await? else {
         store.close().await?;
         return Err(AdminError::Invalid(format!("{phone} has no account")));

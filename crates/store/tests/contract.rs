@@ -547,3 +547,34 @@ async fn sealed_messages_have_no_sender_and_are_checked_by_epoch_only() {
     s.delete_account(a.account).await.unwrap();
     assert_eq!(s.queue_len(b.device.key).await.unwrap(), 1);
 }
+
+/// A caller that starts a read and then stops polling it (a session busy elsewhere) must not
+/// keep the read connection from everyone else. Found by `sirr-bench soak`: sessions blocked
+/// on a second read while their first one held the pool wedged the whole server.
+#[tokio::test]
+async fn a_read_nobody_polls_does_not_hold_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SqliteOptions {
+        readers: 1,
+        ..SqliteOptions::default()
+    };
+    let s = SqliteStore::open(&dir.path().join("sirr.db"), opts, Arc::new(Recorder::default())).unwrap();
+    let a = s.register_device(new_device(101, "a")).await.unwrap().device;
+    let mut first = std::pin::pin!(s.fetch(a.key, 0, 10, 0));
+    // Poll it once: it takes the only connection and starts reading...
+    assert!(futures_poll_once(first.as_mut()).await.is_none());
+    // ...and is then left alone while another read is needed.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let second = tokio::time::timeout(std::time::Duration::from_secs(5), s.queue_len(a.key)).await;
+    assert_eq!(second.expect("the pool is free again").unwrap(), 0);
+    assert!(first.await.unwrap().is_empty());
+}
+
+/// Poll a future once; `Some` if it finished.
+async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut f).poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+}

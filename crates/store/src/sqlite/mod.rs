@@ -70,7 +70,10 @@ struct Inner {
     path: PathBuf,
     writes: mpsc::Sender<Op>,
     readers: Mutex<Vec<Connection>>,
-    reader_permits: Semaphore,
+    /// One permit per read connection. A permit is held by the blocking task doing the read,
+    /// not by the future awaiting it: a caller that stops polling (a session busy elsewhere)
+    /// must never keep a connection from everyone else.
+    reader_permits: Arc<Semaphore>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -136,7 +139,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 writes: tx,
-                reader_permits: Semaphore::new(readers.len()),
+                reader_permits: Arc::new(Semaphore::new(readers.len())),
                 readers: Mutex::new(readers),
                 writer: Mutex::new(Some(handle)),
             }),
@@ -164,10 +167,11 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let _permit = self
+        let permit = self
             .inner
             .reader_permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| StoreError::Closed)?;
         let conn = self
@@ -183,6 +187,8 @@ impl SqliteStore {
             if let Ok(mut pool) = inner.readers.lock() {
                 pool.push(conn);
             }
+            // Only now, whether or not anyone still awaits the result.
+            drop(permit);
             result
         })
         .await
