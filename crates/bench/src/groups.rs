@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     pub payload: usize,
     /// Group messages the sender keeps in flight (awaiting the server's durable ack)
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 16)]
     pub window: usize,
 }
 

@@ -62,7 +62,7 @@ enum Scenario {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
+    let work = async {
         // Spawned (or reached) only by the scenarios that measure Sirr alone.
         let target = || harness::Target::obtain(cli.server.clone(), cli.sirrd.clone(), &cli.server_config);
         let mut failed = false;
@@ -72,13 +72,19 @@ fn main() -> anyhow::Result<()> {
                     Some(p) => peer::throughput(p, a.peer_addr.unwrap_or(p.default_addr()), a).await?,
                     None => throughput::run(&target()?, a).await?,
                 };
-                println!("| system | devices | offered/s | delivered/s | sent/s | p50 ms | p99 ms | p99.9 ms | max ms | overloaded | server CPU s | bench CPU s | load |");
+                println!(
+                    "| system | devices | offered/s | delivered/s | sent/s | p50 ms | p99 ms | p99.9 ms | max ms | overloaded | server CPU s | bench CPU s | load |"
+                );
                 println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
                 println!(
                     "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} |",
                     r.system,
                     r.devices,
-                    if r.offered_rate > 0.0 { format!("{:.0}", r.offered_rate) } else { "max".into() },
+                    if r.offered_rate > 0.0 {
+                        format!("{:.0}", r.offered_rate)
+                    } else {
+                        "max".into()
+                    },
                     r.delivered_per_s,
                     r.sent_per_s,
                     r.p50_ms,
@@ -95,7 +101,9 @@ fn main() -> anyhow::Result<()> {
             Scenario::Connections(a) => {
                 let r = connections::run(&target()?, a).await?;
                 let mib = |b: Option<u64>| b.map_or("-".into(), |b| format!("{:.0}", b as f64 / 1048576.0));
-                println!("| held | failed | alive after hold | RSS before MiB | RSS after MiB | bytes/conn | conns/GiB | connects/s |");
+                println!(
+                    "| held | failed | alive after hold | RSS before MiB | RSS after MiB | bytes/conn | conns/GiB | connects/s |"
+                );
                 println!("|---|---|---|---|---|---|---|---|");
                 println!(
                     "| {} | {} | {} | {} | {} | {} | {} | {:.0} |",
@@ -112,8 +120,13 @@ fn main() -> anyhow::Result<()> {
             }
             Scenario::Surge(a) => {
                 let r = surge::run(&target()?, a).await?;
-                println!("capacity: {:.0} sign-ups/s (code request + verification + first device)", r.capacity_per_s);
-                println!("| offered/s | ok/s | ok | retry-after | errors | timeouts | not started | ok p50 ms | ok p99 ms | refusal p99 ms | server RSS MiB |");
+                println!(
+                    "capacity: {:.0} sign-ups/s (code request + verification + first device)",
+                    r.capacity_per_s
+                );
+                println!(
+                    "| offered/s | ok/s | ok | retry-after | errors | timeouts | not started | ok p50 ms | ok p99 ms | refusal p99 ms | server RSS MiB |"
+                );
                 println!("|---|---|---|---|---|---|---|---|---|---|---|");
                 for s in &r.steps {
                     println!(
@@ -135,7 +148,9 @@ fn main() -> anyhow::Result<()> {
             }
             Scenario::Groups(a) => {
                 let r = groups::run(&target()?, a).await?;
-                println!("| members | messages/s | copies/s | copy p50 ms | copy p99 ms | last member p50 ms | last member p99 ms | incomplete | server CPU s | bench CPU s | load |");
+                println!(
+                    "| members | messages/s | copies/s | copy p50 ms | copy p99 ms | last member p50 ms | last member p99 ms | incomplete | server CPU s | bench CPU s | load |"
+                );
                 println!("|---|---|---|---|---|---|---|---|---|---|---|");
                 for s in &r.sizes {
                     println!(
@@ -157,10 +172,12 @@ fn main() -> anyhow::Result<()> {
             }
             Scenario::Soak(a) => {
                 let r = soak::run(&target()?, a).await?;
-                println!("| devices | seconds | sessions | sign-ups | acknowledged | delivered | lost | duplicated after ack | redelivered before ack | delivered unacknowledged | send errors | connect errors | result |");
-                println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
                 println!(
-                    "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| devices | seconds | sessions | sign-ups | acknowledged | delivered | lost | duplicated after ack | redelivered before ack | delivered unacknowledged | send errors | connect errors | drain failures | result |"
+                );
+                println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+                println!(
+                    "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     r.devices,
                     r.seconds,
                     r.sessions,
@@ -173,6 +190,7 @@ fn main() -> anyhow::Result<()> {
                     r.delivered_unacknowledged,
                     r.send_errors,
                     r.connect_errors,
+                    r.drain_failures,
                     if r.passed { "pass" } else { "FAIL" },
                 );
                 failed = !r.passed;
@@ -188,7 +206,9 @@ fn main() -> anyhow::Result<()> {
                     "{} clients in pairs, {}-byte payloads, window {}; runs alternate systems",
                     r.devices, r.payload, r.window
                 );
-                println!("| offered/s | system | delivered/s | p50 ms | p99 ms | p99.9 ms | server CPU s | bench CPU s | load |");
+                println!(
+                    "| offered/s | system | delivered/s | p50 ms | p99 ms | p99.9 ms | server CPU s | bench CPU s | load |"
+                );
                 println!("|---|---|---|---|---|---|---|---|---|");
                 for x in &r.runs {
                     println!(
@@ -205,7 +225,9 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
                 println!();
-                println!("| offered/s | peer | delivered Sirr/peer, median [min–max] | p99 peer/Sirr (× lower), median [min–max] |");
+                println!(
+                    "| offered/s | peer | delivered Sirr/peer, median [min–max] | p99 peer/Sirr (× lower), median [min–max] |"
+                );
                 println!("|---|---|---|---|");
                 for q in &r.ratios {
                     println!(
@@ -257,6 +279,15 @@ fn main() -> anyhow::Result<()> {
             anyhow::bail!("soak check failed: see the table above");
         }
         anyhow::Ok(())
+    };
+    runtime.block_on(async {
+        // On SIGTERM or Ctrl-C the scenario is dropped, and with it the sirrd it spawned.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = work => r,
+            _ = term.recv() => anyhow::bail!("terminated"),
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        }
     })
 }
 

@@ -61,7 +61,10 @@ pub struct Report {
     /// Delivered although the sender never saw `Sent` (its connection dropped first).
     pub delivered_unacknowledged: u64,
     pub send_errors: u64,
+    /// Sessions opened (or Hellos answered) not within 5 s.
     pub connect_errors: u64,
+    /// Devices whose final session did not read their queue to the end within 20 s.
+    pub drain_failures: u64,
     pub passed: bool,
     pub load_average: Option<[f64; 3]>,
 }
@@ -139,7 +142,10 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
             let peer = (i + n / 2) % n;
             churn(&endpoint, i, peer, &devices, &a, until, &ledger, &mut inbox).await;
             barrier.wait().await;
-            let drained = drain(&endpoint, &devices[i], &mut inbox).await;
+            let drained =
+                tokio::time::timeout(Duration::from_secs(20), drain(&endpoint, &devices[i], &mut inbox))
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("queue not drained within 20 s")));
             (inbox, drained)
         }));
     }
@@ -147,9 +153,15 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
     barrier.wait().await;
     eprintln!("draining every queue ...");
     let mut inboxes = Vec::with_capacity(n);
-    for t in tasks {
+    let mut drain_failures = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
         let (inbox, drained) = t.await?;
-        drained?;
+        if let Err(e) = drained {
+            if drain_failures == 0 {
+                eprintln!("  device {i}: {e:#}");
+            }
+            drain_failures += 1;
+        }
         inboxes.push(inbox);
     }
     let acknowledged = ledger
@@ -178,7 +190,8 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
         delivered_unacknowledged: (received_total as u64).saturating_sub(delivered),
         send_errors: ledger.send_errors.load(Ordering::Relaxed),
         connect_errors: ledger.connect_errors.load(Ordering::Relaxed),
-        passed: lost == 0 && duplicated_after_ack == 0 && !expected.is_empty(),
+        drain_failures,
+        passed: lost == 0 && duplicated_after_ack == 0 && drain_failures == 0 && !expected.is_empty(),
         load_average: load_average(),
     })
 }
@@ -214,7 +227,9 @@ async fn churn(
     let mut cycle = 0u64;
     while Instant::now() < until {
         cycle += 1;
-        let Ok(ws) = open_session_at(endpoint, &devices[i]).await else {
+        let opened =
+            tokio::time::timeout(Duration::from_secs(5), open_session_at(endpoint, &devices[i])).await;
+        let Ok(Ok(ws)) = opened else {
             ledger.connect_errors.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
