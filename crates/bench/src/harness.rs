@@ -46,6 +46,19 @@ impl Drop for Target {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {
             let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            // A graceful shutdown waits for sessions to end; a server wedged by the benchmark
+            // must not keep the benchmark (or the machine's ports) hostage.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(c.try_wait(), Ok(None)) {
+                eprintln!(
+                    "sirrd (pid {}) did not stop within 5 s of SIGTERM; killing it",
+                    c.id()
+                );
+                let _ = c.kill();
+            }
             let _ = c.wait();
         }
     }
