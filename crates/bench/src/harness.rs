@@ -311,8 +311,29 @@ pub async fn open_session(target: &Target, source: Option<IpAddr>, d: &Device) -
         secret: d.secret.clone(),
     };
     match call(&mut ws, 0, hello).await? {
-        Ok(Response::Welcome { .. }) => Ok(ws),
+        Ok(Response::Welcome { .. }) => {}
         Ok(other) => bail!("unexpected answer to Hello: {other:?}"),
         Err(e) => bail!("Hello refused: {e}"),
     }
+    // Start sending only once the server has read this device's queue (`QueueEmpty`), as a
+    // client that syncs first does. Sending while that read is pending can wedge the server
+    // (see BENCHMARKS.md, soak); the measuring scenarios stay clear of it, the soak does not.
+    let synced = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Binary(b))) => {
+                    if let ServerFrame::QueueEmpty = decode_server_frame(&b, 1 << 24)? {
+                        return anyhow::Ok(());
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("connection failed: {e}"),
+                None => bail!("connection closed"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), synced)
+        .await
+        .context("queue not read within 10 s of Hello")??;
+    Ok(ws)
 }

@@ -239,6 +239,8 @@ async fn device(
 ) -> Histogram<u64> {
     let paced = a.rate > 0.0;
     let mut hist = histogram();
+    // A device waiting on a server that stopped answering must still end with the run.
+    let mut stop = shared.stop_tx.subscribe();
     let (mut sink, mut stream) = ws.split();
     let mut inflight = 0usize;
     let mut next_id = 1u32;
@@ -281,6 +283,7 @@ async fn device(
             }
         }
         let first = tokio::select! {
+            _ = stop.changed() => break,
             _ = tick.tick(), if paced => {
                 if inflight < a.window {
                     if sink.send(frame(&mut counter, &mut next_id)).await.is_err() {
