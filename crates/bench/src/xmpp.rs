@@ -138,8 +138,8 @@ pub fn name(el: &[u8]) -> &[u8] {
     &rest[..end]
 }
 
-/// The value of attribute `attr` on the element's own (first) tag, unescaped only for the
-/// characters this benchmark's values never contain anyway.
+/// The raw value of attribute `attr` on the element's own (first) tag. Not unescaped: the values
+/// read back (ids, types) are ones this client chose, plain letters and digits.
 pub fn attr<'a>(el: &'a [u8], attr: &str) -> Option<&'a [u8]> {
     let tag = &el[..tag_end(el)?];
     let mut i = 0;
