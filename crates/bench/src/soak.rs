@@ -42,6 +42,10 @@ pub struct Args {
     /// New accounts signing up per second, each sending one message to an existing device
     #[arg(long, default_value_t = 20.0)]
     pub signups: f64,
+    /// Seconds each device waits after its first Hello before it sends (0: at once, which
+    /// can wedge sirrd while it reads queues; see BENCHMARKS.md, soak)
+    #[arg(long, default_value_t = 0.0)]
+    pub first_send_after: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -246,7 +250,15 @@ async fn churn(
         // shows the server read them (an abrupt close can lose what the server had not read).
         let mut sent_acks: Vec<u64> = Vec::new();
         let mut ended = false;
-        let mut tick = tokio::time::interval(period);
+        let hold = if cycle == 1 {
+            a.first_send_after.max(0.0)
+        } else {
+            0.0
+        };
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs_f64(hold),
+            period,
+        );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         'session: loop {
             let first = tokio::select! {
