@@ -46,6 +46,19 @@ impl Drop for Target {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {
             let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            // A graceful shutdown waits for sessions to end; a server wedged by the benchmark
+            // must not keep the benchmark (or the machine's ports) hostage.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(c.try_wait(), Ok(None)) {
+                eprintln!(
+                    "sirrd (pid {}) did not stop within 5 s of SIGTERM; killing it",
+                    c.id()
+                );
+                let _ = c.kill();
+            }
             let _ = c.wait();
         }
     }
@@ -144,25 +157,47 @@ impl Target {
 
     /// Resident memory of the server process, bytes (Linux).
     pub fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
-        let kb: u64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
+        proc_rss_bytes(self.pid?)
     }
+}
 
-    /// CPU seconds (user + system) used by the server process so far (Linux).
-    pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
-        let after = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / 100.0)
+/// Resident memory of process `pid`, bytes (Linux).
+pub fn proc_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU seconds (user + system) used by process `pid` so far (Linux).
+pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// The one process whose command name is `comm` (e.g. `beam.smp`), if exactly one runs.
+pub fn find_process(comm: &str) -> Option<u32> {
+    let mut found = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm) {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(pid);
+        }
     }
+    found
 }
 
 /// Register `n` devices, each as the first device of its own account (numbers from `first`).
@@ -276,8 +311,29 @@ pub async fn open_session(target: &Target, source: Option<IpAddr>, d: &Device) -
         secret: d.secret.clone(),
     };
     match call(&mut ws, 0, hello).await? {
-        Ok(Response::Welcome { .. }) => Ok(ws),
+        Ok(Response::Welcome { .. }) => {}
         Ok(other) => bail!("unexpected answer to Hello: {other:?}"),
         Err(e) => bail!("Hello refused: {e}"),
     }
+    // Start sending only once the server has read this device's queue (`QueueEmpty`), as a
+    // client that syncs first does. Sending while that read is pending can wedge the server
+    // (see BENCHMARKS.md, soak); the measuring scenarios stay clear of it, the soak does not.
+    let synced = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Binary(b))) => {
+                    if let ServerFrame::QueueEmpty = decode_server_frame(&b, 1 << 24)? {
+                        return anyhow::Ok(());
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("connection failed: {e}"),
+                None => bail!("connection closed"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), synced)
+        .await
+        .context("queue not read within 10 s of Hello")??;
+    Ok(ws)
 }

@@ -42,6 +42,9 @@ pub struct Args {
     /// A sign-up not answered within this many milliseconds counts as a timeout
     #[arg(long, default_value_t = 2000)]
     pub timeout_ms: u64,
+    /// Write a plot of the surge over time (SVG) here
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -60,10 +63,47 @@ pub struct Step {
     pub server_rss_mib: Option<f64>,
 }
 
+/// One second of the surge (counted by when the answer arrived; `offered` by when scheduled).
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct Second {
+    pub t: u64,
+    pub offered: u64,
+    pub ok: u64,
+    pub retry_after: u64,
+    pub errors: u64,
+    pub timeouts: u64,
+    pub ok_p99_ms: Option<f64>,
+    pub server_rss_mib: Option<f64>,
+}
+
 #[derive(Serialize, Debug)]
 pub struct Report {
     pub capacity_per_s: f64,
     pub steps: Vec<Step>,
+    pub timeline: Vec<Second>,
+}
+
+/// Per-second counts over the whole surge, shared by the sign-up tasks.
+struct Timeline {
+    origin: Instant,
+    seconds: std::sync::Mutex<Vec<(Second, Histogram<u64>)>>,
+}
+
+impl Timeline {
+    fn with(&self, at: Instant, f: impl FnOnce(&mut Second, &mut Histogram<u64>)) {
+        let t = at.saturating_duration_since(self.origin).as_secs() as usize;
+        if let Ok(mut v) = self.seconds.lock() {
+            while v.len() <= t {
+                let s = Second {
+                    t: v.len() as u64,
+                    ..Second::default()
+                };
+                v.push((s, crate::throughput::histogram()));
+            }
+            let (second, hist) = &mut v[t];
+            f(second, hist);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -79,7 +119,7 @@ struct Hists {
     refused: Histogram<u64>,
 }
 
-enum Outcome {
+pub enum Outcome {
     Ok,
     Refused,
     Error,
@@ -87,7 +127,7 @@ enum Outcome {
 }
 
 /// One sign-up: connect, request a code, verify with the development code, close.
-async fn sign_up(target: &Endpoint, source: IpAddr, phone: Phone, timeout: Duration) -> Outcome {
+pub async fn sign_up(target: &Endpoint, source: IpAddr, phone: Phone, timeout: Duration) -> Outcome {
     let work = async {
         let mut ws = open_ws(target, Some(source)).await?;
         let first = call(&mut ws, 1, Request::RequestCode { phone: phone.clone() }).await?;
@@ -113,7 +153,7 @@ async fn sign_up(target: &Endpoint, source: IpAddr, phone: Phone, timeout: Durat
     }
 }
 
-fn sources() -> Vec<IpAddr> {
+pub fn sources() -> Vec<IpAddr> {
     (1..=8).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i))).collect()
 }
 
@@ -151,21 +191,70 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
     let capacity = done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
     eprintln!("  capacity ≈ {capacity:.0} sign-ups/s");
 
+    let timeline = Arc::new(Timeline {
+        origin: Instant::now(),
+        seconds: std::sync::Mutex::new(Vec::new()),
+    });
     let mut steps = Vec::new();
     for &m in &a.multiples {
         let rate = (capacity * m).max(1.0);
         eprintln!("step: {m}× capacity = {rate:.0} offered/s for {:.0}s", a.step);
-        steps.push(step(target, &next_number, rate, a.step, timeout, a.concurrency).await?);
+        steps.push(
+            step(
+                target,
+                &next_number,
+                rate,
+                a.step,
+                timeout,
+                a.concurrency,
+                &timeline,
+            )
+            .await?,
+        );
         // Let the last sign-ups finish so steps do not bleed into each other.
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let timeline: Vec<Second> = timeline
+        .seconds
+        .lock()
+        .map_err(|_| anyhow::anyhow!("timeline lock poisoned"))?
+        .iter()
+        .map(|(s, h)| Second {
+            ok_p99_ms: (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1000.0),
+            ..s.clone()
+        })
+        .collect();
+    if let Some(path) = &a.plot {
+        let seconds: Vec<crate::plot::SurgeSecond> = timeline
+            .iter()
+            .map(|s| crate::plot::SurgeSecond {
+                t: s.t as f64,
+                offered: s.offered as f64,
+                ok: s.ok as f64,
+                retry_after: s.retry_after as f64,
+                failed: (s.errors + s.timeouts) as f64,
+                ok_p99_ms: s.ok_p99_ms,
+            })
+            .collect();
+        let multiples: Vec<String> = a.multiples.iter().map(|m| format!("{m}")).collect();
+        crate::plot::surge_timeline(
+            path,
+            &format!(
+                "Sign-up surge: offered {}× capacity ({capacity:.0}/s), {:.0} s steps",
+                multiples.join(" → "),
+                a.step
+            ),
+            &seconds,
+        )?;
     }
     Ok(Report {
         capacity_per_s: capacity,
         steps,
+        timeline,
     })
 }
 
-fn phone(next: &AtomicU64) -> Result<Phone, PhoneError> {
+pub fn phone(next: &AtomicU64) -> Result<Phone, PhoneError> {
     Phone::parse(&format!(
         "+1{:010}",
         7_000_000_000 + next.fetch_add(1, Ordering::Relaxed)
@@ -179,6 +268,7 @@ async fn step(
     seconds: f64,
     timeout: Duration,
     concurrency: usize,
+    timeline: &Arc<Timeline>,
 ) -> anyhow::Result<Step> {
     let counts = Arc::new(Counts::default());
     let hists = Arc::new(std::sync::Mutex::new(Hists {
@@ -195,13 +285,15 @@ async fn step(
     for i in 0..total {
         let at = started + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(at.into()).await;
+        timeline.with(at, |s, _| s.offered += 1);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             limited += 1;
             continue;
         };
-        let (counts, hists, endpoint, src) = (
+        let (counts, hists, tl, endpoint, src) = (
             counts.clone(),
             hists.clone(),
+            timeline.clone(),
             target.endpoint(),
             srcs[i as usize % srcs.len()],
         );
@@ -210,6 +302,15 @@ async fn step(
             let outcome = sign_up(&endpoint, src, p, timeout).await;
             let us = (at.elapsed().as_micros() as u64).max(1);
             drop(permit);
+            tl.with(Instant::now(), |s, h| match &outcome {
+                Outcome::Ok => {
+                    s.ok += 1;
+                    let _ = h.record(us);
+                }
+                Outcome::Refused => s.retry_after += 1,
+                Outcome::Error => s.errors += 1,
+                Outcome::Timeout => s.timeouts += 1,
+            });
             let c = match outcome {
                 Outcome::Ok => {
                     let _ = hists.lock().map(|mut h| h.ok.record(us));
@@ -226,7 +327,11 @@ async fn step(
         });
         while tasks.try_join_next().is_some() {}
         if i % 1000 == 0 {
-            rss_max = rss_max.max(target.rss_bytes());
+            let rss = target.rss_bytes();
+            rss_max = rss_max.max(rss);
+            if let Some(b) = rss {
+                timeline.with(at, |s, _| s.server_rss_mib = Some(b as f64 / 1048576.0));
+            }
         }
     }
     while tasks.join_next().await.is_some() {}

@@ -15,7 +15,7 @@ use serde::Serialize;
 use sirr_proto::*;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{Device, Target, Ws, open_session, register_many};
+use crate::harness::{Device, Target, Ws, open_session, proc_cpu_seconds, register_many};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
@@ -37,10 +37,18 @@ pub struct Args {
     /// Sends a device keeps in flight (awaiting the server's durable ack)
     #[arg(long, default_value_t = 8)]
     pub window: usize,
+    /// Measure this peer instead of Sirr, with the same workload (see scripts/peers/)
+    #[arg(long, value_enum)]
+    pub peer: Option<crate::peer::Peer>,
+    /// The peer's address [default: 127.0.0.1:5222 for ejabberd, 127.0.0.1:6379 for redis]
+    #[arg(long)]
+    pub peer_addr: Option<std::net::SocketAddr>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Clone)]
 pub struct Report {
+    /// What was measured: `sirr`, `ejabberd` or `redis`.
+    pub system: &'static str,
     pub devices: usize,
     pub offered_rate: f64,
     pub payload: usize,
@@ -55,16 +63,126 @@ pub struct Report {
     pub other_errors: u64,
     pub server_cpu_s: Option<f64>,
     pub bench_cpu_s: Option<f64>,
+    pub load_average: Option<[f64; 3]>,
 }
 
-struct Shared {
-    epoch: Instant,
-    measuring: AtomicBool,
-    stop: AtomicBool,
-    sent: AtomicU64,
-    delivered: AtomicU64,
-    overloaded: AtomicU64,
-    errors: AtomicU64,
+/// State shared by every device task of one run, Sirr's or a peer's: the one clock that stamps
+/// sends and receipts, the measurement window, and the counters.
+pub struct Shared {
+    pub epoch: Instant,
+    pub measuring: AtomicBool,
+    pub stop: AtomicBool,
+    /// Set with `stop`, for tasks that wait on a socket and must not miss the end.
+    pub stop_tx: tokio::sync::watch::Sender<bool>,
+    pub sent: AtomicU64,
+    pub delivered: AtomicU64,
+    pub overloaded: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl Shared {
+    pub fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            epoch: Instant::now(),
+            measuring: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            stop_tx: tokio::sync::watch::Sender::new(false),
+            sent: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    /// Nanoseconds since this run started, on the monotonic clock every task shares.
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Count one delivery stamped `sent_ns` at send time; record its latency while measuring.
+    pub fn delivered(&self, hist: &mut Histogram<u64>, sent_ns: u64) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        if self.measuring.load(Ordering::Relaxed) {
+            let _ = hist.record((self.now_ns().saturating_sub(sent_ns) / 1000).max(1));
+        }
+    }
+}
+
+/// A latency histogram in microseconds, up to 10 minutes.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant bounds are valid")
+}
+
+/// The send clock of device `i` of `n` at `rate` messages/s in total: one tick per period,
+/// phases spread evenly so the devices do not send in lockstep. At saturation (`rate` 0) it never
+/// ticks and devices send whenever their window allows.
+pub fn ticker(i: usize, n: usize, rate: f64) -> tokio::time::Interval {
+    let period = (rate > 0.0).then(|| Duration::from_secs_f64(n as f64 / rate));
+    let phase = period.map_or(Duration::ZERO, |p| p.mul_f64(i as f64 / n as f64));
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + phase,
+        period.unwrap_or(Duration::from_secs(3600)),
+    );
+    // A device that falls behind skips ticks instead of bursting to catch up.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick
+}
+
+/// Warm up, measure for `a.duration`, stop the device tasks and merge their histograms into one
+/// report. `server` is the process measured (for its CPU), if known.
+pub async fn measure(
+    system: &'static str,
+    n: usize,
+    a: &Args,
+    server: Option<u32>,
+    shared: &Shared,
+    tasks: Vec<tokio::task::JoinHandle<Histogram<u64>>>,
+) -> anyhow::Result<Report> {
+    eprintln!(
+        "running {system}: {:.0}s warm-up, {:.0}s measured ...",
+        a.warmup, a.duration
+    );
+    tokio::time::sleep(Duration::from_secs_f64(a.warmup)).await;
+    let (sent0, del0) = (
+        shared.sent.load(Ordering::Relaxed),
+        shared.delivered.load(Ordering::Relaxed),
+    );
+    let cpu0 = (server.and_then(proc_cpu_seconds), own_cpu_seconds());
+    let t0 = Instant::now();
+    shared.measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
+    shared.measuring.store(false, Ordering::Relaxed);
+    let secs = t0.elapsed().as_secs_f64();
+    let (sent1, del1) = (
+        shared.sent.load(Ordering::Relaxed),
+        shared.delivered.load(Ordering::Relaxed),
+    );
+    let cpu1 = (server.and_then(proc_cpu_seconds), own_cpu_seconds());
+    shared.stop.store(true, Ordering::Relaxed);
+    shared.stop_tx.send_replace(true);
+    let mut hist = histogram();
+    for t in tasks {
+        hist.add(t.await?)?;
+    }
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Report {
+        system,
+        devices: n,
+        offered_rate: a.rate,
+        payload: a.payload,
+        seconds: secs,
+        sent_per_s: (sent1 - sent0) as f64 / secs,
+        delivered_per_s: (del1 - del0) as f64 / secs,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        max_ms: hist.max() as f64 / 1000.0,
+        overloaded: shared.overloaded.load(Ordering::Relaxed),
+        other_errors: shared.errors.load(Ordering::Relaxed),
+        server_cpu_s: cpu0.0.zip(cpu1.0).map(|(a, b)| b - a),
+        bench_cpu_s: cpu0.1.zip(cpu1.1).map(|(a, b)| b - a),
+        load_average: load_average(),
+    })
 }
 
 pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
@@ -80,16 +198,7 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
             sessions.push(s?);
         }
     }
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        measuring: AtomicBool::new(false),
-        stop: AtomicBool::new(false),
-        sent: AtomicU64::new(0),
-        delivered: AtomicU64::new(0),
-        overloaded: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-    });
-    let per_device_period = (a.rate > 0.0).then(|| Duration::from_secs_f64(n as f64 / a.rate));
+    let shared = Shared::new();
     let mut tasks = Vec::with_capacity(n);
     for (i, ws) in sessions.into_iter().enumerate() {
         let peer = &devices[(i + n / 2) % n];
@@ -98,61 +207,18 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
             devices: vec![peer.device],
         };
         let me = devices[i].clone();
-        let (shared, a) = (shared.clone(), a.clone());
-        let phase =
-            Duration::from_secs_f64(i as f64 / n as f64 * per_device_period.map_or(0.0, |p| p.as_secs_f64()));
-        tasks.push(tokio::spawn(device(
-            ws,
-            me,
-            to,
-            a,
-            per_device_period,
-            phase,
-            shared,
-        )));
+        let tick = ticker(i, n, a.rate);
+        tasks.push(tokio::spawn(device(ws, me, to, a.clone(), tick, shared.clone())));
     }
-    eprintln!(
-        "running: {:.0}s warm-up, {:.0}s measured ...",
-        a.warmup, a.duration
-    );
-    tokio::time::sleep(Duration::from_secs_f64(a.warmup)).await;
-    let (sent0, del0) = (
-        shared.sent.load(Ordering::Relaxed),
-        shared.delivered.load(Ordering::Relaxed),
-    );
-    let cpu0 = (target.cpu_seconds(), own_cpu_seconds());
-    let t0 = Instant::now();
-    shared.measuring.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
-    shared.measuring.store(false, Ordering::Relaxed);
-    let secs = t0.elapsed().as_secs_f64();
-    let (sent1, del1) = (
-        shared.sent.load(Ordering::Relaxed),
-        shared.delivered.load(Ordering::Relaxed),
-    );
-    let cpu1 = (target.cpu_seconds(), own_cpu_seconds());
-    shared.stop.store(true, Ordering::Relaxed);
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    for t in tasks {
-        hist.add(t.await?)?;
-    }
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    Ok(Report {
-        devices: n,
-        offered_rate: a.rate,
-        payload: a.payload,
-        seconds: secs,
-        sent_per_s: (sent1 - sent0) as f64 / secs,
-        delivered_per_s: (del1 - del0) as f64 / secs,
-        p50_ms: ms(0.5),
-        p99_ms: ms(0.99),
-        p999_ms: ms(0.999),
-        max_ms: hist.max() as f64 / 1000.0,
-        overloaded: shared.overloaded.load(Ordering::Relaxed),
-        other_errors: shared.errors.load(Ordering::Relaxed),
-        server_cpu_s: cpu0.0.zip(cpu1.0).map(|(a, b)| b - a),
-        bench_cpu_s: cpu0.1.zip(cpu1.1).map(|(a, b)| b - a),
-    })
+    measure("sirr", n, a, target.pid, &shared, tasks).await
+}
+
+/// The 1-, 5- and 15-minute load averages of the machine (Linux), recorded with every run
+/// because other work on the machine moves the figures.
+pub fn load_average() -> Option<[f64; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = s.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
 }
 
 /// CPU seconds used by this process (Linux).
@@ -168,26 +234,23 @@ async fn device(
     me: Device,
     to: Recipient,
     a: Args,
-    period: Option<Duration>,
-    phase: Duration,
+    mut tick: tokio::time::Interval,
     shared: Arc<Shared>,
 ) -> Histogram<u64> {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
+    let paced = a.rate > 0.0;
+    let mut hist = histogram();
+    // A device waiting on a server that stopped answering must still end with the run.
+    let mut stop = shared.stop_tx.subscribe();
     let (mut sink, mut stream) = ws.split();
     let mut inflight = 0usize;
     let mut next_id = 1u32;
     let mut counter = 0u64;
     let mut acks: Vec<u64> = Vec::new();
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + phase,
-        period.unwrap_or(Duration::from_secs(3600)),
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut payload = vec![0u8; a.payload.max(16)];
     payload[8..12].copy_from_slice(&me.device.0.to_le_bytes());
     let mut frame = |counter: &mut u64, next_id: &mut u32| {
         *counter += 1;
-        let ts = shared.epoch.elapsed().as_nanos() as u64;
+        let ts = shared.now_ns();
         payload[..8].copy_from_slice(&ts.to_le_bytes());
         let mut mid = [0u8; 16];
         mid[..8].copy_from_slice(&counter.to_le_bytes());
@@ -210,7 +273,7 @@ async fn device(
         if shared.stop.load(Ordering::Relaxed) {
             break;
         }
-        if period.is_none() && inflight < a.window {
+        if !paced && inflight < a.window {
             while inflight < a.window {
                 if sink.feed(frame(&mut counter, &mut next_id)).await.is_err() {
                     return hist;
@@ -222,7 +285,8 @@ async fn device(
             }
         }
         let first = tokio::select! {
-            _ = tick.tick(), if period.is_some() => {
+            _ = stop.changed() => break,
+            _ = tick.tick(), if paced => {
                 if inflight < a.window {
                     if sink.send(frame(&mut counter, &mut next_id)).await.is_err() {
                         return hist;
@@ -253,11 +317,8 @@ async fn device(
                     }
                     Ok(ServerFrame::Push(env)) => {
                         acks.push(env.seq);
-                        shared.delivered.fetch_add(1, Ordering::Relaxed);
-                        if shared.measuring.load(Ordering::Relaxed) && env.payload.len() >= 8 {
-                            let sent = u64::from_le_bytes(env.payload[..8].try_into().expect("8 bytes"));
-                            let now = shared.epoch.elapsed().as_nanos() as u64;
-                            let _ = hist.record((now.saturating_sub(sent) / 1000).max(1));
+                        if let Some(sent) = env.payload.first_chunk::<8>() {
+                            shared.delivered(&mut hist, u64::from_le_bytes(*sent));
                         }
                     }
                     Ok(_) => {}
