@@ -130,6 +130,7 @@ pub async fn run(spawn: &Spawn, a: &Args) -> anyhow::Result<Report> {
             warmup: a.warmup,
             payload: a.payload,
             window: a.window,
+            sealed: false,
             peer: None,
             peer_addr: None,
         };

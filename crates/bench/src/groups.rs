@@ -183,6 +183,8 @@ async fn send_group(ws: Ws, to: Vec<Recipient>, a: Args, shared: Arc<Shared>) ->
                     to: to.clone(),
                     payload: payload.clone(),
                     epoch: None,
+                    ttl_secs: None,
+                    franking: None,
                 },
             };
             sink.feed(Message::Binary(encode(&f).into())).await?;

@@ -12,6 +12,7 @@ mod harness;
 mod peer;
 mod plot;
 mod resp;
+mod sealed;
 mod soak;
 mod surge;
 mod throughput;
@@ -70,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Throughput(a) => {
                 let r = match a.peer {
                     Some(p) => peer::throughput(p, a.peer_addr.unwrap_or(p.default_addr()), a).await?,
+                    None if a.sealed => sealed::run(&target()?, a).await?,
                     None => throughput::run(&target()?, a).await?,
                 };
                 println!(

@@ -278,6 +278,8 @@ async fn churn(
                             to: to.clone(),
                             payload: vec![0u8; 64],
                             epoch: None,
+                            ttl_secs: None,
+                            franking: None,
                         },
                     };
                     if sink.send(Message::Binary(encode(&f).into())).await.is_err() {
@@ -431,6 +433,8 @@ async fn sign_up_load(target: &Target, a: &Args, devices: &[Device], until: Inst
                 }],
                 payload: vec![1u8; 64],
                 epoch: None,
+                ttl_secs: None,
+                franking: None,
             };
             let answer = call(&mut ws, 1, send).await?;
             let _ = ws.close(None).await;

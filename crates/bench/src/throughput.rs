@@ -37,6 +37,9 @@ pub struct Args {
     /// Sends a device keeps in flight (awaiting the server's durable ack)
     #[arg(long, default_value_t = 8)]
     pub window: usize,
+    /// Send every message with sealed sender (a second, unauthenticated connection per device)
+    #[arg(long, conflicts_with = "peer")]
+    pub sealed: bool,
     /// Measure this peer instead of Sirr, with the same workload (see scripts/peers/)
     #[arg(long, value_enum)]
     pub peer: Option<crate::peer::Peer>,

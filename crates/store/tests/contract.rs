@@ -568,6 +568,16 @@ async fn a_read_nobody_polls_does_not_hold_the_pool() {
     let second = tokio::time::timeout(std::time::Duration::from_secs(5), s.queue_len(a.key)).await;
     assert_eq!(second.expect("the pool is free again").unwrap(), 0);
     assert!(first.await.unwrap().is_empty());
+
+    // Nor a read that was still waiting for the connection when its caller stopped polling:
+    // it must not be handed the connection and then sit on it.
+    let mut busy = std::pin::pin!(s.fetch(a.key, 0, 10, 0));
+    let mut waiting = std::pin::pin!(s.queue_len(a.key));
+    assert!(futures_poll_once(busy.as_mut()).await.is_none());
+    let _ = futures_poll_once(waiting.as_mut()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let third = tokio::time::timeout(std::time::Duration::from_secs(5), s.queue_len(a.key)).await;
+    assert_eq!(third.expect("neither un-polled read holds the pool").unwrap(), 0);
 }
 
 /// Poll a future once; `Some` if it finished.

@@ -18,12 +18,12 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sirr_proto::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::*;
 use writer::Op;
@@ -69,11 +69,9 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     writes: mpsc::Sender<Op>,
+    /// Idle read connections; blocking tasks wait on `reader_free` for one.
     readers: Mutex<Vec<Connection>>,
-    /// One permit per read connection. A permit is held by the blocking task doing the read,
-    /// not by the future awaiting it: a caller that stops polling (a session busy elsewhere)
-    /// must never keep a connection from everyone else.
-    reader_permits: Arc<Semaphore>,
+    reader_free: Condvar,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -139,7 +137,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 writes: tx,
-                reader_permits: Arc::new(Semaphore::new(readers.len())),
+                reader_free: Condvar::new(),
                 readers: Mutex::new(readers),
                 writer: Mutex::new(Some(handle)),
             }),
@@ -167,28 +165,26 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let permit = self
-            .inner
-            .reader_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        let conn = self
-            .inner
-            .readers
-            .lock()
-            .map_err(|_| StoreError::Closed)?
-            .pop()
-            .ok_or(StoreError::Closed)?;
+        // The wait for a free connection happens on the blocking thread, not in this future:
+        // once started, a read finishes and gives its connection back whether or not anyone
+        // still polls it. (Waiting in the future, e.g. on a semaphore, let a session that
+        // stopped polling its queue read while it awaited another read hold a connection, or
+        // be handed one, forever; a few such sessions wedged the whole server.)
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let mut pool = inner.readers.lock().map_err(|_| StoreError::Closed)?;
+            let conn = loop {
+                match pool.pop() {
+                    Some(c) => break c,
+                    None => pool = inner.reader_free.wait(pool).map_err(|_| StoreError::Closed)?,
+                }
+            };
+            drop(pool);
             let result = f(&conn).map_err(backend);
             if let Ok(mut pool) = inner.readers.lock() {
                 pool.push(conn);
             }
-            // Only now, whether or not anyone still awaits the result.
-            drop(permit);
+            inner.reader_free.notify_one();
             result
         })
         .await
