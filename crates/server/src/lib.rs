@@ -131,6 +131,9 @@ pub async fn run(
         })
     };
 
+    // Messages are small and latency matters: no Nagle delay on accepted sockets (a push
+    // otherwise waits for the client's ack of the previous segment).
+    use axum_server::accept::NoDelayAcceptor;
     let handle = axum_server::Handle::new();
     let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Listen {
         addr: config.listen,
@@ -157,6 +160,7 @@ pub async fn run(
                 tokio::spawn(async move {
                     axum_server::from_tcp_rustls(listener, tls)
                         .map_err(|e| e.to_string())?
+                        .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
                         .handle(handle)
                         .serve(service)
                         .await
@@ -166,6 +170,7 @@ pub async fn run(
             _ => tokio::spawn(async move {
                 axum_server::from_tcp(listener)
                     .map_err(|e| e.to_string())?
+                    .acceptor(NoDelayAcceptor::new())
                     .handle(handle)
                     .serve(service)
                     .await
