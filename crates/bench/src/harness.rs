@@ -324,8 +324,9 @@ pub async fn open_session(target: &Target, source: Option<IpAddr>, d: &Device) -
         Err(e) => bail!("Hello refused: {e}"),
     }
     // Start sending only once the server has read this device's queue (`QueueEmpty`), as a
-    // client that syncs first does. Sending while that read is pending can wedge the server
-    // (see BENCHMARKS.md, soak); the measuring scenarios stay clear of it, the soak does not.
+    // client that syncs first does, so the measurement starts from synced sessions. (Sending
+    // while that read was pending wedged the server before the store fix; the soak sends at
+    // once on purpose: see BENCHMARKS.md, soak.)
     let synced = async {
         loop {
             match ws.next().await {

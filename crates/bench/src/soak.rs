@@ -42,8 +42,8 @@ pub struct Args {
     /// New accounts signing up per second, each sending one message to an existing device
     #[arg(long, default_value_t = 20.0)]
     pub signups: f64,
-    /// Seconds each device waits after its first Hello before it sends (0: at once, which
-    /// can wedge sirrd while it reads queues; see BENCHMARKS.md, soak)
+    /// Seconds each device waits after its first Hello before it sends (0: at once, while the
+    /// server still reads its queue: what wedged sirrd before the store fix; BENCHMARKS.md, soak)
     #[arg(long, default_value_t = 0.0)]
     pub first_send_after: f64,
 }
