@@ -5,15 +5,14 @@
 //! hold them; compared side by side with identified sends in `compare`-style alternating runs.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use sirr_proto::*;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{Device, Target, Ws, call, open_session, open_ws, register_many};
-use crate::throughput::{Args, Report, Shared, histogram, measure, ticker};
+use crate::harness::{Target, Ws, call, open_session, open_ws, register_many};
+use crate::throughput::{Args, Report, Shared, device, histogram, measure, ticker};
 
 pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
     let n = a.devices.max(2) & !1;
@@ -53,10 +52,20 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
         };
         tasks.push(tokio::spawn(receive(rx, shared.clone())));
         let tick = ticker(i, n, a.rate);
-        tasks.push(tokio::spawn(send(
+        let body = move |message_id, payload| Request::SendSealed {
+            message_id,
+            to: vec![to.clone()],
+            payload,
+            epoch: None,
+            ttl_secs: None,
+            franking: None,
+        };
+        // The sending side is `throughput`'s device loop, on the sealed-sender session.
+        let me = devices[i].clone();
+        tasks.push(tokio::spawn(device(
             tx,
-            devices[i].clone(),
-            to,
+            me,
+            body,
             a.clone(),
             tick,
             shared.clone(),
@@ -99,93 +108,4 @@ async fn receive(ws: Ws, shared: Arc<Shared>) -> Histogram<u64> {
         }
     }
     hist
-}
-
-/// A sealed-sender session that only sends, keeping `window` sends in flight (or paced).
-async fn send(
-    ws: Ws,
-    me: Device,
-    to: SealedRecipient,
-    a: Args,
-    mut tick: tokio::time::Interval,
-    shared: Arc<Shared>,
-) -> Histogram<u64> {
-    let paced = a.rate > 0.0;
-    let mut stop = shared.stop_tx.subscribe();
-    let (mut sink, mut stream) = ws.split();
-    let (mut inflight, mut next_id, mut counter) = (0usize, 1u32, 0u64);
-    let mut payload = vec![0u8; a.payload.max(16)];
-    payload[8..12].copy_from_slice(&me.device.0.to_le_bytes());
-    let mut frame = |counter: &mut u64, next_id: &mut u32| {
-        *counter += 1;
-        payload[..8].copy_from_slice(&shared.now_ns().to_le_bytes());
-        let mut mid = [0u8; 16];
-        mid[..8].copy_from_slice(&counter.to_le_bytes());
-        mid[8..].copy_from_slice(&me.account.0[..8]);
-        *next_id = next_id.wrapping_add(1);
-        let f = ClientFrame::Request {
-            id: *next_id,
-            body: Request::SendSealed {
-                message_id: MessageId(mid),
-                to: vec![to.clone()],
-                payload: payload.clone(),
-                epoch: None,
-                ttl_secs: None,
-                franking: None,
-            },
-        };
-        Message::Binary(encode(&f).into())
-    };
-    loop {
-        if shared.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        if !paced && inflight < a.window {
-            while inflight < a.window {
-                if sink.feed(frame(&mut counter, &mut next_id)).await.is_err() {
-                    return histogram();
-                }
-                inflight += 1;
-            }
-            if sink.flush().await.is_err() {
-                return histogram();
-            }
-        }
-        let first = tokio::select! {
-            _ = stop.changed() => break,
-            _ = tick.tick(), if paced => {
-                if inflight < a.window {
-                    if sink.send(frame(&mut counter, &mut next_id)).await.is_err() {
-                        return histogram();
-                    }
-                    inflight += 1;
-                }
-                continue;
-            }
-            m = stream.next() => m,
-        };
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            let Some(Ok(m)) = m else { return histogram() };
-            if let Message::Binary(b) = m {
-                match decode_server_frame(&b, 1 << 24) {
-                    Ok(ServerFrame::Response { result: Ok(_), .. }) => {
-                        inflight = inflight.saturating_sub(1);
-                        shared.sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(ServerFrame::Response { result: Err(e), .. }) => {
-                        inflight = inflight.saturating_sub(1);
-                        if e.code == ErrorCode::Overloaded {
-                            shared.overloaded.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            shared.errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            next = stream.next().now_or_never();
-        }
-    }
-    histogram()
 }

@@ -211,7 +211,22 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
         };
         let me = devices[i].clone();
         let tick = ticker(i, n, a.rate);
-        tasks.push(tokio::spawn(device(ws, me, to, a.clone(), tick, shared.clone())));
+        let body = move |message_id, payload| Request::Send {
+            message_id,
+            to: vec![to.clone()],
+            payload,
+            epoch: None,
+            ttl_secs: None,
+            franking: None,
+        };
+        tasks.push(tokio::spawn(device(
+            ws,
+            me,
+            body,
+            a.clone(),
+            tick,
+            shared.clone(),
+        )));
     }
     measure("sirr", n, a, target.pid, &shared, tasks).await
 }
@@ -232,10 +247,13 @@ pub fn own_cpu_seconds() -> Option<f64> {
     Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
 }
 
-async fn device(
+/// One device's session: sends `body(message id, payload)` requests, paced or keeping
+/// `a.window` in flight, counts the answers, and records the latency of every push it
+/// receives (a sealed-sender session simply receives none).
+pub async fn device(
     ws: Ws,
     me: Device,
-    to: Recipient,
+    body: impl Fn(MessageId, Vec<u8>) -> Request + Send + 'static,
     a: Args,
     mut tick: tokio::time::Interval,
     shared: Arc<Shared>,
@@ -261,14 +279,7 @@ async fn device(
         *next_id = next_id.wrapping_add(1);
         let f = ClientFrame::Request {
             id: *next_id,
-            body: Request::Send {
-                message_id: MessageId(mid),
-                to: vec![to.clone()],
-                payload: payload.clone(),
-                epoch: None,
-                ttl_secs: None,
-                franking: None,
-            },
+            body: body(MessageId(mid), payload.clone()),
         };
         Message::Binary(encode(&f).into())
     };
