@@ -561,19 +561,22 @@ async fn a_read_nobody_polls_does_not_hold_the_pool() {
     let s = SqliteStore::open(&dir.path().join("sirr.db"), opts, Arc::new(Recorder::default())).unwrap();
     let a = s.register_device(new_device(101, "a")).await.unwrap().device;
     let mut first = std::pin::pin!(s.fetch(a.key, 0, 10, 0));
-    // Poll it once: it takes the only connection and starts reading...
-    assert!(futures_poll_once(first.as_mut()).await.is_none());
+    // Poll it once: it takes the only connection and starts reading (on a fast machine it may
+    // even finish within that poll)...
+    let first_done = futures_poll_once(first.as_mut()).await;
     // ...and is then left alone while another read is needed.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let second = tokio::time::timeout(std::time::Duration::from_secs(5), s.queue_len(a.key)).await;
     assert_eq!(second.expect("the pool is free again").unwrap(), 0);
-    assert!(first.await.unwrap().is_empty());
+    if first_done.is_none() {
+        assert!(first.await.unwrap().is_empty());
+    }
 
     // Nor a read that was still waiting for the connection when its caller stopped polling:
     // it must not be handed the connection and then sit on it.
     let mut busy = std::pin::pin!(s.fetch(a.key, 0, 10, 0));
     let mut waiting = std::pin::pin!(s.queue_len(a.key));
-    assert!(futures_poll_once(busy.as_mut()).await.is_none());
+    let _ = futures_poll_once(busy.as_mut()).await;
     let _ = futures_poll_once(waiting.as_mut()).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let third = tokio::time::timeout(std::time::Duration::from_secs(5), s.queue_len(a.key)).await;
