@@ -15,7 +15,7 @@ use sirr_proto::{
     AccountId, ClaimedKeyPackage, ConversationId, DeviceId, ErrorBody, ErrorCode, Outgoing, Recipient,
     Response,
 };
-use sirr_store::{DeviceKey, EpochCheck, NewCommit, NewKeyPackage, NewMessage, StoreError};
+use sirr_store::{DeviceKey, NewCommit, NewKeyPackage, NewMessage, StoreError};
 
 use crate::service::{Answer, Authed, MAX_RECIPIENT_ACCOUNTS, Service, err, now_ms};
 
@@ -319,14 +319,5 @@ impl Service {
             epoch,
             server_ts: now_ms(),
         })
-    }
-
-    /// The epoch check for a `Send` in a conversation.
-    pub fn epoch_check(me: Authed, conversation: ConversationId, epoch: u64) -> EpochCheck {
-        EpochCheck {
-            conversation,
-            epoch,
-            sender: Some(me.address.account),
-        }
     }
 }

@@ -416,14 +416,7 @@ impl Service {
         to: Vec<Recipient>,
         d: Delivery,
     ) -> Result<Pending, ErrorBody> {
-        let Delivery {
-            message_id,
-            payload,
-            epoch,
-            ttl_secs,
-            franking,
-        } = d;
-        self.check_message(payload.len(), to.len(), ttl_secs)?;
+        self.check_message(&d, to.len())?;
         self.limits
             .send
             .check(&me.address.account)
@@ -441,8 +434,8 @@ impl Service {
                 t: now_ms(),
                 from: crate::abuse::name(me.address.account),
                 to: others,
-                conversation: epoch.map(|e| e.conversation.to_string()).unwrap_or_default(),
-                bytes: payload.len() as u64,
+                conversation: d.epoch.map(|e| e.conversation.to_string()).unwrap_or_default(),
+                bytes: d.payload.len() as u64,
                 media: false,
             });
             self.enforce(decisions);
@@ -451,14 +444,7 @@ impl Service {
         let own = self.own_account_if_missing(me, &to);
         let listed = to.iter().chain(own.as_ref()).map(|r| (r.account, &r.devices[..]));
         let keys = self.recipient_devices(listed, Some(me.address)).await?;
-        let message = self.new_message(message_id, Some(me.address), payload, ttl_secs, franking);
-        Ok(match epoch {
-            None => self.store.enqueue(message, keys),
-            Some(e) => {
-                self.store
-                    .enqueue_checked(message, keys, Self::epoch_check(me, e.conversation, e.epoch))
-            }
-        })
+        Ok(self.submit(Some(me.address), d, keys))
     }
 
     /// `SendSealed`, first half: like [`Service::submit_send`], for a sender the server does
@@ -470,14 +456,7 @@ impl Service {
         d: Delivery,
         ip: IpAddr,
     ) -> Result<Pending, ErrorBody> {
-        let Delivery {
-            message_id,
-            payload,
-            epoch,
-            ttl_secs,
-            franking,
-        } = d;
-        self.check_message(payload.len(), to.len(), ttl_secs)?;
+        self.check_message(&d, to.len())?;
         self.limits
             .sealed_send
             .check(&IpKey::from(ip))
@@ -497,19 +476,7 @@ impl Service {
         }
         let listed = to.iter().map(|r| (r.account, &r.devices[..]));
         let keys = self.recipient_devices(listed, None).await?;
-        let message = self.new_message(message_id, None, payload, ttl_secs, franking);
-        Ok(match epoch {
-            None => self.store.enqueue(message, keys),
-            Some(e) => self.store.enqueue_checked(
-                message,
-                keys,
-                sirr_store::EpochCheck {
-                    conversation: e.conversation,
-                    epoch: e.epoch,
-                    sender: None,
-                },
-            ),
-        })
+        Ok(self.submit(None, d, keys))
     }
 
     /// The hash of `account`'s delivery token, cached.
@@ -541,12 +508,8 @@ impl Service {
     }
 
     /// Size, recipient count and timer of a message, before anything is looked up.
-    fn check_message(
-        &self,
-        payload_len: usize,
-        recipients: usize,
-        ttl_secs: Option<u32>,
-    ) -> Result<(), ErrorBody> {
+    fn check_message(&self, d: &Delivery, recipients: usize) -> Result<(), ErrorBody> {
+        let payload_len = d.payload.len();
         if payload_len > self.config.delivery.max_payload {
             return Err(err(
                 ErrorCode::TooLarge,
@@ -563,7 +526,7 @@ impl Service {
             ));
         }
         let max_ttl = u64::from(self.config.retention_days()) * 86_400;
-        if let Some(ttl) = ttl_secs
+        if let Some(ttl) = d.ttl_secs
             && (ttl == 0 || u64::from(ttl) > max_ttl)
         {
             return Err(err(
@@ -624,22 +587,29 @@ impl Service {
         Ok(keys)
     }
 
-    fn new_message(
-        &self,
-        message_id: MessageId,
-        from: Option<DeviceAddress>,
-        payload: Vec<u8>,
-        ttl_secs: Option<u32>,
-        franking: Option<[u8; 32]>,
-    ) -> NewMessage {
+    /// Hand the message to storage for `keys`: with its epoch checked in commit order when it
+    /// has one (and, for an identified sender, that sender's membership).
+    fn submit(&self, from: Option<DeviceAddress>, d: Delivery, keys: Vec<DeviceKey>) -> Pending {
         let server_ts = now_ms();
-        NewMessage {
-            message_id,
+        let message = NewMessage {
+            message_id: d.message_id,
             from,
             server_ts,
-            payload: payload.into(),
-            expires_at: ttl_secs.map(|t| server_ts + u64::from(t) * 1000),
-            franking,
+            payload: d.payload.into(),
+            expires_at: d.ttl_secs.map(|t| server_ts + u64::from(t) * 1000),
+            franking: d.franking,
+        };
+        match d.epoch {
+            None => self.store.enqueue(message, keys),
+            Some(e) => self.store.enqueue_checked(
+                message,
+                keys,
+                sirr_store::EpochCheck {
+                    conversation: e.conversation,
+                    epoch: e.epoch,
+                    sender: from.map(|f| f.account),
+                },
+            ),
         }
     }
 
