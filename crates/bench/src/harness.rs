@@ -234,7 +234,6 @@ pub async fn register_many(
                     .request(Request::Register {
                         phone,
                         code: "000000".into(),
-                        device_name: "bench".into(),
                     })
                     .await?;
                 let Response::Registered {

@@ -137,7 +137,6 @@ pub async fn sign_up(target: &Endpoint, source: IpAddr, phone: Phone, timeout: D
                 let reg = Request::Register {
                     phone,
                     code: "000000".into(),
-                    device_name: "surge".into(),
                 };
                 call(&mut ws, 2, reg).await?
             }

@@ -95,7 +95,7 @@ enum Command {
     /// `consent set read-receipts on`). Changes apply at once, on all your devices.
     #[command(subcommand)]
     Consent(ConsentCommand),
-    /// The day a contact last connected, if they allow it and you share a chat
+    /// The day a contact last connected, if they allow it and have written to you
     LastSeen { phone: String },
     /// Disappearing messages in a chat: `timer 1h +E164` or `timer 7d --group NAME`;
     /// `timer off ...` stops. Every member's devices delete messages that long after storing
@@ -195,6 +195,8 @@ enum DeviceCommand {
     },
     /// Remove a device: its credential stops working and its queue is dropped
     Remove { id: u32 },
+    /// Name this device (the server stores the name sealed: only your devices can read it)
+    Rename { name: String },
     /// Make this (unregistered) home directory a new device of an existing account: prints a
     /// code to approve on one of the account's devices, then waits for the approval.
     Link {
@@ -386,7 +388,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         out,
                         "{:>3}  {}  registered {}{}",
                         d.id.0,
-                        d.name,
+                        d.name.as_deref().unwrap_or("(unnamed)"),
                         utc(d.created_day as u64 * 86_400_000).get(..10).unwrap_or(""),
                         this
                     )?;
@@ -399,6 +401,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.remove_device(DeviceId(id)).await?;
             client.disconnect().await;
             writeln!(out, "removed device {id}")?;
+        }
+        Command::Device(DeviceCommand::Rename { name }) => {
+            let mut client = open(&home)?;
+            client.connect().await?;
+            client.set_device_name(&name).await?;
+            client.disconnect().await;
+            writeln!(out, "renamed this device to {name:?}")?;
         }
         Command::Device(DeviceCommand::Link {
             server,

@@ -46,7 +46,6 @@ async fn register_raw(server: &Server, phone: &str) -> Raw {
         .request(Request::Register {
             phone: Phone::parse(phone).unwrap(),
             code: "000000".into(),
-            device_name: format!("phone-{phone}"),
         })
         .await
         .unwrap();

@@ -101,13 +101,34 @@ fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
             .collect()
     };
     assert!(sent.len() >= 3, "alice's messages wait for bob");
-    assert!(during["devices"].iter().any(|r| r.contains(name)));
+    // Her device names are stored sealed: the server's files never held them in the clear.
+    let sealed_names: Vec<Vec<u8>> = {
+        let conn = rusqlite::Connection::open_with_flags(
+            server.data.join("sirr.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut s = conn
+            .prepare("SELECT sealed_name FROM devices WHERE account = ? AND sealed_name IS NOT NULL")
+            .unwrap();
+        s.query_map([&account.0[..]], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(sealed_names.len(), 2, "both her devices named themselves");
+    assert!(!during["devices"].iter().any(|r| r.contains(name)));
+    let devices = sirr_ok(&alice2, &["device", "list"]);
+    assert!(
+        devices.contains(name),
+        "her other device opens the name: {devices}"
+    );
 
     // The needles, and a positive control: before the deletion the files do hold them.
-    let mut needles: Vec<(&str, Vec<u8>)> = vec![
-        ("account id", account.0.to_vec()),
-        ("device name", name.as_bytes().to_vec()),
-    ];
+    let mut needles: Vec<(&str, Vec<u8>)> = vec![("account id", account.0.to_vec())];
+    for n in &sealed_names {
+        needles.push(("sealed device name", n.clone()));
+    }
     for p in &sent {
         // Its first, middle and last bytes: a long payload spans several pages.
         for at in [40, p.len() / 2, p.len() - 40] {
@@ -126,6 +147,7 @@ fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
         );
     }
     needles.push(("phone number", b"15550400001".to_vec()));
+    needles.push(("device name", name.as_bytes().to_vec()));
 
     let out = sirr(&alice, &["account", "delete"]);
     assert!(!out.status.success(), "nothing is deleted without --yes");
@@ -137,7 +159,9 @@ fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
     let out = sirr(&alice2, &["recv"]);
     assert!(!out.status.success(), "her other device's credential is gone");
 
-    // Every table is as it was before she registered, except bob's one-time keys she used.
+    // Every table is as it was before she registered, except bob's one-time keys she used,
+    // and the conversations she had with bob, which are bob's too: an id, an epoch, a token
+    // hash and a day, none of which names her (the needles below check the bytes).
     let after = snapshot(&server.data);
     for (table, rows) in &after {
         if table == "key_packages" {
@@ -145,6 +169,10 @@ fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
                 rows.iter().all(|r| before[table].contains(r)),
                 "only bob's keys remain"
             );
+            continue;
+        }
+        if table == "conversations" {
+            assert_eq!(rows, &during[table], "bob's conversations stay as they were");
             continue;
         }
         assert_eq!(
@@ -233,7 +261,12 @@ fn the_export_holds_every_declared_field_about_the_account() {
     assert_eq!(count("accounts"), 1);
     assert_eq!(count("devices"), 1);
     assert_eq!(count("device_lists"), 1);
-    assert!(count("key_packages") > 0 && count("queue") > 0 && count("conversation_members") == 1);
+    assert!(count("key_packages") > 0 && count("queue") > 0);
+    assert_eq!(
+        count("conversations"),
+        0,
+        "the server cannot tell which conversations she is in"
+    );
     assert_eq!(count("consents"), 2, "both consent changes, with their times");
     assert!(rows_seen >= 8);
     // Bob's data is not in Alice's export; her message shows only as a size.
@@ -246,7 +279,10 @@ fn the_export_holds_every_declared_field_about_the_account() {
         assert!(!tables[t].to_string().contains(bob_id), "{t} leaks bob");
     }
     let html = std::fs::read_to_string(dir.path().join("export.html")).unwrap();
-    assert!(html.contains("alice-phone") && html.starts_with("<!doctype html>"));
+    assert!(html.starts_with("<!doctype html>"));
+    // The server holds her device name sealed, so its export cannot show it.
+    assert!(tables["devices"]["rows"][0]["sealed_name"]["value"].is_string());
+    assert!(!html.contains("alice-phone") && !text.contains("alice-phone"));
 }
 
 #[test]
@@ -367,7 +403,7 @@ fn consents_start_off_and_withdrawing_one_takes_effect_at_once() {
         assert_eq!(c["region"], "default");
     }
 
-    // Alice and bob talk; carol knows alice's number but shares no chat with her.
+    // Alice writes to bob; carol knows alice's number but alice never wrote to her.
     sirr_ok(&alice, &["send", "+15550500002", "hello bob"]);
     recv_json(&bob, "5");
     let last_seen = |home: &Path| sirr_ok(home, &["last-seen", "+15550500001"]).trim().to_owned();
@@ -381,7 +417,7 @@ fn consents_start_off_and_withdrawing_one_takes_effect_at_once() {
     assert_eq!(
         last_seen(&carol),
         "unknown",
-        "only to people she shares a chat with"
+        "only to people she wrote to (who hold her profile key)"
     );
     sirr_ok(&alice, &["consent", "set", "last-seen", "off"]);
     assert_eq!(last_seen(&bob), "unknown", "withdrawn: at once");
@@ -664,9 +700,69 @@ fn contacts_write_with_sealed_sender_strangers_do_not() {
         let e = conn.request(send([0; 16])).await.unwrap_err();
         assert!(e.to_string().contains("not authorised"), "{e}");
         let e = conn
-            .request(Request::LastSeen { account: bob_account })
+            .request(Request::LastSeen {
+                account: bob_account,
+                access_key: None,
+            })
             .await
             .unwrap_err();
         assert!(e.to_string().contains("only sends sealed"), "{e}");
     });
+}
+
+#[test]
+fn group_members_write_sealed_to_everyone_who_has_spoken() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, carol) = (
+        dir.path().join("alice"),
+        dir.path().join("bob"),
+        dir.path().join("carol"),
+    );
+    register(&server, &alice, "+15550500041");
+    register(&server, &bob, "+15550500042");
+    register(&server, &carol, "+15550500043");
+    let (alice_id, bob_id, carol_id) = (account_of(&alice), account_of(&bob), account_of(&carol));
+
+    // Alice makes the group: she knows no one's profile key yet, so the server sees her.
+    sirr_ok(
+        &alice,
+        &["group", "create", "trio", "+15550500042", "+15550500043"],
+    );
+    assert!(queued_senders(&server, &bob_id).iter().all(Option::is_some));
+    recv_json(&bob, "3");
+    recv_json(&carol, "3");
+
+    // Bob holds alice's key now (her messages carry it), not carol's.
+    sirr_ok(&bob, &["group", "send", "trio", "from bob"]);
+    assert!(
+        queued_senders(&server, &alice_id).iter().all(Option::is_none),
+        "sealed to alice"
+    );
+    assert!(
+        queued_senders(&server, &carol_id).iter().all(Option::is_some),
+        "identified to carol, a stranger to bob"
+    );
+    for home in [&alice, &carol] {
+        let got = recv_json(home, "3");
+        let m = got.iter().find(|m| m["text"] == "from bob").expect("delivered");
+        assert_eq!(m["from"], "+15550500042");
+        assert_eq!(m["verified"], true);
+    }
+
+    // Carol has heard from both: everything she writes to the group is sealed.
+    sirr_ok(&carol, &["group", "send", "trio", "from carol"]);
+    for (home, id) in [(&alice, &alice_id), (&bob, &bob_id)] {
+        let senders = queued_senders(&server, id);
+        assert!(
+            !senders.is_empty() && senders.iter().all(Option::is_none),
+            "the server does not know who wrote: {senders:?}"
+        );
+        let got = recv_json(home, "3");
+        let m = got.iter().find(|m| m["text"] == "from carol").expect("delivered");
+        assert_eq!(
+            (m["from"].as_str(), m["verified"].as_bool()),
+            (Some("+15550500043"), Some(true))
+        );
+    }
 }

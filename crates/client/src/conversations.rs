@@ -1,7 +1,7 @@
 //! End-to-end encrypted conversations: MLS groups whose leaves are devices.
 //!
-//! A one-to-one chat is the group of both accounts' devices, with an id both sides derive
-//! ([`crate::direct_conversation`]); a group has a random id. The server orders every commit of
+//! A one-to-one chat is the group of both accounts' devices; it has a random id like a group
+//! (see [`Client::open_direct`]), so no id reveals which accounts are in it. The server orders every commit of
 //! a conversation (one per epoch) and refuses messages from a stale epoch, so the flow of each
 //! operation is: stage locally, ask the server, then merge (accepted) or discard and catch up
 //! (refused), and retry.
@@ -25,7 +25,7 @@ use sirr_proto::{
 
 use crate::error::{ClientError, Result};
 use crate::state::{self, ConversationRow, StoredMessage};
-use crate::{Client, Connection, direct_conversation, now_ms, unexpected};
+use crate::{Client, Connection, now_ms, unexpected};
 
 /// How many one-time KeyPackages to keep at the server; refill below [`KEY_PACKAGES_LOW`].
 pub(crate) const KEY_PACKAGE_BATCH: usize = 50;
@@ -152,19 +152,23 @@ impl Client {
     async fn order_commit(
         &mut self,
         conv: &mut Conversation,
-        members: Vec<AccountId>,
         commit: Vec<u8>,
         commit_to: Vec<Recipient>,
         welcome: Option<(Vec<u8>, Vec<Recipient>)>,
     ) -> Result<bool> {
         let id = ConversationId(conv.id());
+        let next = conv
+            .pending_membership_token()
+            .ok_or_else(|| ClientError::Protocol("no staged commit to order".into()))?;
         self.keys.save(&self.state)?;
         let r = self
             .conn()?
             .request(Request::Commit {
                 conversation: id,
                 epoch: conv.epoch(),
-                members,
+                // Epoch 0 is this device's own, before the server has seen the conversation.
+                token: (conv.epoch() > 0).then(|| conv.membership_token()),
+                next: next.hash(),
                 commit: Outgoing {
                     message_id: random_id(),
                     to: commit_to,
@@ -174,14 +178,16 @@ impl Client {
                     }
                     .encode(),
                 },
-                welcome: welcome.map(|(welcome, to)| Outgoing {
-                    message_id: random_id(),
-                    to,
-                    payload: Sealed::Welcome {
-                        conversation: id,
-                        welcome,
-                    }
-                    .encode(),
+                welcome: welcome.map(|(welcome, to)| {
+                    Box::new(Outgoing {
+                        message_id: random_id(),
+                        to,
+                        payload: Sealed::Welcome {
+                            conversation: id,
+                            welcome,
+                        }
+                        .encode(),
+                    })
                 }),
             })
             .await;
@@ -250,15 +256,10 @@ impl Client {
             }
             let mut conv = Conversation::create(&self.keys.store, &self.keys.identity, id.0)?;
             let added = conv.add_members(&self.keys.store, &self.keys.identity, &kps)?;
-            let mut accounts: Vec<AccountId> = others.iter().map(|m| m.account).collect();
-            accounts.push(me.account);
-            accounts.sort();
-            accounts.dedup();
             let welcome_to = recipients(kps.iter().map(|k| k.address()));
             if self
                 .order_commit(
                     &mut conv,
-                    accounts,
                     added.commit,
                     Vec::new(),
                     Some((added.welcome, welcome_to)),
@@ -324,14 +325,14 @@ impl Client {
                 Body::Text(_) => self.state.timer(id)?,
                 _ => None,
             };
-            // In a one-to-one chat: the other account, which may get this sealed.
-            let peer = self.direct_peer(id, &conv)?;
+            // Every conversation's members learn this account's profile key, so they may write
+            // to it sealed (and, with its consent, see its last-seen day).
             let content = Content {
                 from: self.creds.phone.clone(),
                 sent_at: now_ms(),
                 body: body.clone(),
                 disappears_after_secs: timer,
-                profile_key: peer.and(self.keys.profile_key.as_ref().map(|p| p.0)),
+                profile_key: self.keys.profile_key.as_ref().map(|p| p.0),
                 franking_key: Some(franking::franking_key(&mut rand::rng())),
             };
             let plaintext = content.seal();
@@ -355,8 +356,9 @@ impl Client {
             let epoch = EpochRef {
                 conversation: id,
                 epoch: conv.epoch(),
+                token: conv.membership_token(),
             };
-            let r = self.deliver(outgoing, epoch, timer, commitment, peer).await;
+            let r = self.deliver(outgoing, epoch, timer, commitment).await;
             match r {
                 Ok(Response::Sent { .. }) => {
                     if let Body::Text(text) = &content.body {
@@ -399,76 +401,94 @@ impl Client {
         ))
     }
 
-    /// The other account of one-to-one conversation `id`; `None` for a group.
-    fn direct_peer(&self, id: ConversationId, conv: &Conversation) -> Result<Option<AccountId>> {
-        if self.state.conversation(id)?.is_some_and(|r| r.name.is_some()) {
-            return Ok(None);
-        }
-        let accounts: BTreeSet<AccountId> = conv.members().into_iter().map(|d| d.account).collect();
-        let mut others = accounts.into_iter().filter(|a| *a != self.creds.account);
-        Ok(match (others.next(), others.next()) {
-            (Some(a), None) => Some(a),
-            _ => None,
-        })
-    }
-
-    /// Hand one MLS message to the server. To the other account of a one-to-one chat whose
-    /// profile key we hold, it goes **sealed**, over an unauthenticated connection, so the
-    /// server does not learn who sends it; the copy for this account's other devices goes
-    /// identified (the server sees this account write to itself). Otherwise, and when the
-    /// contact's token no longer works, everything goes identified.
+    /// Hand one MLS message to the server. To every other account whose profile key we hold
+    /// (it wrote to us, in any conversation) it goes **sealed**, over an unauthenticated
+    /// connection, so the server does not learn who sends it; the rest (strangers, and this
+    /// account's other devices: the server sees this account write to itself) goes identified,
+    /// as a second copy with its own id. A token the server refuses (its owner changed its
+    /// profile key) is forgotten and that recipient is written to identified.
     async fn deliver(
         &mut self,
         out: Outgoing,
         epoch: EpochRef,
         ttl_secs: Option<u32>,
         franking: Option<[u8; 32]>,
-        peer: Option<AccountId>,
     ) -> Result<Response> {
         if out.to.is_empty() {
             // Everyone else left: no one to deliver to, only the local copy to keep.
             return Ok(Response::Sent { server_ts: now_ms() });
         }
-        let token = match peer {
-            Some(a) => self.state.profile_key(a)?.map(|k| ProfileKey(k).access_key()),
-            None => None,
-        };
-        let (Some(peer), Some(token)) = (peer, token) else {
-            return self.send_identified(out, epoch, ttl_secs, franking).await;
-        };
-        let (theirs, own): (Vec<Recipient>, Vec<Recipient>) =
-            out.to.iter().cloned().partition(|r| r.account == peer);
-        let sealed = Request::SendSealed {
-            message_id: out.message_id,
-            to: theirs
-                .into_iter()
-                .map(|r| SealedRecipient {
+        let mut sealed = Vec::new();
+        let mut identified = Vec::new();
+        for r in out.to {
+            let token = if r.account == self.creds.account {
+                None
+            } else {
+                self.state
+                    .profile_key(r.account)?
+                    .map(|k| ProfileKey(k).access_key())
+            };
+            match token {
+                Some(access_key) => sealed.push(SealedRecipient {
                     account: r.account,
                     devices: r.devices,
-                    access_key: token,
-                })
-                .collect(),
-            payload: out.payload.clone(),
-            epoch: Some(epoch),
-            ttl_secs,
-            franking,
-        };
-        match self.anon().await?.request(sealed).await {
-            Ok(Response::Sent { .. }) => {}
-            Ok(other) => return Err(unexpected(other)),
-            Err(ClientError::Server(e)) if e.code == ErrorCode::Unauthorized => {
-                // The contact changed its profile key: forget it, and write identified.
-                self.state.set_profile_key(peer, None)?;
-                return self.send_identified(out, epoch, ttl_secs, franking).await;
+                    access_key,
+                }),
+                None => identified.push(r),
             }
-            Err(e) => return Err(e),
         }
-        if own.is_empty() {
+        if !sealed.is_empty() {
+            let request = Request::SendSealed {
+                message_id: out.message_id,
+                to: sealed.clone(),
+                payload: out.payload.clone(),
+                epoch: Some(epoch),
+                ttl_secs,
+                franking,
+            };
+            match self.anon().await?.request(request).await {
+                Ok(Response::Sent { .. }) => {}
+                Ok(other) => return Err(unexpected(other)),
+                Err(ClientError::Server(e)) if e.code == ErrorCode::Unauthorized => {
+                    // Nothing was stored. Forget the refused tokens (the server names their
+                    // accounts; all of them if it did not) and write to everyone identified.
+                    for r in &sealed {
+                        if e.devices.is_empty() || e.devices.iter().any(|d| d.account == r.account) {
+                            self.state.set_profile_key(r.account, None)?;
+                        }
+                    }
+                    identified.extend(sealed.into_iter().map(|r| Recipient {
+                        account: r.account,
+                        devices: r.devices,
+                    }));
+                    identified.sort_by_key(|r| r.account);
+                    return self
+                        .send_identified(
+                            Outgoing {
+                                message_id: out.message_id,
+                                to: identified,
+                                payload: out.payload,
+                            },
+                            epoch,
+                            ttl_secs,
+                            franking,
+                        )
+                        .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if identified.is_empty() {
             return Ok(Response::Sent { server_ts: now_ms() });
         }
         let copy = Outgoing {
-            message_id: random_id(),
-            to: own,
+            // The sealed copies already used the message's id.
+            message_id: if sealed.is_empty() {
+                out.message_id
+            } else {
+                random_id()
+            },
+            to: identified,
             payload: out.payload,
         };
         self.send_identified(copy, epoch, ttl_secs, franking).await
@@ -564,14 +584,10 @@ impl Client {
                         .any(|r| r.account == d.account && !r.devices.contains(&d.device))
             })
             .collect();
-        let members = self.member_accounts(id, &conv);
         if !gone.is_empty() {
             let commit = conv.remove_members(&self.keys.store, &self.keys.identity, &gone)?;
             let to = recipients(leaves.iter().copied().filter(|d| *d != me));
-            if !self
-                .order_commit(&mut conv, members.clone(), commit, to, None)
-                .await?
-            {
+            if !self.order_commit(&mut conv, commit, to, None).await? {
                 return Box::pin(self.receive(CATCH_UP)).await.map(|_| ());
             }
         }
@@ -598,13 +614,7 @@ impl Client {
             let to = recipients(conv.members().into_iter().filter(|d| *d != me));
             let welcome_to = recipients(kps.iter().map(|k| k.address()));
             if !self
-                .order_commit(
-                    &mut conv,
-                    members,
-                    added.commit,
-                    to,
-                    Some((added.welcome, welcome_to)),
-                )
+                .order_commit(&mut conv, added.commit, to, Some((added.welcome, welcome_to)))
                 .await?
             {
                 return Box::pin(self.receive(CATCH_UP)).await.map(|_| ());
@@ -612,14 +622,6 @@ impl Client {
             self.resend_info(id).await?;
         }
         Ok(())
-    }
-
-    /// The member accounts of a conversation, from its leaves.
-    fn member_accounts(&self, _id: ConversationId, conv: &Conversation) -> Vec<AccountId> {
-        let mut a: Vec<AccountId> = conv.members().into_iter().map(|d| d.account).collect();
-        a.sort();
-        a.dedup();
-        a
     }
 
     /// Tell the conversation (and its newest devices) its name and members again.
@@ -645,9 +647,20 @@ impl Client {
     }
 
     /// The one-to-one conversation with `to`, created if this device has none yet.
+    ///
+    /// Its id is random, like a group's, so the server cannot work out who talks to whom from
+    /// the two account ids. If both sides create one at the same time, each also joins the
+    /// other's; both then write in the one with the lower id (and still read both).
     pub(crate) async fn open_direct(&mut self, to: &Phone) -> Result<ConversationId> {
         let account = self.account_of(to).await?;
-        let id = direct_conversation(self.creds.account, account);
+        for id in self.state.direct_conversations(&to.to_string())? {
+            if Conversation::load(&self.keys.store, id.0)?.is_some_and(|c| c.is_active() && c.epoch() > 0) {
+                return Ok(id);
+            }
+        }
+        let mut id = [0u8; 16];
+        rand::rng().fill_bytes(&mut id);
+        let id = ConversationId(id);
         let peer = Member {
             phone: to.clone(),
             account,
@@ -686,6 +699,7 @@ impl Client {
             epoch: Some(EpochRef {
                 conversation: id,
                 epoch: conv.epoch(),
+                token: conv.membership_token(),
             }),
             ttl_secs: timer,
             franking: None,
@@ -763,17 +777,9 @@ impl Client {
             }
             let added = conv.add_members(&self.keys.store, &self.keys.identity, &kps)?;
             let to = recipients(conv.members().into_iter().filter(|d| *d != me));
-            let mut accounts = self.member_accounts(row.id, &conv);
-            accounts.push(account);
             let welcome_to = recipients(kps.iter().map(|k| k.address()));
             if self
-                .order_commit(
-                    &mut conv,
-                    accounts,
-                    added.commit,
-                    to,
-                    Some((added.welcome, welcome_to)),
-                )
+                .order_commit(&mut conv, added.commit, to, Some((added.welcome, welcome_to)))
                 .await?
             {
                 let mut row = self.state.conversation(row.id)?.unwrap_or(row);
@@ -808,12 +814,7 @@ impl Client {
             let commit = conv.remove_members(&self.keys.store, &self.keys.identity, &gone)?;
             // The removed devices get the commit too, so they learn they were removed.
             let to = recipients(leaves.into_iter().filter(|d| *d != me));
-            let accounts: Vec<AccountId> = self
-                .member_accounts(row.id, &conv)
-                .into_iter()
-                .filter(|a| *a != account)
-                .collect();
-            if self.order_commit(&mut conv, accounts, commit, to, None).await? {
+            if self.order_commit(&mut conv, commit, to, None).await? {
                 let mut row = self.state.conversation(row.id)?.unwrap_or(row);
                 row.members.retain(|m| m.account != account);
                 self.state.save_conversation(&row)?;
@@ -877,6 +878,7 @@ impl Client {
                     epoch: Some(EpochRef {
                         conversation: id,
                         epoch: conv.epoch(),
+                        token: conv.membership_token(),
                     }),
                     ttl_secs: None,
                     franking: None,
@@ -933,12 +935,10 @@ impl Client {
                         continue;
                     }
                 };
-            let after: BTreeSet<AccountId> = conv.members().into_iter().map(|d| d.account).collect();
             let to = recipients(leaves.into_iter().filter(|d| *d != me));
             // Someone else may commit first: then ours is refused and theirs arrives in the queue.
             // (Only leave proposals are accepted, so there is never a Welcome to send.)
-            self.order_commit(&mut conv, after.into_iter().collect(), commit, to, None)
-                .await?;
+            self.order_commit(&mut conv, commit, to, None).await?;
         }
         Ok(())
     }
@@ -1116,10 +1116,10 @@ impl Client {
                             return Ok(());
                         }
                         let verified = self.sender_matches(&content.from, sender.account).await?;
-                        // A contact's profile key, from a one-to-one chat: we may write back sealed.
+                        // The sender's profile key, from any conversation we share: we may
+                        // write to it sealed.
                         if let Some(k) = content.profile_key
                             && sender.account != me.account
-                            && self.direct_peer(conversation, &conv)? == Some(sender.account)
                         {
                             self.state.set_profile_key(sender.account, Some(k))?;
                         }

@@ -29,11 +29,79 @@ use crate::{Client, keys, now_ms, unexpected};
 const OWN_LIST: &str = "device list";
 /// Set at registration of a new account, until its first device list is published.
 pub(crate) const FIRST_DEVICE: &str = "first device";
+/// This device's name, until it is at the server (sealed under the account key).
+pub(crate) const PENDING_NAME: &str = "device name to upload";
+
+/// One of this account's devices.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub id: DeviceId,
+    /// Its name, opened with the account key; `None` if it set none or this device cannot
+    /// open it (a device registered by phone number alone holds no account key).
+    pub name: Option<String>,
+    /// Day of registration, days since the Unix epoch.
+    pub created_day: u32,
+}
 const CODE_LEN: usize = 16 + 32 + 32;
 /// How long the approving device waits for the new one to upload its keys.
 const NEW_DEVICE_WAIT: Duration = Duration::from_secs(60);
 
 impl Client {
+    /// Name this device. The name goes to the server sealed under the account key, so only
+    /// the account's devices can read it; it is uploaded now if connected, else at the next
+    /// connection.
+    pub async fn set_device_name(&mut self, name: &str) -> Result<()> {
+        sirr_crypto::account::check_device_name(name).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        if self.keys.account_key.is_none() {
+            return Err(ClientError::Invalid(
+                "this device holds no account key (it was never approved), so it cannot seal a name".into(),
+            ));
+        }
+        self.state.set(PENDING_NAME, name.as_bytes())?;
+        if self.conn.is_some() {
+            self.upload_device_name().await?;
+        }
+        Ok(())
+    }
+
+    /// Upload this device's pending name, sealed, if it has one and holds the account key.
+    pub(crate) async fn upload_device_name(&self) -> Result<()> {
+        let (Some(name), Some(key)) = (self.state.get(PENDING_NAME)?, &self.keys.account_key) else {
+            return Ok(());
+        };
+        let name = String::from_utf8(name).map_err(|e| ClientError::State(e.to_string()))?;
+        let me = sirr_proto::DeviceAddress {
+            account: self.creds.account,
+            device: self.creds.device,
+        };
+        let sealed = key
+            .seal_device_name(me, &name)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        match self
+            .conn()?
+            .request(Request::SetDeviceName {
+                sealed: sealed.into(),
+            })
+            .await?
+        {
+            Response::Done => self.state.delete(PENDING_NAME),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The name of this account's device `id`, from its sealed form.
+    pub(crate) fn open_device_name(&self, id: DeviceId, sealed: Option<&[u8]>) -> Option<String> {
+        let device = sirr_proto::DeviceAddress {
+            account: self.creds.account,
+            device: id,
+        };
+        self.keys
+            .account_key
+            .as_ref()?
+            .open_device_name(device, sealed?)
+            .ok()
+    }
+
     /// Record something the user must see that is not a message.
     pub(crate) fn notice(&self, conversation: Option<ConversationId>, text: String) -> Result<()> {
         let mut id = [0u8; 16];
@@ -325,6 +393,7 @@ impl Client {
 /// call [`PendingLink::finish`].
 pub struct PendingLink {
     conn: Connection,
+    device_name: String,
     link_id: [u8; 16],
     link_key: LinkKey,
     identity: DeviceIdentity,
@@ -386,6 +455,8 @@ impl PendingLink {
             device,
             secret: secret.to_hex(),
         };
+        // Named at the first connection, sealed under the account key it just received.
+        state.set(PENDING_NAME, self.device_name.as_bytes())?;
         state.save_credentials(&creds)?;
         Ok(Client {
             state,
@@ -417,13 +488,14 @@ impl Client {
                 home.display()
             )));
         }
+        sirr_crypto::account::check_device_name(device_name)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let link_key = LinkKey::generate()?;
         // The address is filled in once the account approves; the key is what it signs.
         let identity = keys::Keys::new_identity(AccountId([0; 16]), DeviceId(0));
         let conn = Connection::connect(server, ca).await?;
         let r = conn
             .request(Request::RequestLink {
-                device_name: device_name.to_owned(),
                 public_key: link_key.public(),
             })
             .await?;
@@ -436,6 +508,7 @@ impl Client {
         raw.extend_from_slice(&identity.public().signature_key);
         Ok(PendingLink {
             conn,
+            device_name: device_name.to_owned(),
             link_id,
             link_key,
             identity,

@@ -28,12 +28,10 @@ pub mod state;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
-use sirr_proto::content::ConversationId;
 use sirr_proto::{AccountId, DeviceId, DeviceInfo, Envelope, PROTOCOL_VERSION, Phone, Request, Response};
 
 pub use connection::{Connection, Event, tls_config, websocket_url};
-pub use devices::PendingLink;
+pub use devices::{Device, PendingLink};
 pub use error::{ClientError, Result};
 pub use privacy::Chat;
 use state::{Credentials, State, StoredMessage};
@@ -48,19 +46,6 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// The conversation id of a one-to-one chat: the same for both accounts.
-pub fn direct_conversation(a: AccountId, b: AccountId) -> ConversationId {
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let mut h = Sha256::new();
-    h.update(b"sirr direct conversation v1");
-    h.update(lo.0);
-    h.update(hi.0);
-    let digest = h.finalize();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
-    ConversationId(id)
 }
 
 /// Who this client is.
@@ -112,12 +97,13 @@ impl Client {
                 home.display()
             )));
         }
+        sirr_crypto::account::check_device_name(device_name)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let conn = Connection::connect(server, ca).await?;
         let r = conn
             .request(Request::Register {
                 phone: phone.clone(),
                 code: code.to_owned(),
-                device_name: device_name.to_owned(),
             })
             .await;
         conn.close().await;
@@ -156,6 +142,7 @@ impl Client {
         if new_account {
             state.set(devices::FIRST_DEVICE, b"1")?;
         }
+        state.set(devices::PENDING_NAME, device_name.as_bytes())?;
         state.save_credentials(&creds)?;
         let mut client = Client {
             state,
@@ -292,6 +279,7 @@ impl Client {
         self.publish_first_device_list().await?;
         self.refill_key_packages(key_packages).await?;
         self.upload_access_key().await?;
+        self.upload_device_name().await?;
         Ok(())
     }
 
@@ -310,8 +298,21 @@ impl Client {
         }
     }
 
-    /// This account's devices, as the server lists them.
-    pub async fn devices(&self) -> Result<Vec<DeviceInfo>> {
+    /// This account's devices, as the server lists them, with their names opened.
+    pub async fn devices(&self) -> Result<Vec<devices::Device>> {
+        Ok(self
+            .listed_devices()
+            .await?
+            .into_iter()
+            .map(|d| devices::Device {
+                id: d.id,
+                name: self.open_device_name(d.id, d.sealed_name.as_ref().map(|b| &b[..])),
+                created_day: d.created_day,
+            })
+            .collect())
+    }
+
+    async fn listed_devices(&self) -> Result<Vec<DeviceInfo>> {
         match self.conn()?.request(Request::ListDevices).await? {
             Response::Devices { devices } => Ok(devices),
             other => Err(unexpected(other)),
@@ -319,7 +320,7 @@ impl Client {
     }
 
     async fn refresh_own_devices(&self) -> Result<()> {
-        let ids: Vec<DeviceId> = self.devices().await?.into_iter().map(|d| d.id).collect();
+        let ids: Vec<DeviceId> = self.listed_devices().await?.into_iter().map(|d| d.id).collect();
         self.state.set_own_devices(&ids)
     }
 
@@ -521,18 +522,4 @@ pub(crate) fn check_text(text: &str) -> Result<()> {
 
 pub(crate) fn unexpected(r: Response) -> ClientError {
     ClientError::Protocol(format!("unexpected answer from server: {r:?}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn direct_conversation_is_symmetric_and_distinct() {
-        let a = AccountId([1; 16]);
-        let b = AccountId([2; 16]);
-        let c = AccountId([3; 16]);
-        assert_eq!(direct_conversation(a, b), direct_conversation(b, a));
-        assert_ne!(direct_conversation(a, b), direct_conversation(a, c));
-    }
 }

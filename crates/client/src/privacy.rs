@@ -68,10 +68,20 @@ impl Client {
             .any(|c| c.purpose == purpose && c.granted))
     }
 
-    /// The day (days since the Unix epoch) `phone` last connected, if they let you see it.
+    /// The day (days since the Unix epoch) `phone` last connected, if they let you see it:
+    /// they must have turned last-seen on and written to you (their messages carry the profile
+    /// key whose delivery token the server asks for).
     pub async fn last_seen(&self, phone: &Phone) -> Result<Option<u32>> {
         let account = self.account_of(phone).await?;
-        match self.conn()?.request(Request::LastSeen { account }).await? {
+        let access_key = self
+            .state
+            .profile_key(account)?
+            .map(|k| sirr_crypto::ProfileKey(k).access_key());
+        match self
+            .conn()?
+            .request(Request::LastSeen { account, access_key })
+            .await?
+        {
             Response::LastSeen { day } => Ok(day),
             other => Err(unexpected(other)),
         }

@@ -550,6 +550,21 @@ impl State {
             .transpose()
     }
 
+    /// The active one-to-one conversations with `peer` (a phone number), lowest id first: the
+    /// one to write in when a creation race left more than one.
+    pub fn direct_conversations(&self, peer: &str) -> Result<Vec<ConversationId>> {
+        let mut s = self.db.prepare(
+            "SELECT id FROM conversations WHERE peer = ? AND name IS NULL AND active = 1 ORDER BY id",
+        )?;
+        let ids = s
+            .query_map([peer], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| id.try_into().ok().map(ConversationId))
+            .collect())
+    }
+
     /// The active group called `name`.
     pub fn group_named(&self, name: &str) -> Result<Option<ConversationRow>> {
         self.db

@@ -14,7 +14,7 @@
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sirr_proto::{AccountId, DeviceId};
+use sirr_proto::{AccountId, DeviceAddress, DeviceId};
 
 use crate::error::{CryptoError, Result};
 
@@ -120,6 +120,55 @@ impl AccountKey {
     }
 }
 
+/// Longest device name, in characters.
+pub const MAX_DEVICE_NAME: usize = 64;
+/// Longest sealed device name the server stores, in bytes (a name of [`MAX_DEVICE_NAME`]
+/// four-byte characters, plus nonce and tag).
+pub const MAX_SEALED_DEVICE_NAME: usize = 4 * MAX_DEVICE_NAME + 64;
+
+impl AccountKey {
+    /// The symmetric key device names are sealed under: a PRF of the account key, so every
+    /// device of the account (each holds the account key once approved) can read them and
+    /// nobody else, the server included.
+    fn names_key(&self) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.signing.to_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(b"sirr device names v1");
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Seal `device`'s name for the server to store. Bound to the device, so the server cannot
+    /// show one device's name as another's.
+    pub fn seal_device_name(&self, device: DeviceAddress, name: &str) -> Result<Vec<u8>> {
+        check_device_name(name)?;
+        crate::seal::seal_at_rest(&self.names_key(), &name_aad(device), name.as_bytes())
+    }
+
+    /// Open a name sealed by [`Self::seal_device_name`] for `device`.
+    pub fn open_device_name(&self, device: DeviceAddress, sealed: &[u8]) -> Result<String> {
+        let plain = crate::seal::open_at_rest(&self.names_key(), &name_aad(device), sealed)?;
+        String::from_utf8(plain).map_err(|_| CryptoError::Malformed("device name"))
+    }
+}
+
+/// A device name is 1 to [`MAX_DEVICE_NAME`] printable characters.
+pub fn check_device_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.chars().count() > MAX_DEVICE_NAME || name.chars().any(char::is_control) {
+        return Err(CryptoError::Rejected(format!(
+            "a device name is 1-{MAX_DEVICE_NAME} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+fn name_aad(device: DeviceAddress) -> Vec<u8> {
+    let mut aad = b"sirr device name v1".to_vec();
+    aad.extend_from_slice(&device.account.0);
+    aad.extend_from_slice(&device.device.0.to_be_bytes());
+    aad
+}
+
 /// Verify a signed device list of `account`. With `pinned`, the list must be signed by that
 /// account key ([`CryptoError::AccountKeyChanged`] otherwise); without, the key is taken from
 /// the list (first use) and returned in it for the caller to pin.
@@ -161,6 +210,38 @@ pub fn verify_device_list(bytes: &[u8], account: AccountId, pinned: Option<[u8; 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_names_open_only_with_the_account_key_and_for_their_device() {
+        let key = AccountKey::generate(&mut rand::rng());
+        let laptop = DeviceAddress {
+            account: AccountId([7; 16]),
+            device: DeviceId(2),
+        };
+        let sealed = key.seal_device_name(laptop, "laptop").unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"laptop"));
+        assert_eq!(key.open_device_name(laptop, &sealed).unwrap(), "laptop");
+        let phone = DeviceAddress {
+            device: DeviceId(1),
+            ..laptop
+        };
+        assert!(
+            key.open_device_name(phone, &sealed).is_err(),
+            "moved to another device"
+        );
+        let other = AccountKey::generate(&mut rand::rng());
+        assert!(
+            other.open_device_name(laptop, &sealed).is_err(),
+            "another account's key"
+        );
+        let mut bad = sealed.clone();
+        bad[sealed.len() / 2] ^= 1;
+        assert!(key.open_device_name(laptop, &bad).is_err(), "tampered");
+        assert!(key.seal_device_name(laptop, "").is_err());
+        assert!(key.seal_device_name(laptop, &"x".repeat(65)).is_err());
+        let longest = key.seal_device_name(laptop, &"\u{1F600}".repeat(64)).unwrap();
+        assert!(longest.len() <= MAX_SEALED_DEVICE_NAME);
+    }
 
     #[test]
     fn lists_verify_and_forgeries_do_not() {

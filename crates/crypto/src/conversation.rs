@@ -33,7 +33,7 @@ use openmls::prelude::{
     ProcessedMessageContent, Proposal, SenderRatchetConfiguration, ValidationError,
 };
 use openmls_traits::OpenMlsProvider;
-use sirr_proto::DeviceAddress;
+use sirr_proto::{DeviceAddress, MembershipToken};
 
 use crate::CIPHERSUITE;
 use crate::error::{CryptoError, Result};
@@ -145,6 +145,16 @@ fn join_config() -> MlsGroupJoinConfig {
             MAX_FORWARD_DISTANCE,
         ))
         .build()
+}
+
+/// A membership token: SHA-256 over a domain tag and an epoch authenticator, so the value the
+/// server sees is not itself a key-schedule secret.
+fn token_from(epoch_authenticator: &[u8]) -> MembershipToken {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"sirr membership token v1");
+    h.update(epoch_authenticator);
+    MembershipToken(h.finalize().into())
 }
 
 fn serialize(msg: &MlsMessageOut) -> Result<Vec<u8>> {
@@ -416,6 +426,22 @@ impl Conversation {
             })?;
         let welcome = welcome.as_ref().map(serialize).transpose()?;
         Ok((serialize(&commit)?, welcome))
+    }
+
+    /// The proof of membership in the current epoch that the server checks before it orders
+    /// a commit or stores a message for this conversation (see [`MembershipToken`]). Derived
+    /// from the epoch authenticator, a secret of the MLS key schedule that every member of the
+    /// epoch holds and that changes with each commit: a removed device cannot compute the
+    /// next one, and the token reveals nothing about the group's other secrets.
+    pub fn membership_token(&self) -> MembershipToken {
+        token_from(self.group.epoch_authenticator().as_slice())
+    }
+
+    /// The membership token of the epoch the pending local commit starts (to announce to the
+    /// server with that commit, as its hash); `None` without a pending commit.
+    pub fn pending_membership_token(&self) -> Option<MembershipToken> {
+        let staged = self.group.pending_commit()?;
+        staged.epoch_authenticator().map(|a| token_from(a.as_slice()))
     }
 
     /// Merges the pending local commit. Call it **only after the server accepted** that

@@ -141,10 +141,21 @@ fn removed_member_can_no_longer_decrypt() {
     let carol_snapshot = MlsStore::import(&carol.store.export().unwrap()).unwrap();
     let mut c_stale = Conversation::load(&carol_snapshot, CONV).unwrap().unwrap();
 
+    // Every member derives the same membership token for the epoch; the committer knows the
+    // next one before merging, and it differs.
+    let token1 = a.membership_token();
+    assert_eq!(b.membership_token(), token1);
+    assert_eq!(c.membership_token(), token1);
+    assert_eq!(a.pending_membership_token(), None);
     let commit = a
         .remove_members(&alice.store, &alice.id, &[carol.addr()])
         .unwrap();
+    let token2 = a
+        .pending_membership_token()
+        .expect("a pending commit has a next token");
+    assert_ne!(token2, token1);
     a.merge_pending_commit(&alice.store).unwrap();
+    assert_eq!(a.membership_token(), token2);
     assert_eq!(a.members().len(), 2);
 
     match b.process_incoming(&bob.store, &commit).unwrap() {
@@ -168,6 +179,12 @@ fn removed_member_can_no_longer_decrypt() {
         other => panic!("unexpected {other:?}"),
     }
     assert!(!c.is_active());
+    assert_eq!(
+        b.membership_token(),
+        token2,
+        "the remaining member derives the new token"
+    );
+    assert_ne!(c.membership_token(), token2, "the removed member cannot");
 
     let ct = a.encrypt(&alice.store, &alice.id, b"without carol").unwrap();
     let (_, pt) = expect_app(b.process_incoming(&bob.store, &ct));

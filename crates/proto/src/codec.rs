@@ -161,6 +161,7 @@ mod tests {
                     epoch: Some(EpochRef {
                         conversation: ConversationId([3; 16]),
                         epoch: 4,
+                        token: MembershipToken([7; 32]),
                     }),
                     ttl_secs: None,
                     franking: None,
@@ -171,7 +172,8 @@ mod tests {
                 body: Request::Commit {
                     conversation: ConversationId([3; 16]),
                     epoch: 4,
-                    members: vec![AccountId([2; 16])],
+                    token: Some(MembershipToken([2; 32])),
+                    next: [6; 32],
                     commit: Outgoing {
                         message_id: MessageId([5; 16]),
                         to: vec![],

@@ -12,7 +12,7 @@ use crate::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Phone
 /// Number of [`ClientFrame`] variants; a tag at or above it is an unknown frame type.
 pub(crate) const CLIENT_FRAME_VARIANTS: u64 = 2;
 /// Number of [`Request`] variants; a tag at or above it is an unknown request type.
-pub(crate) const REQUEST_VARIANTS: u64 = 28;
+pub(crate) const REQUEST_VARIANTS: u64 = 29;
 
 /// A frame sent by a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,12 +31,9 @@ pub enum Request {
     /// Ask the server to send a verification code to `phone`. Unauthenticated.
     RequestCode { phone: Phone },
     /// Prove control of `phone` with the code and get a device credential. Creates the account
-    /// if the number has none, otherwise adds a device to it. Unauthenticated.
-    Register {
-        phone: Phone,
-        code: String,
-        device_name: String,
-    },
+    /// if the number has none, otherwise adds a device to it. Unauthenticated. (The device's
+    /// name is set later, sealed: [`Request::SetDeviceName`].)
+    Register { phone: Phone, code: String },
     /// Authenticate this session as one device. Must be the first request of a messaging session.
     Hello {
         protocol: u16,
@@ -53,10 +50,11 @@ pub enum Request {
         to: Vec<Recipient>,
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
-        /// For a message in an MLS conversation: the epoch it was encrypted in. The server
-        /// refuses it with [`ErrorCode::StaleEpoch`] unless that is the conversation's current
-        /// epoch and the sender's account is a member, so no member receives a message from an
-        /// epoch it has already left.
+        /// For a message in an MLS conversation: the epoch it was encrypted in, with the proof
+        /// of membership in it. The server refuses it with [`ErrorCode::StaleEpoch`] unless
+        /// that is the conversation's current epoch (so no member receives a message from an
+        /// epoch it has already left), and with [`ErrorCode::NotMember`] unless the token is
+        /// that epoch's.
         epoch: Option<EpochRef>,
         /// A disappearing message: the server drops every copy this many seconds after
         /// accepting it, delivered or not, and never delivers it later. At most the server's
@@ -96,28 +94,29 @@ pub enum Request {
     /// clients verify it). Accepted only if `version` is higher than the stored one.
     PublishDeviceList { version: u64, list: Bytes },
     /// Order a handshake (MLS commit) in a conversation. Accepted only if `epoch` is the
-    /// conversation's current epoch at the server and the sender's account is a member; then
-    /// the conversation moves to `epoch + 1`, its member accounts become `members`, and the
-    /// commit (and the Welcome for added devices, if any) are queued in the same transaction.
-    /// A conversation the server has not seen starts at epoch 0 (the first commit creates it).
-    /// A stale commit is refused with [`ErrorCode::StaleEpoch`] and the current epoch: the
-    /// client processes what it missed and tries again. Devices named in `to` that no longer
-    /// exist are skipped.
+    /// conversation's current epoch at the server and `token` proves membership in it; then
+    /// the conversation moves to `epoch + 1`, whose members will prove themselves with the
+    /// token hashing to `next`, and the commit (and the Welcome for added devices, if any) are
+    /// queued in the same transaction. The server never learns which accounts are members.
+    /// A conversation the server has not seen starts at epoch 0 (the first commit creates it,
+    /// with no `token`). A stale commit is refused with [`ErrorCode::StaleEpoch`] and the
+    /// current epoch: the client processes what it missed and tries again. Devices named in
+    /// `to` that no longer exist are skipped.
     Commit {
         conversation: ConversationId,
         epoch: u64,
-        members: Vec<AccountId>,
+        token: Option<MembershipToken>,
+        /// [`MembershipToken::hash`] of the token of epoch `epoch + 1`.
+        next: [u8; 32],
         commit: Outgoing,
-        welcome: Option<Outgoing>,
+        /// Boxed: commits are rare, and every other request stays small.
+        welcome: Option<Box<Outgoing>>,
     },
     /// Start linking a new device to an existing account (unauthenticated). `public_key` is
     /// the new device's ephemeral key (X25519) that the approving device encrypts the account's
     /// secrets to. Answered with [`Response::LinkCode`]; the code shown to the user carries the
     /// link id and this key, so the server cannot substitute its own key.
-    RequestLink {
-        device_name: String,
-        public_key: [u8; 32],
-    },
+    RequestLink { public_key: [u8; 32] },
     /// Wait (up to the link's expiry) for the link to be approved. Answered with
     /// [`Response::LinkApproved`], or [`ErrorCode::LinkExpired`].
     AwaitLink { link_id: [u8; 16] },
@@ -141,10 +140,14 @@ pub enum Request {
     /// Turn one optional use of this account's data on or off, from now on; the change is
     /// recorded with its time. Answered with [`Response::Consents`].
     SetConsent { purpose: Purpose, granted: bool },
-    /// The day `account` last connected, if it allows its last-seen to be shown and the two
-    /// accounts share a conversation; `None` otherwise (the answer does not say which).
-    /// Answered with [`Response::LastSeen`].
-    LastSeen { account: AccountId },
+    /// The day `account` last connected, if it allows its last-seen to be shown and
+    /// `access_key` is its current delivery token (which only people it wrote to can derive,
+    /// from the profile key its messages carry); `None` otherwise (the answer does not say
+    /// which). Answered with [`Response::LastSeen`].
+    LastSeen {
+        account: AccountId,
+        access_key: Option<[u8; 16]>,
+    },
     /// Store this account's delivery token for sealed sender: the server keeps only its hash,
     /// and delivers a [`Request::SendSealed`] to the account only if it presents this token.
     /// The token is derived from the account's profile key, which its clients share inside
@@ -158,8 +161,7 @@ pub enum Request {
     /// Deliver a message without saying who sends it (in a sealed-sender session only). Each
     /// recipient account must be named with its delivery token; the sender's identity travels
     /// only inside the ciphertext. Otherwise as [`Request::Send`]: `devices` must be exactly the
-    /// account's current devices, and `epoch` is checked (membership cannot be: the server
-    /// does not know the sender).
+    /// account's current devices, and `epoch` (with its membership token) is checked.
     SendSealed {
         message_id: MessageId,
         to: Vec<SealedRecipient>,
@@ -190,6 +192,11 @@ pub enum Request {
         account: AccountId,
         messages: Vec<ReportedMessage>,
     },
+    /// Store this device's name, sealed under a key only the account's devices hold
+    /// (`sirr_crypto::AccountKey::seal_device_name`): the server keeps bytes it cannot read
+    /// and shows them to the account's devices in [`Response::Devices`]. Answered with
+    /// [`Response::Done`].
+    SetDeviceName { sealed: Bytes },
 }
 
 /// A message revealed in a report: what the recipient got, and the franking opening that
@@ -281,11 +288,38 @@ pub struct ConsentState {
 /// Opaque bytes, encoded compactly.
 pub type Bytes = serde_bytes::ByteBuf;
 
-/// The conversation epoch a message was encrypted in (see [`Request::Send`]).
+/// The conversation epoch a message was encrypted in (see [`Request::Send`]), and the proof
+/// that its sender is a member of that epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpochRef {
     pub conversation: ConversationId,
     pub epoch: u64,
+    pub token: MembershipToken,
+}
+
+/// Proof of membership in one epoch of a conversation: a secret every member device derives
+/// from that epoch's MLS key schedule (`sirr_crypto::Conversation::membership_token`) and no
+/// one else can, because it changes with every commit. The server stores only its
+/// [`hash`](Self::hash), set by the commit that starts the epoch, so it can tell members from
+/// strangers without ever knowing who the members are. `Debug` never prints it.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipToken(pub [u8; 32]);
+
+impl MembershipToken {
+    /// What the server keeps and compares: SHA-256 over a domain tag and the token.
+    pub fn hash(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"sirr membership v1");
+        h.update(self.0);
+        h.finalize().into()
+    }
+}
+
+impl std::fmt::Debug for MembershipToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MembershipToken(..)")
+    }
 }
 
 /// One payload and where it goes, as part of a [`Request::Commit`].
@@ -424,7 +458,8 @@ pub struct DirectoryEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
     pub id: DeviceId,
-    pub name: String,
+    /// The device's name, sealed by the account's devices; `None` until it set one.
+    pub sealed_name: Option<Bytes>,
     /// Day of registration, days since the Unix epoch (coarse on purpose).
     pub created_day: u32,
 }
@@ -437,6 +472,8 @@ pub struct ErrorBody {
     /// When set, the same request may succeed after this many milliseconds.
     pub retry_after_ms: Option<u32>,
     /// With [`ErrorCode::StaleDevices`]: the current device lists of the accounts that differ.
+    /// With [`ErrorCode::Unauthorized`] to a `SendSealed`: the accounts whose delivery token
+    /// failed (device lists empty).
     pub devices: Vec<Recipient>,
     /// With [`ErrorCode::StaleEpoch`]: the conversation's current epoch.
     pub epoch: Option<u64>,
@@ -508,7 +545,7 @@ pub enum ErrorCode {
     Internal,
     /// The commit or message was made for an old epoch of the conversation; see `epoch`.
     StaleEpoch,
-    /// The sender's account is not a member of the conversation.
+    /// The sender did not prove membership in the conversation's current epoch.
     NotMember,
     /// An uploaded KeyPackage failed its checks (signature, credential, ciphersuite, lifetime).
     BadKeyPackage,

@@ -30,7 +30,9 @@ pub use phone::{Phone, PhoneError};
 
 /// Version of the frame format spoken by this crate. A client sends it in
 /// [`Request::Hello`]; the server refuses versions it does not speak.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// 2: conversations are joined by membership tokens, not member lists ([`MembershipToken`]).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The most devices one account may have (its first device included).
 pub const MAX_DEVICES_PER_ACCOUNT: usize = 5;

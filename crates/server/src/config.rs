@@ -62,6 +62,10 @@ pub struct DeliveryConfig {
     /// Seconds between runs of the retention job (expired and disappearing messages, codes,
     /// KeyPackages, idle rate-limit state). Default 60.
     pub housekeeping_secs: u64,
+    /// Days a conversation may go without a commit or a message before the server forgets it
+    /// (default 400). The server does not know who is in a conversation, so it cannot remove
+    /// one with its last member's account; idleness is the only signal it has.
+    pub conversation_idle_days: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -273,6 +277,7 @@ impl Default for DeliveryConfig {
             max_connections: 200_000,
             handshake_timeout_secs: 30,
             housekeeping_secs: 60,
+            conversation_idle_days: 400,
         }
     }
 }
@@ -420,6 +425,10 @@ impl Config {
         }
         if self.delivery.housekeeping_secs == 0 || self.delivery.housekeeping_secs > 86_400 {
             return bad("delivery.housekeeping_secs must be between 1 and 86400");
+        }
+        if self.delivery.conversation_idle_days < self.retention_days() {
+            // A conversation must outlive the messages queued in it.
+            return bad("delivery.conversation_idle_days must be at least the message retention");
         }
         if self.delivery.max_payload == 0 || self.delivery.max_payload > 64 * 1024 * 1024 {
             return bad("delivery.max_payload must be between 1 byte and 64 MiB");

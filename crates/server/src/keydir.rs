@@ -12,8 +12,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use sirr_proto::{
-    AccountId, ClaimedKeyPackage, ConversationId, DeviceId, ErrorBody, ErrorCode, Outgoing, Recipient,
-    Response,
+    AccountId, ClaimedKeyPackage, ConversationId, DeviceId, ErrorBody, ErrorCode, MembershipToken, Outgoing,
+    Recipient, Response,
 };
 use sirr_store::{DeviceKey, NewCommit, NewKeyPackage, NewMessage, StoreError};
 
@@ -201,28 +201,23 @@ impl Service {
     }
 
     /// `Commit`, first half: check and submit; the future resolves with the new epoch.
+    /// Membership is proven by `token` (checked by storage, in commit order); the server is
+    /// never told who the members are.
+    #[allow(clippy::too_many_arguments)]
     pub async fn submit_commit(
         &self,
         me: Authed,
         conversation: ConversationId,
         epoch: u64,
-        members: Vec<AccountId>,
+        token: Option<MembershipToken>,
+        next: [u8; 32],
         commit: Outgoing,
         welcome: Option<Outgoing>,
     ) -> Result<PendingCommit, ErrorBody> {
-        if members.is_empty() || members.len() > MAX_RECIPIENT_ACCOUNTS + 1 {
+        if token.is_none() && epoch != 0 {
             return Err(err(
-                ErrorCode::BadRequest,
-                format!(
-                    "a conversation has 1 to {} member accounts",
-                    MAX_RECIPIENT_ACCOUNTS + 1
-                ),
-            ));
-        }
-        if !members.contains(&me.address.account) {
-            return Err(err(
-                ErrorCode::BadRequest,
-                "the members after a commit include the committer's account",
+                ErrorCode::NotMember,
+                "a commit needs the membership token of the epoch it changes",
             ));
         }
         let max = self.config.delivery.max_payload;
@@ -236,50 +231,22 @@ impl Service {
                     ),
                 ));
             }
+            if o.to.len() > MAX_RECIPIENT_ACCOUNTS + 1 {
+                return Err(err(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "a conversation has at most {} member accounts",
+                        MAX_RECIPIENT_ACCOUNTS + 1
+                    ),
+                ));
+            }
         }
         self.limits
             .send
             .check(&me.address.account)
             .map_err(|r| self.rate_limited("messages", r))?;
-        // Groups (not one-to-one chats): their creation and additions are signals.
-        if members.len() > 2 && (epoch == 0 || welcome.is_some()) && self.abuse.enabled() {
-            let t = now_ms();
-            let (account, group) = (crate::abuse::name(me.address.account), conversation.to_string());
-            // For an addition, only the accounts that were not members before.
-            let before = if epoch == 0 {
-                Vec::new()
-            } else {
-                self.store
-                    .conversation_members(conversation)
-                    .await
-                    .map_err(|e| self.store_error(e))?
-            };
-            let others: Vec<String> = members
-                .iter()
-                .filter(|a| **a != me.address.account && !before.contains(a))
-                .map(|a| crate::abuse::name(*a))
-                .collect();
-            let event = if others.is_empty() {
-                None
-            } else if epoch == 0 {
-                Some(sirr_abuse::Event::GroupCreate {
-                    t,
-                    account,
-                    group,
-                    members: others,
-                })
-            } else {
-                Some(sirr_abuse::Event::GroupAdd {
-                    t,
-                    account,
-                    group,
-                    members: others,
-                })
-            };
-            if let Some(event) = event {
-                let decisions = self.abuse.observe(event);
-                self.enforce(decisions);
-            }
+        if let Some(w) = welcome.as_ref().filter(|_| self.abuse.enabled()) {
+            self.observe_additions(me, conversation, epoch, &commit, w);
         }
         self.refuse_banned(me.address.account)?;
         let server_ts = now_ms();
@@ -304,11 +271,59 @@ impl Service {
         Ok(self.store.commit(NewCommit {
             conversation,
             epoch,
-            sender: me.address.account,
-            members,
+            token_hash: token.map(|t| t.hash()),
+            next_hash: next,
             day: (server_ts / 86_400_000) as u32,
             messages,
         }))
+    }
+
+    /// Tell the abuse engine about a group's creation or the accounts added to it. What the
+    /// commit itself shows, in memory only: the accounts the Welcome goes to that none of the
+    /// commit's recipients belong to are new to the conversation. A one-to-one chat (one
+    /// other account at creation) is not a group.
+    fn observe_additions(
+        &self,
+        me: Authed,
+        conversation: ConversationId,
+        epoch: u64,
+        commit: &Outgoing,
+        welcome: &Outgoing,
+    ) {
+        let mut added: Vec<AccountId> = welcome
+            .to
+            .iter()
+            .map(|r| r.account)
+            .filter(|a| *a != me.address.account && !commit.to.iter().any(|r| r.account == *a))
+            .collect();
+        added.sort();
+        added.dedup();
+        if added.is_empty() || (epoch == 0 && added.len() < 2) {
+            return;
+        }
+        let (t, account, group) = (
+            now_ms(),
+            crate::abuse::name(me.address.account),
+            conversation.to_string(),
+        );
+        let members = added.into_iter().map(crate::abuse::name).collect();
+        let event = if epoch == 0 {
+            sirr_abuse::Event::GroupCreate {
+                t,
+                account,
+                group,
+                members,
+            }
+        } else {
+            sirr_abuse::Event::GroupAdd {
+                t,
+                account,
+                group,
+                members,
+            }
+        };
+        let decisions = self.abuse.observe(event);
+        self.enforce(decisions);
     }
 
     /// `Commit`, second half: the answer once storage has ordered it.

@@ -1,9 +1,10 @@
 //! Linking a new device to an account, approved by one of the account's devices.
 //!
 //! Pending links live in memory only (they last minutes, and a restart merely asks the user to
-//! link again). The server sees the new device's name, its ephemeral public key and, once
-//! approved, a sealed bundle it cannot open; it creates the device and hands the credential to
-//! the waiting new device only.
+//! link again). The server sees the new device's ephemeral public key and, once approved, a
+//! sealed bundle it cannot open; it creates the device and hands the credential to the waiting
+//! new device only. (The new device names itself afterwards, sealed under the account key it
+//! received in the bundle.)
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,26 +25,18 @@ pub const MAX_PENDING_LINKS: usize = 10_000;
 
 /// One link waiting for approval; `outcome` turns `Some` when a device approves it.
 pub struct PendingLink {
-    device_name: String,
     expires: Instant,
     outcome: watch::Sender<Option<Response>>,
 }
 
 impl Service {
     /// `RequestLink` (unauthenticated).
-    pub async fn request_link(&self, device_name: String, public_key: [u8; 32], ip: IpAddr) -> Answer {
+    pub async fn request_link(&self, public_key: [u8; 32], ip: IpAddr) -> Answer {
         let _ = public_key; // travels to the approver in the code the user copies, not via us
         self.limits
             .registration_per_ip
             .check(&IpKey::from(ip))
             .map_err(|r| self.rate_limited("link requests from this address", r))?;
-        let name = device_name.trim();
-        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-            return Err(err(
-                ErrorCode::BadRequest,
-                "device name must be 1-64 printable characters",
-            ));
-        }
         self.expire_links();
         if self.links.len() >= MAX_PENDING_LINKS {
             return Err(
@@ -56,7 +49,6 @@ impl Service {
         self.links.insert(
             link_id,
             Arc::new(PendingLink {
-                device_name: name.to_owned(),
                 expires: Instant::now() + LINK_TTL,
                 outcome,
             }),
@@ -107,7 +99,6 @@ impl Service {
             .store
             .add_device(
                 me.address.account,
-                link.device_name.clone(),
                 secret_hash(&secret),
                 (now_ms() / 86_400_000) as u32,
             )

@@ -33,6 +33,8 @@ pub const MAX_RECIPIENT_ACCOUNTS: usize = 1_024;
 pub const MAX_LOOKUP: usize = 500;
 /// Accounts whose device lists are cached before the cache is reset.
 const DEVICE_CACHE_CAP: usize = 1_000_000;
+/// Largest sealed device name accepted (the crypto crate's bound for its longest name).
+const MAX_SEALED_DEVICE_NAME: usize = sirr_crypto::account::MAX_SEALED_DEVICE_NAME;
 
 /// A session's proof of authentication.
 #[derive(Clone, Copy, Debug)]
@@ -222,19 +224,12 @@ impl Service {
     }
 
     /// `Register`: check the code and create a device (and the account if new).
-    pub async fn register(&self, phone: Phone, code: String, device_name: String, ip: IpAddr) -> Answer {
+    pub async fn register(&self, phone: Phone, code: String, ip: IpAddr) -> Answer {
         let _slot = self.admit_registration()?;
         self.limits
             .registration_per_ip
             .check(&IpKey::from(ip))
             .map_err(|r| self.rate_limited("registration requests from this address", r))?;
-        let name = device_name.trim();
-        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-            return Err(err(
-                ErrorCode::BadRequest,
-                "device name must be 1-64 printable characters",
-            ));
-        }
         let phone_key = self.key.phone_key(&phone);
         let dev_bypass = self.config.dev && code == DEV_CODE;
         if !dev_bypass {
@@ -266,7 +261,6 @@ impl Service {
             .register_device(NewDevice {
                 phone_key,
                 fresh_account_id: AccountId(fresh),
-                name: name.to_owned(),
                 secret_hash: secret_hash(&secret),
                 day: today(),
                 consume_verification: !dev_bypass,
@@ -281,7 +275,9 @@ impl Service {
                 account: crate::abuse::name(reg.account),
                 phone: phone.as_str().to_owned(),
                 ip: ip.to_canonical().to_string(),
-                client: name.to_owned(),
+                // Sirr collects no client string (device names are sealed and come later), so
+                // this registration forms no client cluster: the account's own name is unique.
+                client: crate::abuse::name(reg.account),
             });
             self.enforce(decisions);
         }
@@ -461,6 +457,7 @@ impl Service {
             .sealed_send
             .check(&IpKey::from(ip))
             .map_err(|r| self.rate_limited("sealed messages from this address", r))?;
+        let mut refused = Vec::new();
         for r in &to {
             let presented = secret_hash_16(&r.access_key);
             let ok = self
@@ -468,11 +465,20 @@ impl Service {
                 .await?
                 .is_some_and(|stored| hashes_match(&stored, &presented));
             if !ok {
-                return Err(err(
-                    ErrorCode::Unauthorized,
-                    "not authorised to deliver sealed messages to a recipient; send identified",
-                ));
+                refused.push(Recipient {
+                    account: r.account,
+                    devices: Vec::new(),
+                });
             }
+        }
+        if !refused.is_empty() {
+            // The sender may name every account: it presented their tokens.
+            let mut e = err(
+                ErrorCode::Unauthorized,
+                "not authorised to deliver sealed messages to these recipients; send identified",
+            );
+            e.devices = refused;
+            return Err(e);
         }
         let listed = to.iter().map(|r| (r.account, &r.devices[..]));
         let keys = self.recipient_devices(listed, None).await?;
@@ -587,8 +593,8 @@ impl Service {
         Ok(keys)
     }
 
-    /// Hand the message to storage for `keys`: with its epoch checked in commit order when it
-    /// has one (and, for an identified sender, that sender's membership).
+    /// Hand the message to storage for `keys`: with its epoch and membership token checked in
+    /// commit order when it has one (identified or sealed alike).
     fn submit(&self, from: Option<DeviceAddress>, d: Delivery, keys: Vec<DeviceKey>) -> Pending {
         let server_ts = now_ms();
         let message = NewMessage {
@@ -607,7 +613,8 @@ impl Service {
                 sirr_store::EpochCheck {
                     conversation: e.conversation,
                     epoch: e.epoch,
-                    sender: from.map(|f| f.account),
+                    token_hash: e.token.hash(),
+                    day: (server_ts / 86_400_000) as u32,
                 },
             ),
         }
@@ -701,11 +708,26 @@ impl Service {
             .into_iter()
             .map(|r| DeviceInfo {
                 id: r.address.device,
-                name: r.name,
+                sealed_name: r.sealed_name.map(Into::into),
                 created_day: r.created_day,
             })
             .collect();
         Ok(Response::Devices { devices })
+    }
+
+    /// `SetDeviceName`: store this device's sealed name (opaque; only its size is checked).
+    pub async fn set_device_name(&self, me: Authed, sealed: Vec<u8>) -> Answer {
+        if sealed.is_empty() || sealed.len() > MAX_SEALED_DEVICE_NAME {
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("a sealed device name is 1 to {MAX_SEALED_DEVICE_NAME} bytes"),
+            ));
+        }
+        self.store
+            .set_device_name(me.key, sealed)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        Ok(Response::Done)
     }
 
     pub async fn remove_device(&self, me: Authed, device: DeviceId) -> Answer {
@@ -825,19 +847,23 @@ impl Service {
     }
 
     /// `LastSeen`: `account`'s last connection day, only with its consent and only to someone
-    /// it shares a conversation with; anyone else learns nothing, not even which rule held.
-    pub async fn last_seen(&self, me: Authed, account: AccountId) -> Answer {
+    /// holding its current delivery token (derived from the profile key it sends only to the
+    /// people it writes to); anyone else learns nothing, not even which rule held.
+    pub async fn last_seen(&self, me: Authed, account: AccountId, access_key: Option<[u8; 16]>) -> Answer {
         self.limits
             .lookup
             .check(&me.address.account)
             .map_err(|r| self.rate_limited("lookups", r))?;
-        let visible = account == me.address.account
-            || (self.allows(account, Purpose::LastSeen).await?
-                && self
-                    .store
-                    .share_conversation(me.address.account, account)
-                    .await
-                    .map_err(|e| self.store_error(e))?);
+        let visible = account == me.address.account || {
+            let holds_token = match access_key {
+                Some(k) => self
+                    .access_key_hash(account)
+                    .await?
+                    .is_some_and(|stored| hashes_match(&stored, &secret_hash_16(&k))),
+                None => false,
+            };
+            holds_token && self.allows(account, Purpose::LastSeen).await?
+        };
         let day = if visible {
             self.store
                 .last_seen_day(account)
@@ -1109,6 +1135,12 @@ impl Service {
         }
         if let Err(e) = self.store.purge_key_packages(now_ms()).await {
             tracing::warn!(error = %e, "KeyPackage purge failed");
+        }
+        let idle = today().saturating_sub(self.config.delivery.conversation_idle_days);
+        match self.store.purge_conversations(idle).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(forgotten = n, "forgot abandoned conversations"),
+            Err(e) => tracing::warn!(error = %e, "conversation purge failed"),
         }
         self.expire_links();
         self.limits.forget_idle();

@@ -174,11 +174,7 @@ async fn handshake(
         };
         let (result, authed) = match body {
             Request::RequestCode { phone } => (svc.request_code(phone, ip).await, None),
-            Request::Register {
-                phone,
-                code,
-                device_name,
-            } => (svc.register(phone, code, device_name, ip).await, None),
+            Request::Register { phone, code } => (svc.register(phone, code, ip).await, None),
             Request::Hello {
                 protocol,
                 account,
@@ -196,10 +192,7 @@ async fn handshake(
                 text,
             } => (svc.appeal(account, device, &secret, text, ip).await, None),
             Request::Ping => (Ok(sirr_proto::Response::Pong), None),
-            Request::RequestLink {
-                device_name,
-                public_key,
-            } => (svc.request_link(device_name, public_key, ip).await, None),
+            Request::RequestLink { public_key } => (svc.request_link(public_key, ip).await, None),
             Request::AwaitLink { link_id } => {
                 // A long wait by design: it is not held to the handshake deadline.
                 let answer = tokio::select! {
@@ -540,11 +533,12 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
         Request::Commit {
             conversation,
             epoch,
-            members,
+            token,
+            next,
             commit,
             welcome,
         } => match svc
-            .submit_commit(me, conversation, epoch, members, commit, welcome)
+            .submit_commit(me, conversation, epoch, token, next, commit, welcome.map(|w| *w))
             .await
         {
             Ok(pending) => Box::pin(async move { reply(svc.finish_commit(pending).await) }),
@@ -571,7 +565,9 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
         Request::SetConsent { purpose, granted } => {
             Box::pin(async move { reply(svc.set_consent(me, purpose, granted).await) })
         }
-        Request::LastSeen { account } => Box::pin(async move { reply(svc.last_seen(me, account).await) }),
+        Request::LastSeen { account, access_key } => {
+            Box::pin(async move { reply(svc.last_seen(me, account, access_key).await) })
+        }
         Request::SetAccessKey { access_key } => {
             Box::pin(async move { reply(svc.set_access_key(me, access_key).await) })
         }
@@ -581,6 +577,9 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
         Request::Block { account } => Box::pin(async move { reply(svc.block(me, account).await) }),
         Request::Report { account, messages } => {
             Box::pin(async move { reply(svc.report(me, account, messages).await) })
+        }
+        Request::SetDeviceName { sealed } => {
+            Box::pin(async move { reply(svc.set_device_name(me, sealed.into_vec()).await) })
         }
         Request::Appeal { .. } => {
             return Err(ServerFrame::Response {

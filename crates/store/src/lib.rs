@@ -50,7 +50,8 @@ pub enum StoreError {
     /// A commit or message was made for another epoch than the conversation's current one.
     #[error("the conversation is at epoch {current}")]
     StaleEpoch { current: u64 },
-    /// The sender's account is not a member of the conversation.
+    /// The sender did not prove membership in the conversation's current epoch (or storage
+    /// does not know the conversation).
     #[error("not a member of the conversation")]
     NotMember,
     /// A device list's version is not newer than the stored one.
@@ -83,7 +84,8 @@ pub struct Verification {
 pub struct DeviceRecord {
     pub key: DeviceKey,
     pub address: DeviceAddress,
-    pub name: String,
+    /// The name the account's devices sealed for it (opaque here); `None` until it set one.
+    pub sealed_name: Option<Vec<u8>>,
     /// SHA-256 of the device's 256-bit secret. High-entropy secrets need no slow hash.
     pub secret_hash: [u8; 32],
     /// Days since the Unix epoch.
@@ -104,7 +106,6 @@ pub struct NewDevice {
     pub phone_key: PhoneKey,
     /// Used only if the number has no account yet.
     pub fresh_account_id: AccountId,
-    pub name: String,
     pub secret_hash: [u8; 32],
     pub day: u32,
     /// Delete this verification in the same transaction; fail with [`StoreError::Conflict`] if it
@@ -166,25 +167,29 @@ pub struct NewKeyPackage {
     pub expires_at: u64,
 }
 
-/// An epoch check that must hold, atomically with the write, for a message to be stored.
+/// An epoch check that must hold, atomically with the write, for a message to be stored:
+/// `epoch` is the conversation's current one and `token_hash` is that epoch's membership token
+/// hash (`sirr_proto::MembershipToken::hash`). Storage never learns who the members are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EpochCheck {
     pub conversation: ConversationId,
     pub epoch: u64,
-    /// The sending account, which must be a member; `None` for a sealed-sender message (the
-    /// server does not know the sender, so only the epoch is checked).
-    pub sender: Option<AccountId>,
+    pub token_hash: [u8; 32],
+    /// Today (days since the Unix epoch): the conversation counts as used today.
+    pub day: u32,
 }
 
 /// A commit to order: accepted only if `epoch` is the conversation's current epoch (0 for a
-/// conversation storage has not seen) and `sender` is a member; then the conversation moves to
-/// `epoch + 1` with `members`, and every message is queued, all in one transaction.
+/// conversation storage has not seen) and `token_hash` is that epoch's membership token hash
+/// (`None` only to create a conversation); then the conversation moves to `epoch + 1`, whose
+/// members prove themselves with `next_hash`, and every message is queued, all in one
+/// transaction.
 #[derive(Clone, Debug)]
 pub struct NewCommit {
     pub conversation: ConversationId,
     pub epoch: u64,
-    pub sender: AccountId,
-    pub members: Vec<AccountId>,
+    pub token_hash: Option<[u8; 32]>,
+    pub next_hash: [u8; 32],
     pub day: u32,
     pub messages: Vec<(NewMessage, Vec<DeviceKey>)>,
 }
@@ -241,13 +246,9 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn register_device(&self, new: NewDevice) -> Result<Registration>;
     /// Add a device to an existing account (a device linked by another of its devices).
     /// [`StoreError::DeviceLimit`] if the account is full.
-    async fn add_device(
-        &self,
-        account: AccountId,
-        name: String,
-        secret_hash: [u8; 32],
-        day: u32,
-    ) -> Result<DeviceRecord>;
+    async fn add_device(&self, account: AccountId, secret_hash: [u8; 32], day: u32) -> Result<DeviceRecord>;
+    /// Replace a device's sealed name.
+    async fn set_device_name(&self, device: DeviceKey, sealed: Vec<u8>) -> Result<()>;
     async fn device(&self, address: DeviceAddress) -> Result<Option<DeviceRecord>>;
     /// The account behind a phone number and its devices.
     async fn account_by_phone(&self, phone: PhoneKey) -> Result<Option<(AccountId, Vec<DeviceId>)>>;
@@ -255,8 +256,8 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Remove a device and everything queued for it. Returns whether it existed.
     async fn remove_device(&self, address: DeviceAddress) -> Result<bool>;
     /// Delete an account and every row tied to it: its devices, their keys and queues, the
-    /// messages it sent that are still queued, its device list, its conversation memberships
-    /// (and conversations left with fewer than two members), the verification of its number.
+    /// messages it sent that are still queued, its device list, the verification of its number.
+    /// (Conversations are not tied to accounts, so none is touched.)
     /// The deleted bytes are scrubbed from the database files (freed pages zeroed, the
     /// write-ahead log truncated). Returns the storage keys of the devices it had.
     async fn delete_account(&self, account: AccountId) -> Result<Vec<DeviceKey>>;
@@ -349,10 +350,10 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Like [`QueueStore::enqueue`], but stored only if `check` holds at that point of the
     /// commit order ([`StoreError::StaleEpoch`] / [`StoreError::NotMember`] otherwise).
     fn enqueue_checked(&self, message: NewMessage, to: Vec<DeviceKey>, check: EpochCheck) -> Pending;
-    /// The member accounts of a conversation (empty if storage has not seen it).
-    async fn conversation_members(&self, conversation: ConversationId) -> Result<Vec<AccountId>>;
-    /// Whether accounts `a` and `b` are both members of some conversation.
-    async fn share_conversation(&self, a: AccountId, b: AccountId) -> Result<bool>;
+    /// Forget conversations with no commit and no message since before day `before_day`
+    /// (abandoned: storage cannot tell who was in them, so it cannot remove them with an
+    /// account); returns how many.
+    async fn purge_conversations(&self, before_day: u32) -> Result<u64>;
 }
 
 /// Everything `sirrd` needs from storage.

@@ -22,11 +22,10 @@ fn open(dir: &tempfile::TempDir) -> (SqliteStore, Arc<Recorder>) {
     (store, rec)
 }
 
-fn new_device(phone: u8, name: &str) -> NewDevice {
+fn new_device(phone: u8) -> NewDevice {
     NewDevice {
         phone_key: PhoneKey([phone; 32]),
         fresh_account_id: AccountId(rand_id()),
-        name: name.into(),
         secret_hash: [9; 32],
         day: 20_000,
         consume_verification: false,
@@ -54,17 +53,23 @@ fn message(n: u8, from: DeviceAddress) -> NewMessage {
 async fn registration_creates_then_adds_devices_up_to_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = open(&dir);
-    let first = s.register_device(new_device(1, "phone")).await.unwrap();
+    let first = s.register_device(new_device(1)).await.unwrap();
     assert!(first.new_account);
     assert_eq!(first.device.address.device, DeviceId(1));
+    // A device has no name until it sets one, sealed (opaque bytes to storage).
+    assert_eq!(first.device.sealed_name, None);
+    s.set_device_name(first.device.key, vec![1, 2, 3]).await.unwrap();
+    s.set_device_name(first.device.key, vec![4, 5]).await.unwrap();
+    let named = s.device(first.device.address).await.unwrap().unwrap();
+    assert_eq!(named.sealed_name, Some(vec![4, 5]));
     for i in 2..=MAX_DEVICES_PER_ACCOUNT as u32 {
-        let r = s.register_device(new_device(1, "more")).await.unwrap();
+        let r = s.register_device(new_device(1)).await.unwrap();
         assert!(!r.new_account);
         assert_eq!(r.account, first.account);
         assert_eq!(r.device.address.device, DeviceId(i));
     }
     assert!(matches!(
-        s.register_device(new_device(1, "sixth")).await,
+        s.register_device(new_device(1)).await,
         Err(StoreError::DeviceLimit)
     ));
     let (acct, devices) = s.account_by_phone(PhoneKey([1; 32])).await.unwrap().unwrap();
@@ -74,10 +79,10 @@ async fn registration_creates_then_adds_devices_up_to_the_limit() {
     // storage key (a late copy queued for a removed device must never reach a new one).
     let last = s.devices(first.account).await.unwrap().pop().unwrap();
     assert!(s.remove_device(last.address).await.unwrap());
-    let other = s.register_device(new_device(9, "other account")).await.unwrap();
+    let other = s.register_device(new_device(9)).await.unwrap();
     assert!(other.device.key > last.key, "storage keys are not reused");
     assert!(s.remove_device(first.device.address).await.unwrap());
-    let again = s.register_device(new_device(1, "again")).await.unwrap();
+    let again = s.register_device(new_device(1)).await.unwrap();
     assert_eq!(
         again.device.address.device,
         DeviceId(MAX_DEVICES_PER_ACCOUNT as u32 + 1)
@@ -113,7 +118,7 @@ async fn verification_is_consumed_once() {
         s.take_attempt(phone, 4_000, 2).await.unwrap().is_none(),
         "attempts used up"
     );
-    let mut d = new_device(3, "a");
+    let mut d = new_device(3);
     d.consume_verification = true;
     s.register_device(d.clone()).await.unwrap();
     assert!(matches!(s.register_device(d).await, Err(StoreError::Conflict(_))));
@@ -126,9 +131,9 @@ async fn verification_is_consumed_once() {
 async fn queues_are_ordered_acked_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (s, rec) = open(&dir);
-    let a = s.register_device(new_device(4, "a")).await.unwrap().device;
-    let b = s.register_device(new_device(5, "b")).await.unwrap().device;
-    let c = s.register_device(new_device(5, "c")).await.unwrap().device;
+    let a = s.register_device(new_device(4)).await.unwrap().device;
+    let b = s.register_device(new_device(5)).await.unwrap().device;
+    let c = s.register_device(new_device(5)).await.unwrap().device;
     for n in 0..10 {
         s.enqueue(message(n, a.address), vec![b.key, c.key])
             .await
@@ -203,7 +208,7 @@ async fn a_full_write_queue_is_refused_fast() {
         ..Default::default()
     };
     let s = SqliteStore::open(&dir.path().join("x.db"), opts, rec).unwrap();
-    let a = s.register_device(new_device(6, "a")).await.unwrap().device;
+    let a = s.register_device(new_device(6)).await.unwrap().device;
     let mut tasks = Vec::new();
     for n in 0..200 {
         let s = s.clone();
@@ -238,7 +243,7 @@ fn kp(tag: u8, expires_at: u64) -> NewKeyPackage {
 async fn key_packages_are_handed_out_once_then_the_last_resort() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = open(&dir);
-    let d = s.register_device(new_device(40, "phone")).await.unwrap().device;
+    let d = s.register_device(new_device(40)).await.unwrap().device;
     let now = 1_000_000;
     let stock = s
         .add_key_packages(
@@ -290,7 +295,7 @@ async fn key_packages_are_handed_out_once_then_the_last_resort() {
 async fn concurrent_claims_never_share_a_package() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = open(&dir);
-    let d = s.register_device(new_device(41, "phone")).await.unwrap().device;
+    let d = s.register_device(new_device(41)).await.unwrap().device;
     let packages: Vec<_> = (0..50u8).map(|i| kp(i, u64::MAX / 2)).collect();
     s.add_key_packages(d.key, packages, None, 100).await.unwrap();
     let tasks: Vec<_> = (0..50)
@@ -311,7 +316,7 @@ async fn concurrent_claims_never_share_a_package() {
 async fn device_lists_only_move_forward() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = open(&dir);
-    let acct = s.register_device(new_device(42, "phone")).await.unwrap().account;
+    let acct = s.register_device(new_device(42)).await.unwrap().account;
     assert_eq!(s.device_list(acct).await.unwrap(), None);
     s.put_device_list(acct, 1, vec![1]).await.unwrap();
     s.put_device_list(acct, 3, vec![3]).await.unwrap();
@@ -329,18 +334,20 @@ async fn device_lists_only_move_forward() {
     assert_eq!(s.device_list(acct).await.unwrap(), Some(vec![3]));
 }
 
+/// A commit of conversation `[conv; 16]` at `epoch`, proving membership with the token hash
+/// `[token; 32]` (none to create it) and announcing `[next; 32]` for the next epoch.
 fn commit(
     conv: u8,
     epoch: u64,
-    sender: AccountId,
-    members: Vec<AccountId>,
+    token: Option<u8>,
+    next: u8,
     to: Vec<(NewMessage, Vec<DeviceKey>)>,
 ) -> NewCommit {
     NewCommit {
         conversation: sirr_proto::ConversationId([conv; 16]),
         epoch,
-        sender,
-        members,
+        token_hash: token.map(|t| [t; 32]),
+        next_hash: [next; 32],
         day: 20_000,
         messages: to,
     }
@@ -350,54 +357,63 @@ fn commit(
 async fn commits_are_ordered_one_per_epoch_by_members_only() {
     let dir = tempfile::tempdir().unwrap();
     let (s, rec) = open(&dir);
-    let a = s.register_device(new_device(43, "a")).await.unwrap().device;
-    let b = s.register_device(new_device(44, "b")).await.unwrap().device;
-    let c = s.register_device(new_device(45, "c")).await.unwrap().device;
-    let (aa, ba, ca) = (a.address.account, b.address.account, c.address.account);
+    let a = s.register_device(new_device(43)).await.unwrap().device;
+    let b = s.register_device(new_device(44)).await.unwrap().device;
+    let c = s.register_device(new_device(45)).await.unwrap().device;
     // A conversation the store has not seen starts at epoch 0.
     assert!(matches!(
-        s.commit(commit(1, 3, aa, vec![aa, ba], vec![])).await,
+        s.commit(commit(1, 3, None, 1, vec![])).await,
         Err(StoreError::StaleEpoch { current: 0 })
     ));
     let welcome = (message(1, a.address), vec![b.key]);
-    assert_eq!(
-        s.commit(commit(1, 0, aa, vec![aa, ba], vec![welcome]))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(s.commit(commit(1, 0, None, 1, vec![welcome])).await.unwrap(), 1);
     assert_eq!(
         s.fetch(b.key, 0, 10, 0).await.unwrap().len(),
         1,
         "the welcome is queued with it"
     );
     assert!(rec.0.lock().unwrap().iter().any(|(d, _)| *d == b.key));
-    // Stale, and not a member.
+    // Stale, and not a member: a wrong token, or none.
     assert!(matches!(
-        s.commit(commit(1, 0, aa, vec![aa, ba], vec![])).await,
+        s.commit(commit(1, 0, None, 7, vec![])).await,
         Err(StoreError::StaleEpoch { current: 1 })
     ));
-    assert!(matches!(
-        s.commit(commit(1, 1, ca, vec![aa, ba, ca], vec![])).await,
-        Err(StoreError::NotMember)
-    ));
-    // Sends carry their epoch; a stale or foreign one stores nothing.
-    let check = |epoch, sender| EpochCheck {
+    for token in [Some(9), None] {
+        assert!(matches!(
+            s.commit(commit(1, 1, token, 7, vec![])).await,
+            Err(StoreError::NotMember)
+        ));
+    }
+    // Sends carry their epoch and token; a stale or foreign one stores nothing.
+    let check = |epoch, token: u8| EpochCheck {
         conversation: sirr_proto::ConversationId([1; 16]),
         epoch,
-        sender: Some(sender),
+        token_hash: [token; 32],
+        day: 20_000,
     };
-    s.enqueue_checked(message(2, b.address), vec![a.key], check(1, ba))
+    s.enqueue_checked(message(2, b.address), vec![a.key], check(1, 1))
         .await
         .unwrap();
     assert!(matches!(
-        s.enqueue_checked(message(3, b.address), vec![a.key], check(0, ba))
+        s.enqueue_checked(message(3, b.address), vec![a.key], check(0, 1))
             .await,
         Err(StoreError::StaleEpoch { current: 1 })
     ));
     assert!(matches!(
-        s.enqueue_checked(message(4, c.address), vec![a.key], check(1, ca))
+        s.enqueue_checked(message(4, c.address), vec![a.key], check(1, 9))
             .await,
+        Err(StoreError::NotMember)
+    ));
+    assert!(matches!(
+        s.enqueue_checked(
+            message(5, c.address),
+            vec![a.key],
+            EpochCheck {
+                conversation: sirr_proto::ConversationId([2; 16]),
+                ..check(1, 1)
+            }
+        )
+        .await,
         Err(StoreError::NotMember)
     ));
     assert_eq!(s.fetch(a.key, 0, 10, 0).await.unwrap().len(), 1);
@@ -405,8 +421,7 @@ async fn commits_are_ordered_one_per_epoch_by_members_only() {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let s = s.clone();
-            let sender = if i % 2 == 0 { aa } else { ba };
-            tokio::spawn(async move { s.commit(commit(1, 1, sender, vec![aa, ba], vec![])).await })
+            tokio::spawn(async move { s.commit(commit(1, 1, Some(1), 2 + i % 2, vec![])).await })
         })
         .collect();
     let mut won = 0;
@@ -418,27 +433,93 @@ async fn commits_are_ordered_one_per_epoch_by_members_only() {
         }
     }
     assert_eq!(won, 1);
-    // The order survives a restart.
+    // The order survives a restart, and so does the winner's token.
     drop(s);
     let (s, _) = open(&dir);
     assert!(matches!(
-        s.commit(commit(1, 1, aa, vec![aa], vec![])).await,
+        s.commit(commit(1, 1, Some(1), 2, vec![])).await,
         Err(StoreError::StaleEpoch { current: 2 })
     ));
-    // Removed members cannot commit any more.
-    assert_eq!(s.commit(commit(1, 2, aa, vec![aa], vec![])).await.unwrap(), 3);
+    let mut winner = None;
+    for t in [2u8, 3] {
+        let check = EpochCheck {
+            conversation: sirr_proto::ConversationId([1; 16]),
+            epoch: 2,
+            token_hash: [t; 32],
+            day: 20_000,
+        };
+        if s.enqueue_checked(message(6, b.address), vec![a.key], check)
+            .await
+            .is_ok()
+        {
+            assert!(winner.is_none(), "only one token is the epoch's");
+            winner = Some(t);
+        }
+    }
+    let winner = winner.expect("one of the racers' tokens is the epoch's");
+    // A removed member knows only old tokens: it cannot commit any more.
+    assert_eq!(s.commit(commit(1, 2, Some(winner), 30, vec![])).await.unwrap(), 3);
     assert!(matches!(
-        s.commit(commit(1, 3, ba, vec![aa, ba], vec![])).await,
+        s.commit(commit(1, 3, Some(winner), 31, vec![])).await,
         Err(StoreError::NotMember)
     ));
+    assert_eq!(s.commit(commit(1, 3, Some(30), 31, vec![])).await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn abandoned_conversations_are_forgotten_used_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open(&dir);
+    let a = s.register_device(new_device(46)).await.unwrap().device;
+    for conv in [1, 2] {
+        s.commit(commit(conv, 0, None, conv, vec![])).await.unwrap();
+    }
+    // Conversation 2 is used 30 days later; conversation 1 not again.
+    let used = EpochCheck {
+        conversation: sirr_proto::ConversationId([2; 16]),
+        epoch: 1,
+        token_hash: [2; 32],
+        day: 20_030,
+    };
+    s.enqueue_checked(message(1, a.address), vec![a.key], used)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.purge_conversations(20_000).await.unwrap(),
+        0,
+        "nothing older than its day"
+    );
+    assert_eq!(s.purge_conversations(20_010).await.unwrap(), 1);
+    let old = EpochCheck {
+        conversation: sirr_proto::ConversationId([1; 16]),
+        epoch: 1,
+        token_hash: [1; 32],
+        day: 20_031,
+    };
+    assert!(matches!(
+        s.enqueue_checked(message(2, a.address), vec![a.key], old).await,
+        Err(StoreError::NotMember)
+    ));
+    s.enqueue_checked(
+        message(3, a.address),
+        vec![a.key],
+        EpochCheck { day: 20_031, ..used },
+    )
+    .await
+    .unwrap();
+    // It was used after the purge's day, including across a restart.
+    drop(s);
+    let (s, _) = open(&dir);
+    assert_eq!(s.purge_conversations(20_031).await.unwrap(), 0);
+    assert_eq!(s.purge_conversations(20_032).await.unwrap(), 1);
 }
 
 #[tokio::test]
 async fn disappearing_messages_are_never_fetched_after_their_time_and_expire() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = open(&dir);
-    let a = s.register_device(new_device(71, "a")).await.unwrap().device;
-    let b = s.register_device(new_device(72, "b")).await.unwrap().device;
+    let a = s.register_device(new_device(71)).await.unwrap().device;
+    let b = s.register_device(new_device(72)).await.unwrap().device;
     let mut short = message(1, a.address);
     short.expires_at = Some(5_000);
     s.enqueue(short, vec![b.key]).await.unwrap();
@@ -453,12 +534,11 @@ async fn disappearing_messages_are_never_fetched_after_their_time_and_expire() {
 }
 
 #[tokio::test]
-async fn consents_last_seen_and_shared_conversations() {
+async fn consents_and_last_seen() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = open(&dir);
-    let a = s.register_device(new_device(81, "a")).await.unwrap().account;
-    let b = s.register_device(new_device(82, "b")).await.unwrap().account;
-    let c = s.register_device(new_device(83, "c")).await.unwrap().account;
+    let a = s.register_device(new_device(81)).await.unwrap().account;
+    let b = s.register_device(new_device(82)).await.unwrap().account;
     assert_eq!(s.consents(a).await.unwrap(), vec![]);
     let grant = |granted, at_ms| ConsentRecord {
         purpose: "last-seen".into(),
@@ -482,31 +562,17 @@ async fn consents_last_seen_and_shared_conversations() {
     s.record_connection(a, 20_002).await.unwrap();
     assert_eq!(s.last_seen_day(a).await.unwrap(), Some(20_002));
 
-    assert!(!s.share_conversation(a, b).await.unwrap());
-    let commit = NewCommit {
-        conversation: sirr_proto::ConversationId([5; 16]),
-        epoch: 0,
-        sender: a,
-        members: vec![a, b],
-        day: 1,
-        messages: vec![],
-    };
-    s.commit(commit).await.unwrap();
-    assert!(s.share_conversation(a, b).await.unwrap());
-    assert!(s.share_conversation(b, a).await.unwrap());
-    assert!(!s.share_conversation(a, c).await.unwrap());
-
     // Deleting the account removes its consents.
     s.delete_account(a).await.unwrap();
     assert_eq!(s.consents(a).await.unwrap(), vec![]);
 }
 
 #[tokio::test]
-async fn sealed_messages_have_no_sender_and_are_checked_by_epoch_only() {
+async fn sealed_messages_have_no_sender_and_are_checked_like_others() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = open(&dir);
-    let a = s.register_device(new_device(91, "a")).await.unwrap();
-    let b = s.register_device(new_device(92, "b")).await.unwrap();
+    let a = s.register_device(new_device(91)).await.unwrap();
+    let b = s.register_device(new_device(92)).await.unwrap();
     assert_eq!(s.access_key_hash(b.account).await.unwrap(), None);
     s.set_access_key_hash(b.account, [3; 32]).await.unwrap();
     s.set_access_key_hash(b.account, [4; 32]).await.unwrap();
@@ -517,8 +583,8 @@ async fn sealed_messages_have_no_sender_and_are_checked_by_epoch_only() {
     s.commit(NewCommit {
         conversation,
         epoch: 0,
-        sender: a.account,
-        members: vec![a.account, b.account],
+        token_hash: None,
+        next_hash: [8; 32],
         day: 1,
         messages: vec![],
     })
@@ -531,7 +597,8 @@ async fn sealed_messages_have_no_sender_and_are_checked_by_epoch_only() {
     let check = |epoch| EpochCheck {
         conversation,
         epoch,
-        sender: None,
+        token_hash: [8; 32],
+        day: 1,
     };
     s.enqueue_checked(sealed(1), vec![b.device.key], check(1))
         .await
@@ -559,7 +626,7 @@ async fn a_read_nobody_polls_does_not_hold_the_pool() {
         ..SqliteOptions::default()
     };
     let s = SqliteStore::open(&dir.path().join("sirr.db"), opts, Arc::new(Recorder::default())).unwrap();
-    let a = s.register_device(new_device(101, "a")).await.unwrap().device;
+    let a = s.register_device(new_device(101)).await.unwrap().device;
     let mut first = std::pin::pin!(s.fetch(a.key, 0, 10, 0));
     // Poll it once: it takes the only connection and starts reading (on a fast machine it may
     // even finish within that poll)...

@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use sirr_proto::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId};
+use sirr_proto::{AccountId, DeviceAddress, DeviceId, MessageId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::*;
@@ -209,7 +209,7 @@ pub(crate) fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceR
             account: AccountId(blob16(r.get(1)?)?),
             device: DeviceId(r.get(2)?),
         },
-        name: r.get(3)?,
+        sealed_name: r.get(3)?,
         secret_hash: blob32(r.get(4)?)?,
         created_day: r.get(5)?,
     })
@@ -226,7 +226,7 @@ fn abuse_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AbuseRecord> {
     })
 }
 
-pub(crate) const DEVICE_COLUMNS: &str = "key, account, device, name, secret_hash, created_day";
+pub(crate) const DEVICE_COLUMNS: &str = "key, account, device, sealed_name, secret_hash, created_day";
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -277,18 +277,20 @@ impl AccountStore for SqliteStore {
         self.submit(|reply| Op::Register { new, reply }).await
     }
 
-    async fn add_device(
-        &self,
-        account: AccountId,
-        name: String,
-        secret_hash: [u8; 32],
-        day: u32,
-    ) -> Result<DeviceRecord> {
+    async fn add_device(&self, account: AccountId, secret_hash: [u8; 32], day: u32) -> Result<DeviceRecord> {
         self.submit(|reply| Op::AddDevice {
             account,
-            name,
             secret_hash,
             day,
+            reply,
+        })
+        .await
+    }
+
+    async fn set_device_name(&self, device: DeviceKey, sealed: Vec<u8>) -> Result<()> {
+        self.submit(|reply| Op::SetDeviceName {
+            device,
+            sealed,
             reply,
         })
         .await
@@ -655,24 +657,9 @@ impl KeyStore for SqliteStore {
         })
     }
 
-    async fn conversation_members(&self, conversation: ConversationId) -> Result<Vec<AccountId>> {
-        self.read(move |c| {
-            c.prepare_cached("SELECT account FROM conversation_members WHERE conversation = ?")?
-                .query_map([&conversation.0[..]], |r| Ok(AccountId(blob16(r.get(0)?)?)))?
-                .collect()
-        })
-        .await
-    }
-
-    async fn share_conversation(&self, a: AccountId, b: AccountId) -> Result<bool> {
-        self.read(move |c| {
-            c.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM conversation_members x JOIN conversation_members y
-                   ON x.conversation = y.conversation WHERE x.account = ? AND y.account = ?)",
-            )?
-            .query_row([&a.0[..], &b.0[..]], |r| r.get(0))
-        })
-        .await
+    async fn purge_conversations(&self, before_day: u32) -> Result<u64> {
+        self.submit(|reply| Op::PurgeConversations { before_day, reply })
+            .await
     }
 }
 
@@ -736,11 +723,9 @@ impl Store for SqliteStore {
             ("queue", format!("device IN {DEVICES} OR sender_account = ?1")),
             ("key_packages", format!("device IN {DEVICES}")),
             ("device_lists", "account = ?1".into()),
-            (
-                "conversations",
-                "id IN (SELECT conversation FROM conversation_members WHERE account = ?1)".into(),
-            ),
-            ("conversation_members", "account = ?1".into()),
+            // Nothing ties a conversation to an account (its members are not stored).
+            // (Always false; it names `?1` because every filter takes the account.)
+            ("conversations", "?1 IS NULL".into()),
             ("disclosures", "account = ?1".into()),
             ("consents", "account = ?1".into()),
             ("abuse_decisions", "account = ?1".into()),

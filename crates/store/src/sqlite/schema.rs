@@ -152,4 +152,73 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, seq)
     ) WITHOUT ROWID;
     ",
+    // 5: conversations without member lists, and device names sealed. The server no longer
+    // knows who is in a conversation: members prove it per epoch with a token whose hash the
+    // epoch's commit set. Device names become bytes only the account's devices can open
+    // (plain names are dropped: the server cannot seal them; devices set them again).
+    "
+    ALTER TABLE devices DROP COLUMN name;
+    ALTER TABLE devices ADD COLUMN sealed_name BLOB;   -- NULL until the device sets one
+
+    DROP TABLE conversation_members;
+    CREATE TABLE conversations_v5 (
+        id          BLOB PRIMARY KEY,      -- the MLS group id (random)
+        epoch       INTEGER NOT NULL,
+        member_hash BLOB,                  -- hash of the epoch's membership token; NULL for a
+                                           -- conversation ordered before v5 (until its next commit)
+        used_day    INTEGER NOT NULL       -- day of the last commit or message (coarse on purpose)
+    ) WITHOUT ROWID;
+    INSERT INTO conversations_v5 (id, epoch, member_hash, used_day)
+        SELECT id, epoch, NULL, updated_day FROM conversations;
+    DROP TABLE conversations;
+    ALTER TABLE conversations_v5 RENAME TO conversations;
+    CREATE INDEX conversations_by_day ON conversations (used_day);
+    ",
 ];
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::MIGRATIONS;
+
+    /// A database from before v5 keeps its conversations' order through the upgrade, loses
+    /// every member list, and waits for the next commit to set a membership token hash; its
+    /// devices stay, without their plain names.
+    #[test]
+    fn v5_keeps_commit_order_and_devices_and_drops_member_lists_and_plain_names() {
+        let c = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO accounts (id, phone_key, created_day, next_device) VALUES (x'aa', x'bb', 1, 2);
+             INSERT INTO devices (account, device, name, secret_hash, created_day)
+                 VALUES (x'aa', 1, 'laptop', x'cc', 1);
+             INSERT INTO conversations (id, epoch, updated_day) VALUES (x'01', 7, 20000);
+             INSERT INTO conversation_members (conversation, account) VALUES (x'01', x'aa');",
+        )
+        .unwrap();
+        c.execute_batch(MIGRATIONS[4]).unwrap();
+        let row: (i64, Option<Vec<u8>>, i64) = c
+            .query_row(
+                "SELECT epoch, member_hash, used_day FROM conversations",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (7, None, 20000));
+        let members: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'conversation_members'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(members, 0, "no table of who is in which conversation");
+        let name: Option<Vec<u8>> = c
+            .query_row("SELECT sealed_name FROM devices", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(name, None, "a plain name is not carried over");
+    }
+}

@@ -42,6 +42,10 @@ pub(super) enum Op {
         now_ms: u64,
         reply: Reply<u64>,
     },
+    PurgeConversations {
+        before_day: u32,
+        reply: Reply<u64>,
+    },
     PutDeviceList {
         account: AccountId,
         version: u64,
@@ -89,10 +93,14 @@ pub(super) enum Op {
     },
     AddDevice {
         account: AccountId,
-        name: String,
         secret_hash: [u8; 32],
         day: u32,
         reply: Reply<DeviceRecord>,
+    },
+    SetDeviceName {
+        device: DeviceKey,
+        sealed: Vec<u8>,
+        reply: Reply<()>,
     },
     Expire {
         cutoff_ms: u64,
@@ -159,13 +167,32 @@ struct Writer {
     conn: Connection,
     next_seq: u64,
     listener: Arc<dyn QueueListener>,
-    /// Epoch and member accounts of conversations seen since start (or since the last failed
-    /// batch, which clears it): epoch checks on sends then need no read.
-    conversations: HashMap<ConversationId, (u64, Vec<AccountId>)>,
+    /// Conversations seen since start (or since the last failed batch, which clears it):
+    /// epoch checks on sends then need no read.
+    conversations: HashMap<ConversationId, Ordered>,
 }
 
 /// How much of the conversation cache to keep before starting afresh.
 const CONVERSATION_CACHE_CAP: usize = 100_000;
+
+/// What storage knows of a conversation: where its commit order stands, nothing about who is in it.
+#[derive(Clone, Copy)]
+struct Ordered {
+    epoch: u64,
+    /// The current epoch's membership token hash; `None` for a conversation ordered before
+    /// schema v5, whose next commit sets it (until then only the epoch is checked).
+    member_hash: Option<[u8; 32]>,
+    used_day: u32,
+}
+
+impl Ordered {
+    /// Whether `presented` proves membership in the current epoch.
+    fn admits(&self, presented: &[u8; 32]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.member_hash
+            .is_none_or(|stored| bool::from(stored.ct_eq(presented)))
+    }
+}
 
 /// Delivers an operation's result once the commit's outcome (an error, or none) is known.
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
@@ -297,7 +324,7 @@ impl Writer {
             Op::Commit { reply, .. } => Done::Committed(reply, Ok((0, Vec::new()))),
             Op::AddKeyPackages { reply, .. } => finish(reply, e()),
             Op::ClaimKeyPackages { reply, .. } => finish(reply, e()),
-            Op::PurgeKeyPackages { reply, .. } => finish(reply, e()),
+            Op::PurgeKeyPackages { reply, .. } | Op::PurgeConversations { reply, .. } => finish(reply, e()),
             Op::PutDeviceList { reply, .. } => finish(reply, e()),
             Op::Ack { reply, .. }
             | Op::PutVerification { reply, .. }
@@ -305,6 +332,7 @@ impl Writer {
             Op::Register { reply, .. } => finish(reply, e()),
             Op::TakeAttempt { reply, .. } => finish(reply, e()),
             Op::RemoveDevice { reply, .. } => finish(reply, e()),
+            Op::SetDeviceName { reply, .. } => finish(reply, e()),
             Op::AddDevice { reply, .. } => finish(reply, e()),
             Op::DeleteAccount { reply, .. } => finish(reply, e()),
             Op::AppendDisclosure { reply, .. } => finish(reply, e()),
@@ -408,6 +436,14 @@ impl Writer {
                 let n = c.execute("DELETE FROM key_packages WHERE expires_at <= ?", [now_ms as i64])?;
                 Ok(n as u64)
             }),
+            Op::PurgeConversations { before_day, reply } => {
+                // Reloaded from the table on next use.
+                self.conversations.clear();
+                self.plain(reply, |c| {
+                    let n = c.execute("DELETE FROM conversations WHERE used_day < ?", [before_day])?;
+                    Ok(n as u64)
+                })
+            }
             Op::PutDeviceList {
                 account,
                 version,
@@ -536,14 +572,16 @@ impl Writer {
                     hash,
                 })
             }),
-            Op::DeleteAccount { account, reply } => {
-                // Memberships change: the cache is rebuilt from the table.
-                self.conversations.clear();
-                self.in_savepoint(reply, |c| delete_account(c, account))
-            }
+            Op::DeleteAccount { account, reply } => self.in_savepoint(reply, |c| delete_account(c, account)),
+            Op::SetDeviceName { device, sealed, reply } => self.plain(reply, |c| {
+                c.execute(
+                    "UPDATE devices SET sealed_name = ? WHERE key = ?",
+                    params![sealed, device.0],
+                )?;
+                Ok(())
+            }),
             Op::AddDevice {
                 account,
-                name,
                 secret_hash,
                 day,
                 reply,
@@ -553,7 +591,7 @@ impl Writer {
                     .and_then(|mut s| s.query_row([&account.0[..]], |r| r.get(0)).optional())
                     .map_err(backend)?;
                 let next = next.ok_or(StoreError::Conflict("the account no longer exists"))?;
-                insert_device(c, &account.0, next, &name, &secret_hash, day)
+                insert_device(c, &account.0, next, &secret_hash, day)
             }),
             Op::RemoveDevice { address, reply } => self.in_savepoint(reply, |c| {
                 let key: Option<i64> = c
@@ -685,86 +723,110 @@ impl Writer {
         Err(StoreError::Backend("checkpoint stayed busy".into()))
     }
 
-    /// The stored epoch and member accounts of a conversation.
-    fn conversation(&mut self, id: ConversationId) -> Result<Option<(u64, Vec<AccountId>)>> {
+    /// Where a conversation's order stands (`None`: storage has not seen it).
+    fn conversation(&mut self, id: ConversationId) -> Result<Option<Ordered>> {
         if let Some(c) = self.conversations.get(&id) {
-            return Ok(Some(c.clone()));
+            return Ok(Some(*c));
         }
-        let epoch: Option<i64> = self
+        let row: Option<(i64, Option<Vec<u8>>, u32)> = self
             .conn
-            .prepare_cached("SELECT epoch FROM conversations WHERE id = ?")
-            .and_then(|mut s| s.query_row([&id.0[..]], |r| r.get(0)).optional())
-            .map_err(backend)?;
-        let Some(epoch) = epoch else { return Ok(None) };
-        let members = self
-            .conn
-            .prepare_cached("SELECT account FROM conversation_members WHERE conversation = ?")
+            .prepare_cached("SELECT epoch, member_hash, used_day FROM conversations WHERE id = ?")
             .and_then(|mut s| {
-                s.query_map([&id.0[..]], |r| r.get::<_, Vec<u8>>(0))?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+                s.query_row([&id.0[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
             })
-            .map_err(backend)?
-            .into_iter()
-            .filter_map(|a| a.try_into().ok().map(AccountId))
-            .collect::<Vec<_>>();
+            .map_err(backend)?;
+        let Some((epoch, hash, used_day)) = row else {
+            return Ok(None);
+        };
+        let ordered = Ordered {
+            epoch: epoch as u64,
+            member_hash: hash.and_then(|h| h.try_into().ok()),
+            used_day,
+        };
         if self.conversations.len() >= CONVERSATION_CACHE_CAP {
             self.conversations.clear();
         }
-        self.conversations.insert(id, (epoch as u64, members.clone()));
-        Ok(Some((epoch as u64, members)))
+        self.conversations.insert(id, ordered);
+        Ok(Some(ordered))
     }
 
-    /// `Ok(Err(_))`: the check failed (a refusal, not a fault).
+    /// `Ok(Err(_))`: the check failed (a refusal, not a fault). A stale epoch is reported before
+    /// the token, so a member that fell behind learns where to catch up to.
     fn check_epoch(&mut self, check: &EpochCheck) -> Result<Result<()>> {
-        Ok(match self.conversation(check.conversation)? {
-            None => Err(StoreError::NotMember),
-            Some((_, members)) if check.sender.is_some_and(|s| !members.contains(&s)) => {
-                Err(StoreError::NotMember)
-            }
-            Some((epoch, _)) if epoch != check.epoch => Err(StoreError::StaleEpoch { current: epoch }),
-            Some(_) => Ok(()),
-        })
+        let Some(c) = self.conversation(check.conversation)? else {
+            return Ok(Err(StoreError::NotMember));
+        };
+        if c.epoch != check.epoch {
+            return Ok(Err(StoreError::StaleEpoch { current: c.epoch }));
+        }
+        if !c.admits(&check.token_hash) {
+            return Ok(Err(StoreError::NotMember));
+        }
+        if c.used_day < check.day {
+            // At most one write per conversation and day.
+            self.conn
+                .prepare_cached("UPDATE conversations SET used_day = ? WHERE id = ?")
+                .and_then(|mut s| s.execute(params![check.day, &check.conversation.0[..]]))
+                .map_err(backend)?;
+            self.conversations.insert(
+                check.conversation,
+                Ordered {
+                    used_day: check.day,
+                    ..c
+                },
+            );
+        }
+        Ok(Ok(()))
     }
 
     /// Order a commit: `Ok(Err(_))` is a refusal (nothing written).
     #[allow(clippy::type_complexity)]
     fn commit(&mut self, c: NewCommit) -> Result<Result<(u64, Vec<(DeviceKey, QueuedMessage)>)>> {
-        let current = self.conversation(c.conversation)?;
-        match &current {
+        match self.conversation(c.conversation)? {
             None if c.epoch != 0 => return Ok(Err(StoreError::StaleEpoch { current: 0 })),
-            Some((epoch, _)) if *epoch != c.epoch => {
-                return Ok(Err(StoreError::StaleEpoch { current: *epoch }));
+            None => {}
+            Some(current) if current.epoch != c.epoch => {
+                return Ok(Err(StoreError::StaleEpoch {
+                    current: current.epoch,
+                }));
             }
-            Some((_, members)) if !members.contains(&c.sender) => return Ok(Err(StoreError::NotMember)),
-            _ => {}
+            Some(current) => {
+                let proven = match c.token_hash {
+                    Some(h) => current.admits(&h),
+                    None => current.member_hash.is_none(),
+                };
+                if !proven {
+                    return Ok(Err(StoreError::NotMember));
+                }
+            }
         }
         let next = c.epoch + 1;
-        let id = &c.conversation.0[..];
         self.conn
-            .prepare_cached("INSERT OR REPLACE INTO conversations (id, epoch, updated_day) VALUES (?, ?, ?)")
-            .and_then(|mut s| s.execute(params![id, next as i64, c.day]))
+            .prepare_cached(
+                "INSERT OR REPLACE INTO conversations (id, epoch, member_hash, used_day) VALUES (?, ?, ?, ?)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    &c.conversation.0[..],
+                    next as i64,
+                    &c.next_hash[..],
+                    c.day
+                ])
+            })
             .map_err(backend)?;
-        self.conn
-            .prepare_cached("DELETE FROM conversation_members WHERE conversation = ?")
-            .and_then(|mut s| s.execute([id]))
-            .map_err(backend)?;
-        let mut members = c.members.clone();
-        members.sort();
-        members.dedup();
-        {
-            let mut insert = self
-                .conn
-                .prepare_cached("INSERT INTO conversation_members (conversation, account) VALUES (?, ?)")
-                .map_err(backend)?;
-            for m in &members {
-                insert.execute(params![id, &m.0[..]]).map_err(backend)?;
-            }
-        }
         let mut queued = Vec::new();
         for (message, to) in &c.messages {
             queued.extend(self.enqueue(message, to)?);
         }
-        self.conversations.insert(c.conversation, (next, members));
+        self.conversations.insert(
+            c.conversation,
+            Ordered {
+                epoch: next,
+                member_hash: Some(c.next_hash),
+                used_day: c.day,
+            },
+        );
         Ok(Ok((next, queued)))
     }
 
@@ -879,7 +941,7 @@ fn register(c: &Connection, new: NewDevice) -> Result<Registration> {
             (new.fresh_account_id.0.to_vec(), 1, true)
         }
     };
-    let device = insert_device(c, &account, device_no, &new.name, &new.secret_hash, new.day)?;
+    let device = insert_device(c, &account, device_no, &new.secret_hash, new.day)?;
     Ok(Registration {
         account: device.address.account,
         device,
@@ -892,7 +954,6 @@ fn insert_device(
     c: &Connection,
     account: &[u8],
     device_no: u32,
-    name: &str,
     secret_hash: &[u8; 32],
     day: u32,
 ) -> Result<DeviceRecord> {
@@ -910,8 +971,8 @@ fn insert_device(
     )
     .map_err(backend)?;
     c.execute(
-        "INSERT INTO devices (account, device, name, secret_hash, created_day) VALUES (?, ?, ?, ?, ?)",
-        params![account, device_no, name, &secret_hash[..], day],
+        "INSERT INTO devices (account, device, secret_hash, created_day) VALUES (?, ?, ?, ?)",
+        params![account, device_no, &secret_hash[..], day],
     )
     .map_err(backend)?;
     c.query_row(
@@ -932,20 +993,6 @@ fn delete_account(c: &Connection, account: AccountId) -> Result<Vec<DeviceKey>> 
     run("DELETE FROM queue WHERE device IN (SELECT key FROM devices WHERE account = ?)")?;
     run("DELETE FROM queue WHERE sender_account = ?")?;
     run("DELETE FROM verifications WHERE phone_key = (SELECT phone_key FROM accounts WHERE id = ?)")?;
-    // Conversations it was in: its membership goes, and so does a conversation of one.
-    let conversations: Vec<Vec<u8>> = c
-        .prepare("SELECT conversation FROM conversation_members WHERE account = ?")
-        .and_then(|mut s| s.query_map([id], |r| r.get(0))?.collect())
-        .map_err(backend)?;
-    run("DELETE FROM conversation_members WHERE account = ?")?;
-    for conv in conversations {
-        c.execute(
-            "DELETE FROM conversations WHERE id = ?1
-               AND (SELECT COUNT(*) FROM conversation_members WHERE conversation = ?1) < 2",
-            [&conv],
-        )
-        .map_err(backend)?;
-    }
     // Devices cascade to their KeyPackages; the account cascades to its device list.
     run("DELETE FROM devices WHERE account = ?")?;
     run("DELETE FROM accounts WHERE id = ?")?;
