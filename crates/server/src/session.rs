@@ -235,10 +235,15 @@ async fn sealed_session(
     let max_inflight = svc.config.delivery.max_inflight.max(1);
     let mut work: FuturesUnordered<Work> = FuturesUnordered::new();
     let mut dirty = false;
+    // Made once, not per turn of the loop: a fresh `changed()` joins the watch's waiter list
+    // (one list for every session) and leaves it again when dropped, two trips through its lock
+    // per frame handled; kept across turns it only re-checks its waker.
+    let shutting_down = shutdown.changed();
+    tokio::pin!(shutting_down);
     loop {
         let ok = tokio::select! {
             biased;
-            _ = shutdown.changed() => {
+            _ = &mut shutting_down => {
                 close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
                 break;
             }
@@ -331,6 +336,12 @@ async fn device_session(
     // The request id of a `RemoveDevice` of this very device, or of `DeleteAccount`: the session
     // ends after answering.
     let mut self_removal: Option<u32> = None;
+    // Made once, as in `sealed_session`: made per turn, each would join and leave its waiter
+    // list for every frame handled.
+    let shutting_down = shutdown.changed();
+    tokio::pin!(shutting_down);
+    let evicted = link.evicted.notified();
+    tokio::pin!(evicted);
 
     loop {
         if p.catching_up && fetch.is_none() && p.unacked < window {
@@ -351,11 +362,11 @@ async fn device_session(
             // Branches are polled in order; the flush comes last, so it runs only when nothing
             // else is ready and a whole burst of frames leaves in one write.
             biased;
-            _ = shutdown.changed() => {
+            _ = &mut shutting_down => {
                 close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
                 break;
             }
-            _ = link.evicted.notified() => {
+            _ = &mut evicted => {
                 close(sink, ErrorBody::new(ErrorCode::Unauthorized, "this device signed in elsewhere or was removed"), 1008).await;
                 break;
             }
