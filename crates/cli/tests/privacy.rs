@@ -47,6 +47,20 @@ fn snapshot(data: &Path) -> Snapshot {
     out
 }
 
+/// One blob column of the server's database, for the rows `sql` selects about `account`.
+fn blobs(server: &Server, sql: &str, account: &sirr_proto::AccountId) -> Vec<Vec<u8>> {
+    let conn = rusqlite::Connection::open_with_flags(
+        server.data.join("sirr.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut s = conn.prepare(sql).unwrap();
+    s.query_map([&account.0[..]], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 #[test]
 fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
     let server = Server::dev();
@@ -86,36 +100,18 @@ fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
     let who: serde_json::Value = serde_json::from_str(&sirr_ok(&alice, &["whoami", "--json"])).unwrap();
     let account: sirr_proto::AccountId = who["account"].as_str().unwrap().parse().unwrap();
     let during = snapshot(&server.data);
-    let sent: Vec<Vec<u8>> = {
-        let conn = rusqlite::Connection::open_with_flags(
-            server.data.join("sirr.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        let mut s = conn
-            .prepare("SELECT payload FROM queue WHERE sender_account = ?")
-            .unwrap();
-        s.query_map([&account.0[..]], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let sent = blobs(
+        &server,
+        "SELECT payload FROM queue WHERE sender_account = ?",
+        &account,
+    );
     assert!(sent.len() >= 3, "alice's messages wait for bob");
     // Her device names are stored sealed: the server's files never held them in the clear.
-    let sealed_names: Vec<Vec<u8>> = {
-        let conn = rusqlite::Connection::open_with_flags(
-            server.data.join("sirr.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        let mut s = conn
-            .prepare("SELECT sealed_name FROM devices WHERE account = ? AND sealed_name IS NOT NULL")
-            .unwrap();
-        s.query_map([&account.0[..]], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let sealed_names = blobs(
+        &server,
+        "SELECT sealed_name FROM devices WHERE account = ? AND sealed_name IS NOT NULL",
+        &account,
+    );
     assert_eq!(sealed_names.len(), 2, "both her devices named themselves");
     assert!(!during["devices"].iter().any(|r| r.contains(name)));
     let devices = sirr_ok(&alice2, &["device", "list"]);

@@ -92,6 +92,22 @@ fn app_messages(c: &mut Criterion) {
     g.finish();
 }
 
+/// Membership tokens: what a sender derives per message, and what the server computes per
+/// message to check it (one SHA-256 of 32 bytes).
+fn membership_tokens(c: &mut Criterion) {
+    let (_, a, _, _) = group(2);
+    let token = a.membership_token();
+    let mut g = c.benchmark_group("membership");
+    g.measurement_time(Duration::from_secs(3));
+    g.bench_function("derive_token", |bench| {
+        bench.iter(|| black_box(a.membership_token()))
+    });
+    g.bench_function("server_hash", |bench| {
+        bench.iter(|| black_box(black_box(&token).hash()))
+    });
+    g.finish();
+}
+
 fn raw_aead(c: &mut Criterion) {
     let crypto = RustCrypto::default();
     let key = [7u8; 16];
@@ -224,5 +240,12 @@ fn raw_ed25519(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, app_messages, raw_aead, raw_ed25519, group_1000);
+criterion_group!(
+    benches,
+    app_messages,
+    membership_tokens,
+    raw_aead,
+    raw_ed25519,
+    group_1000
+);
 criterion_main!(benches);
