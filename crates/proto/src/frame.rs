@@ -497,6 +497,12 @@ impl ErrorBody {
         self.retry_after_ms = Some(ms);
         self
     }
+
+    /// The accounts (with devices, for `StaleDevices`) the refusal is about.
+    pub fn with_devices(mut self, devices: Vec<Recipient>) -> Self {
+        self.devices = devices;
+        self
+    }
 }
 
 impl std::fmt::Display for ErrorBody {

@@ -472,13 +472,12 @@ impl Service {
             }
         }
         if !refused.is_empty() {
-            // The sender may name every account: it presented their tokens.
-            let mut e = err(
+            // The sender may learn which: it presented their tokens.
+            return Err(err(
                 ErrorCode::Unauthorized,
                 "not authorised to deliver sealed messages to these recipients; send identified",
-            );
-            e.devices = refused;
-            return Err(e);
+            )
+            .with_devices(refused));
         }
         let listed = to.iter().map(|r| (r.account, &r.devices[..]));
         let keys = self.recipient_devices(listed, None).await?;
@@ -580,12 +579,11 @@ impl Service {
             keys.extend(expected.iter().map(|(_, k)| *k));
         }
         if !stale.is_empty() {
-            let mut e = err(
+            return Err(err(
                 ErrorCode::StaleDevices,
                 "recipient device lists changed; resend to the listed devices",
-            );
-            e.devices = stale;
-            return Err(e);
+            )
+            .with_devices(stale));
         }
         if keys.is_empty() {
             return Err(err(ErrorCode::BadRequest, "no recipient devices"));
