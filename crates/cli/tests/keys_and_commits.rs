@@ -245,3 +245,47 @@ async fn links_are_used_once_and_unknown_ones_expire() {
     );
     assert_eq!(c, ErrorCode::LinkExpired);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_names_are_opaque_bounded_bytes_and_last_seen_needs_the_token() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    register(&server, &a, "+15550300031");
+    register(&server, &b, "+15550300032");
+    let (ca, ma) = session_as(&server, &a).await;
+    let (cb, _) = session_as(&server, &b).await;
+
+    // The server stores whatever sealed bytes a device sends for itself, within bounds.
+    let set = |n: usize| Request::SetDeviceName {
+        sealed: vec![7u8; n].into(),
+    };
+    for bad in [0, 4 * 64 + 65] {
+        let (c, e) = code(ca.request(set(bad)).await);
+        assert_eq!(c, ErrorCode::BadRequest, "{bad} bytes");
+        assert!(e.message.contains("sealed device name"), "{}", e.message);
+    }
+    assert_eq!(ca.request(set(40)).await.unwrap(), Response::Done);
+    let Response::Devices { devices } = ca.request(Request::ListDevices).await.unwrap() else {
+        panic!("devices")
+    };
+    let mine = devices.iter().find(|d| d.id == ma.device).unwrap();
+    assert_eq!(mine.sealed_name.as_deref().map(|b| &b[..]), Some(&[7u8; 40][..]));
+
+    // Last-seen: an account sees its own day; another sees nothing without the account's
+    // consent and delivery token, and a made-up token changes nothing.
+    let last_seen = |access_key| Request::LastSeen {
+        account: ma.account,
+        access_key,
+    };
+    let Response::LastSeen { day } = ca.request(last_seen(None)).await.unwrap() else {
+        panic!("last seen")
+    };
+    assert!(day.is_some(), "its own last connection");
+    for key in [None, Some([9u8; 16])] {
+        assert_eq!(
+            cb.request(last_seen(key)).await.unwrap(),
+            Response::LastSeen { day: None }
+        );
+    }
+}

@@ -695,6 +695,11 @@ fn contacts_write_with_sealed_sender_strangers_do_not() {
         );
         let e = conn.request(send([0; 16])).await.unwrap_err();
         assert!(e.to_string().contains("not authorised"), "{e}");
+        let sirr_client::ClientError::Server(body) = e else {
+            panic!("a refusal")
+        };
+        let named: Vec<AccountId> = body.devices.iter().map(|r| r.account).collect();
+        assert_eq!(named, vec![bob_account], "the refusal names whose token failed");
         let e = conn
             .request(Request::LastSeen {
                 account: bob_account,
