@@ -434,6 +434,13 @@ fn consents_start_off_and_withdrawing_one_takes_effect_at_once() {
 
     sirr_ok(&bob, &["consent", "set", "read-receipts", "off"]);
     sirr_ok(&alice, &["send", "+15550500002", "and this one"]);
+    // Bob's receipt went by itself: it did not hand alice his profile key (only what he
+    // writes does), so she still writes to him identified.
+    let to_bob = queued_senders(&server, &account_of(&bob));
+    assert!(
+        !to_bob.is_empty() && to_bob.iter().all(Option::is_some),
+        "{to_bob:?}"
+    );
     assert!(recv_json(&bob, "5").iter().any(|m| m["text"] == "and this one"));
     let after: Vec<_> = recv_json(&alice, "2")
         .into_iter()
@@ -725,16 +732,18 @@ fn group_members_write_sealed_to_everyone_who_has_spoken() {
     register(&server, &carol, "+15550500043");
     let (alice_id, bob_id, carol_id) = (account_of(&alice), account_of(&bob), account_of(&carol));
 
-    // Alice makes the group: she knows no one's profile key yet, so the server sees her.
+    // Alice makes the group and writes in it: she knows no one's profile key yet, so the
+    // server sees her.
     sirr_ok(
         &alice,
         &["group", "create", "trio", "+15550500042", "+15550500043"],
     );
+    sirr_ok(&alice, &["group", "send", "trio", "welcome"]);
     assert!(queued_senders(&server, &bob_id).iter().all(Option::is_some));
     recv_json(&bob, "3");
     recv_json(&carol, "3");
 
-    // Bob holds alice's key now (her messages carry it), not carol's.
+    // Bob holds alice's key now (what she writes carries it), not carol's.
     sirr_ok(&bob, &["group", "send", "trio", "from bob"]);
     assert!(
         queued_senders(&server, &alice_id).iter().all(Option::is_none),

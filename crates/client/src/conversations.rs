@@ -325,14 +325,19 @@ impl Client {
                 Body::Text(_) => self.state.timer(id)?,
                 _ => None,
             };
-            // Every conversation's members learn this account's profile key, so they may write
-            // to it sealed (and, with its consent, see its last-seen day).
+            // What this account writes carries its profile key, so the people it writes to (in
+            // any conversation) may write to it sealed and, with its consent, see its last-seen
+            // day. Only what the user writes: receipts and conversation details can go out by
+            // themselves (say, to a stranger's newly linked device) and must not hand the key
+            // to someone the user never answered.
             let content = Content {
                 from: self.creds.phone.clone(),
                 sent_at: now_ms(),
                 body: body.clone(),
                 disappears_after_secs: timer,
-                profile_key: self.keys.profile_key.as_ref().map(|p| p.0),
+                profile_key: matches!(body, Body::Text(_))
+                    .then(|| self.keys.profile_key.as_ref().map(|p| p.0))
+                    .flatten(),
                 franking_key: Some(franking::franking_key(&mut rand::rng())),
             };
             let plaintext = content.seal();
