@@ -539,11 +539,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut client = open(&home)?;
             client.connect().await?;
             let export = client.export_account().await?;
+            let names: Vec<(u32, String)> = client
+                .devices()
+                .await?
+                .into_iter()
+                .filter_map(|d| Some((d.id.0, d.name?)))
+                .collect();
             client.disconnect().await;
             std::fs::write(&path, serde_json::to_string_pretty(&export)?)
                 .with_context(|| format!("writing {}", path.display()))?;
             let html = path.with_extension("html");
-            std::fs::write(&html, sirr_client::export::html(&export))
+            std::fs::write(&html, sirr_client::export::html(&export, &names))
                 .with_context(|| format!("writing {}", html.display()))?;
             writeln!(out, "wrote {} and {}", path.display(), html.display())?;
         }

@@ -276,9 +276,11 @@ fn the_export_holds_every_declared_field_about_the_account() {
     }
     let html = std::fs::read_to_string(dir.path().join("export.html")).unwrap();
     assert!(html.starts_with("<!doctype html>"));
-    // The server holds her device name sealed, so its export cannot show it.
+    // The server holds her device name sealed, so its export cannot show it; her own device
+    // opens it for the readable report.
     assert!(tables["devices"]["rows"][0]["sealed_name"]["value"].is_string());
-    assert!(!html.contains("alice-phone") && !text.contains("alice-phone"));
+    assert!(!text.contains("alice-phone"), "not in what the server sent");
+    assert!(html.contains("opens on your devices as &quot;alice-phone&quot;"));
 }
 
 #[test]

@@ -18,7 +18,10 @@ fn show(v: &Value) -> String {
 }
 
 /// Render an account export (as returned by the server) as a standalone HTML report.
-pub fn html(export: &Value) -> String {
+/// `device_names` are the names this device opened from their sealed form (device number,
+/// name): the server holds only the sealed bytes, which the report shows next to the name
+/// they open to, so the reader sees both what is held and what it means.
+pub fn html(export: &Value, device_names: &[(u32, String)]) -> String {
     let mut out = String::from(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your Sirr data</title></head><body>\n",
     );
@@ -44,10 +47,19 @@ pub fn html(export: &Value) -> String {
                 out.push_str("<table border=\"1\">\n");
                 if let Some(fields) = row.as_object() {
                     for (col, f) in fields {
+                        let mut value = show(&f["value"]);
+                        if name == "devices" && col == "sealed_name" && !f["value"].is_null() {
+                            let device = fields.get("device").and_then(|d| d["value"].as_u64());
+                            if let Some((_, opened)) =
+                                device_names.iter().find(|(d, _)| Some(u64::from(*d)) == device)
+                            {
+                                value.push_str(&format!(" (opens on your devices as \"{opened}\")"));
+                            }
+                        }
                         out.push_str(&format!(
                             "<tr><th>{}</th><td>{}</td><td>{}</td></tr>\n",
                             esc(col),
-                            esc(&show(&f["value"])),
+                            esc(&value),
                             esc(&show(&f["what"]))
                         ));
                     }
