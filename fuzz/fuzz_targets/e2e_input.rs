@@ -1,5 +1,6 @@
 //! The client's end-to-end decoders of bytes another party chose: MLS messages, Welcomes,
-//! KeyPackages, signed device lists, device-link bundles and sealed state. None may panic, and
+//! KeyPackages, signed device lists, device-link bundles, sealed state and sealed device names
+//! (as the server hands them back). None may panic, and
 //! a conversation must stay usable after any input.
 #![no_main]
 
@@ -7,7 +8,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sirr_crypto::seal::{LinkKey, open_at_rest};
-use sirr_crypto::{Conversation, DeviceIdentity, KeyPackages, MlsStore, verify_device_list};
+use sirr_crypto::{AccountKey, Conversation, DeviceIdentity, KeyPackages, MlsStore, verify_device_list};
 use sirr_proto::content::LinkBundle;
 use sirr_proto::{AccountId, DeviceAddress, DeviceId};
 
@@ -53,4 +54,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(link) = LinkKey::generate() {
         let _ = link.open(data);
     }
+    let _ = account_key().open_device_name(address, data);
 });
+
+fn account_key() -> &'static AccountKey {
+    static KEY: OnceLock<AccountKey> = OnceLock::new();
+    KEY.get_or_init(|| AccountKey::from_bytes(&[5; 32]))
+}

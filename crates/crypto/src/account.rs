@@ -122,9 +122,12 @@ impl AccountKey {
 
 /// Longest device name, in characters.
 pub const MAX_DEVICE_NAME: usize = 64;
-/// Longest sealed device name the server stores, in bytes (a name of [`MAX_DEVICE_NAME`]
-/// four-byte characters, plus nonce and tag).
-pub const MAX_SEALED_DEVICE_NAME: usize = 4 * MAX_DEVICE_NAME + 64;
+/// What a name is padded to before sealing: a length and the longest name's bytes
+/// ([`MAX_DEVICE_NAME`] four-byte characters).
+const PADDED_NAME: usize = 2 + 4 * MAX_DEVICE_NAME;
+/// Longest sealed device name the server stores, in bytes (a padded name, plus nonce and tag,
+/// with room to spare).
+pub const MAX_SEALED_DEVICE_NAME: usize = PADDED_NAME + 64;
 
 impl AccountKey {
     /// The symmetric key device names are sealed under: a PRF of the account key, so every
@@ -140,15 +143,30 @@ impl AccountKey {
 
     /// Seal `device`'s name for the server to store. Bound to the device, so the server cannot
     /// show one device's name as another's.
+    /// The name is padded to [`PADDED_NAME`] bytes first, so every sealed name has the same
+    /// size and its length tells the server nothing.
     pub fn seal_device_name(&self, device: DeviceAddress, name: &str) -> Result<Vec<u8>> {
         check_device_name(name)?;
-        crate::seal::seal_at_rest(&self.names_key(), &name_aad(device), name.as_bytes())
+        let mut padded = vec![0u8; PADDED_NAME];
+        let len = name.len();
+        padded[..2].copy_from_slice(&(len as u16).to_be_bytes());
+        padded[2..2 + len].copy_from_slice(name.as_bytes());
+        crate::seal::seal_at_rest(&self.names_key(), &name_aad(device), &padded)
     }
 
     /// Open a name sealed by [`Self::seal_device_name`] for `device`.
     pub fn open_device_name(&self, device: DeviceAddress, sealed: &[u8]) -> Result<String> {
-        let plain = crate::seal::open_at_rest(&self.names_key(), &name_aad(device), sealed)?;
-        String::from_utf8(plain).map_err(|_| CryptoError::Malformed("device name"))
+        let padded = crate::seal::open_at_rest(&self.names_key(), &name_aad(device), sealed)?;
+        let malformed = || CryptoError::Malformed("device name");
+        let len = u16::from_be_bytes(
+            padded
+                .get(..2)
+                .ok_or_else(malformed)?
+                .try_into()
+                .map_err(|_| malformed())?,
+        );
+        let name = padded.get(2..2 + usize::from(len)).ok_or_else(malformed)?;
+        String::from_utf8(name.to_vec()).map_err(|_| malformed())
     }
 }
 
@@ -241,6 +259,11 @@ mod tests {
         assert!(key.seal_device_name(laptop, &"x".repeat(65)).is_err());
         let longest = key.seal_device_name(laptop, &"\u{1F600}".repeat(64)).unwrap();
         assert!(longest.len() <= MAX_SEALED_DEVICE_NAME);
+        assert_eq!(longest.len(), sealed.len(), "every sealed name has the same size");
+        assert_eq!(
+            key.open_device_name(laptop, &longest).unwrap(),
+            "\u{1F600}".repeat(64)
+        );
     }
 
     #[test]
