@@ -260,7 +260,7 @@ async fn device_names_are_opaque_bounded_bytes_and_last_seen_needs_the_token() {
     let set = |n: usize| Request::SetDeviceName {
         sealed: vec![7u8; n].into(),
     };
-    for bad in [0, 4 * 64 + 65] {
+    for bad in [0, sirr_crypto::account::MAX_SEALED_DEVICE_NAME + 1] {
         let (c, e) = code(ca.request(set(bad)).await);
         assert_eq!(c, ErrorCode::BadRequest, "{bad} bytes");
         assert!(e.message.contains("sealed device name"), "{}", e.message);

@@ -379,18 +379,20 @@ fn sent_id(out: &str) -> String {
         .to_owned()
 }
 
+/// Alice, bob and carol, registered as +1555050nnnn from `first` on.
+fn three_people(server: &Server, dir: &Path, first: u32) -> [std::path::PathBuf; 3] {
+    let homes = ["alice", "bob", "carol"].map(|n| dir.join(n));
+    for (i, home) in homes.iter().enumerate() {
+        register(server, home, &format!("+1555050{:04}", first + i as u32));
+    }
+    homes
+}
+
 #[test]
 fn consents_start_off_and_withdrawing_one_takes_effect_at_once() {
     let server = Server::dev();
     let dir = tempfile::tempdir().unwrap();
-    let (alice, bob, carol) = (
-        dir.path().join("alice"),
-        dir.path().join("bob"),
-        dir.path().join("carol"),
-    );
-    register(&server, &alice, "+15550500001");
-    register(&server, &bob, "+15550500002");
-    register(&server, &carol, "+15550500003");
+    let [alice, bob, carol] = three_people(&server, dir.path(), 1);
 
     // Off until turned on: every optional use, on a fresh account.
     let fresh = consent_list(&bob);
@@ -724,14 +726,7 @@ fn contacts_write_with_sealed_sender_strangers_do_not() {
 fn group_members_write_sealed_to_everyone_who_has_spoken() {
     let server = Server::dev();
     let dir = tempfile::tempdir().unwrap();
-    let (alice, bob, carol) = (
-        dir.path().join("alice"),
-        dir.path().join("bob"),
-        dir.path().join("carol"),
-    );
-    register(&server, &alice, "+15550500041");
-    register(&server, &bob, "+15550500042");
-    register(&server, &carol, "+15550500043");
+    let [alice, bob, carol] = three_people(&server, dir.path(), 41);
     let (alice_id, bob_id, carol_id) = (account_of(&alice), account_of(&bob), account_of(&carol));
 
     // Alice makes the group and writes in it: she knows no one's profile key yet, so the
