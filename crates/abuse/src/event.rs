@@ -65,6 +65,25 @@ pub enum Event {
 }
 
 impl Event {
+    /// A group's creation (`create`) or an addition to it: the two carry the same fields.
+    pub fn group(create: bool, t: u64, account: String, group: String, members: Vec<String>) -> Event {
+        if create {
+            Event::GroupCreate {
+                t,
+                account,
+                group,
+                members,
+            }
+        } else {
+            Event::GroupAdd {
+                t,
+                account,
+                group,
+                members,
+            }
+        }
+    }
+
     /// The event's time in milliseconds since the epoch.
     pub fn t(&self) -> u64 {
         match self {
@@ -193,21 +212,7 @@ pub fn parse_line(text: &str, line: u64) -> Result<Event, EventError> {
             let account = raw.account.ok_or_else(|| need("account"))?;
             let group = raw.group.ok_or_else(|| need("group"))?;
             let members = raw.members.ok_or_else(|| need("members"))?;
-            if name == "group_create" {
-                Event::GroupCreate {
-                    t,
-                    account,
-                    group,
-                    members,
-                }
-            } else {
-                Event::GroupAdd {
-                    t,
-                    account,
-                    group,
-                    members,
-                }
-            }
+            Event::group(name == "group_create", t, account, group, members)
         }
         "lookup" => {
             let count = raw.count.ok_or_else(|| need("count"))?;

@@ -424,22 +424,7 @@ impl Sim {
     fn group_event(&mut self, t: u64, create: bool, by: u32, group: &str, members: &[u32]) {
         let account = self.ids[by as usize].clone();
         let members = members.iter().map(|&m| self.ids[m as usize].clone()).collect();
-        let group = group.to_owned();
-        self.push(if create {
-            Event::GroupCreate {
-                t,
-                account,
-                group,
-                members,
-            }
-        } else {
-            Event::GroupAdd {
-                t,
-                account,
-                group,
-                members,
-            }
-        });
+        self.push(Event::group(create, t, account, group.to_owned(), members));
     }
 
     fn new_group_id(&mut self) -> String {

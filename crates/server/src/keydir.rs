@@ -301,27 +301,13 @@ impl Service {
         if added.is_empty() || (epoch == 0 && added.len() < 2) {
             return;
         }
-        let (t, account, group) = (
+        let event = sirr_abuse::Event::group(
+            epoch == 0,
             now_ms(),
             crate::abuse::name(me.address.account),
             conversation.to_string(),
+            added.into_iter().map(crate::abuse::name).collect(),
         );
-        let members = added.into_iter().map(crate::abuse::name).collect();
-        let event = if epoch == 0 {
-            sirr_abuse::Event::GroupCreate {
-                t,
-                account,
-                group,
-                members,
-            }
-        } else {
-            sirr_abuse::Event::GroupAdd {
-                t,
-                account,
-                group,
-                members,
-            }
-        };
         let decisions = self.abuse.observe(event);
         self.enforce(decisions);
     }
