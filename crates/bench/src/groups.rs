@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use sirr_proto::*;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{Target, Ws, open_session, proc_cpu_seconds, register_many};
+use crate::harness::{Target, Ws, open_session, proc_cpu_seconds, receive_pushes, register_many};
 use crate::throughput::{Shared, histogram, load_average, own_cpu_seconds};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -210,38 +210,14 @@ async fn send_group(ws: Ws, to: Vec<Recipient>, a: Args, shared: Arc<Shared>) ->
 
 /// A member: acks everything, notes (sequence number, latency µs) of every copy received.
 async fn member(ws: Ws, shared: Arc<Shared>) -> Vec<(u64, u64)> {
-    let (mut sink, mut stream) = ws.split();
-    let mut stop = shared.stop_tx.subscribe();
     let mut got = Vec::new();
-    let mut acks = Vec::new();
-    loop {
-        let first = tokio::select! {
-            _ = stop.changed() => break,
-            m = stream.next() => m,
-        };
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            let Some(Ok(m)) = m else { return got };
-            if let Message::Binary(b) = m
-                && let Ok(ServerFrame::Push(env)) = decode_server_frame(&b, 1 << 24)
-            {
-                acks.push(env.seq);
-                if let (Some(sent), Some(seq)) = (env.payload.first_chunk::<8>(), env.payload.get(8..16)) {
-                    let us = (shared.now_ns().saturating_sub(u64::from_le_bytes(*sent)) / 1000).max(1);
-                    let seq = u64::from_le_bytes(seq.try_into().unwrap_or_default());
-                    got.push((seq, us));
-                }
-            }
-            next = stream.next().now_or_never();
+    receive_pushes(ws, shared.stop_tx.subscribe(), |env| {
+        if let (Some(sent), Some(seq)) = (env.payload.first_chunk::<8>(), env.payload.get(8..16)) {
+            let us = (shared.now_ns().saturating_sub(u64::from_le_bytes(*sent)) / 1000).max(1);
+            let seq = u64::from_le_bytes(seq.try_into().unwrap_or_default());
+            got.push((seq, us));
         }
-        if !acks.is_empty() {
-            let f = ClientFrame::Ack {
-                seqs: std::mem::take(&mut acks),
-            };
-            if sink.send(Message::Binary(encode(&f).into())).await.is_err() {
-                return got;
-            }
-        }
-    }
+    })
+    .await;
     got
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use sirr_client::Connection;
 use sirr_proto::*;
 use tokio::net::TcpSocket;
@@ -17,6 +17,42 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A session that only receives, until `stop` changes or the server hangs up: every push goes
+/// to `on_push`, and each batch of frames read at once is acknowledged with one `Ack`.
+pub async fn receive_pushes(
+    ws: Ws,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut on_push: impl FnMut(&Envelope),
+) {
+    let (mut sink, mut stream) = ws.split();
+    let mut acks = Vec::new();
+    loop {
+        let first = tokio::select! {
+            _ = stop.changed() => return,
+            m = stream.next() => m,
+        };
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            let Some(Ok(m)) = m else { return };
+            if let Message::Binary(b) = m
+                && let Ok(ServerFrame::Push(env)) = decode_server_frame(&b, 1 << 24)
+            {
+                acks.push(env.seq);
+                on_push(&env);
+            }
+            next = stream.next().now_or_never();
+        }
+        if !acks.is_empty() {
+            let f = ClientFrame::Ack {
+                seqs: std::mem::take(&mut acks),
+            };
+            if sink.send(Message::Binary(encode(&f).into())).await.is_err() {
+                return;
+            }
+        }
+    }
+}
 
 /// A registered device's credentials.
 #[derive(Clone)]

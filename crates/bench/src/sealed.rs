@@ -6,12 +6,10 @@
 
 use std::sync::Arc;
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use sirr_proto::*;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{Target, Ws, call, open_session, open_ws, register_many};
+use crate::harness::{Target, Ws, call, open_session, open_ws, receive_pushes, register_many};
 use crate::throughput::{Args, Report, Shared, device, histogram, measure, ticker};
 
 pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
@@ -77,35 +75,11 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
 /// A device session that only receives: latency on receipt, acks in batches.
 async fn receive(ws: Ws, shared: Arc<Shared>) -> Histogram<u64> {
     let mut hist = histogram();
-    let mut stop = shared.stop_tx.subscribe();
-    let (mut sink, mut stream) = ws.split();
-    let mut acks = Vec::new();
-    loop {
-        let first = tokio::select! {
-            _ = stop.changed() => break,
-            m = stream.next() => m,
-        };
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            let Some(Ok(m)) = m else { return hist };
-            if let Message::Binary(b) = m
-                && let Ok(ServerFrame::Push(env)) = decode_server_frame(&b, 1 << 24)
-            {
-                acks.push(env.seq);
-                if let Some(sent) = env.payload.first_chunk::<8>() {
-                    shared.delivered(&mut hist, u64::from_le_bytes(*sent));
-                }
-            }
-            next = stream.next().now_or_never();
+    receive_pushes(ws, shared.stop_tx.subscribe(), |env| {
+        if let Some(sent) = env.payload.first_chunk::<8>() {
+            shared.delivered(&mut hist, u64::from_le_bytes(*sent));
         }
-        if !acks.is_empty() {
-            let f = ClientFrame::Ack {
-                seqs: std::mem::take(&mut acks),
-            };
-            if sink.send(Message::Binary(encode(&f).into())).await.is_err() {
-                return hist;
-            }
-        }
-    }
+    })
+    .await;
     hist
 }
