@@ -10,7 +10,7 @@ use std::path::Path;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sirr_proto::{MessageId, Phone, Secret};
+use sirr_proto::{AccountId, MessageId, Phone, Secret};
 use sirr_store::PhoneKey;
 use subtle::ConstantTimeEq;
 
@@ -66,6 +66,14 @@ impl ServerKey {
 
     pub fn code_hash(&self, phone: &Phone, code: &str) -> [u8; 32] {
         self.mac(b"sirr code v1", &[phone.as_str().as_bytes(), code.as_bytes()])
+    }
+
+    /// What logs name an account by: a keyed hash, cut to 64 bits. An operator can still follow
+    /// one account through the log (and, holding the server key, find the lines of an account
+    /// whose id they know), but the log itself holds no account id, so a deleted account's id
+    /// does not survive in it.
+    pub fn log_tag(&self, account: &AccountId) -> String {
+        hex::encode(&self.mac(b"sirr log tag v1", &[&account.0])[..8])
     }
 
     /// The server's franking tag: binds a sender's commitment to the message id and the time

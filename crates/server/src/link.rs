@@ -127,7 +127,7 @@ impl Service {
             return Err(expired());
         }
         self.metrics.registrations.inc();
-        tracing::info!(%account, %device, "device linked");
+        tracing::info!(account = %self.key.log_tag(&account), "device linked");
         Ok(Response::Linked { device })
     }
 

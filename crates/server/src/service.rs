@@ -281,7 +281,7 @@ impl Service {
             });
             self.enforce(decisions);
         }
-        tracing::info!(account = %reg.account, device = %reg.device.address.device, new = reg.new_account, "device registered");
+        tracing::info!(account = %self.key.log_tag(&reg.account), new = reg.new_account, "device registered");
         Ok(Response::Registered {
             account: reg.account,
             device: reg.device.address.device,
@@ -752,7 +752,7 @@ impl Service {
         if record.key != me.key {
             self.hub.evict(record.key);
         }
-        tracing::info!(account = %me.address.account, %device, "device removed");
+        tracing::info!(account = %self.key.log_tag(&me.address.account), "device removed");
         Ok(Response::Done)
     }
 
@@ -884,7 +884,7 @@ impl Service {
         for key in keys.into_iter().filter(|k| *k != me.key) {
             self.hub.evict(key);
         }
-        tracing::info!(account = %me.address.account, "account deleted");
+        tracing::info!(account = %self.key.log_tag(&me.address.account), "account deleted");
         Ok(Response::Done)
     }
 
@@ -962,7 +962,8 @@ impl Service {
     pub(crate) fn enforce(&self, decisions: Vec<(AccountId, sirr_abuse::Decision)>) {
         for (account, d) in decisions {
             let ban = d.action == sirr_abuse::Action::Ban;
-            tracing::info!(%account, action = ?d.action, reasons = ?d.reasons, "abuse decision");
+            let tag = self.key.log_tag(&account);
+            tracing::info!(account = %tag, action = ?d.action, reasons = ?d.reasons, "abuse decision");
             let record = sirr_store::AbuseRecord {
                 id: 0,
                 at_ms: d.t,
@@ -973,7 +974,7 @@ impl Service {
             let (store, hub) = (self.store.clone(), self.hub.clone());
             tokio::spawn(async move {
                 match store.record_abuse(account, record, ban).await {
-                    Ok(n) if ban => tracing::info!(%account, dropped = n, "banned; queued messages dropped"),
+                    Ok(n) if ban => tracing::info!(account = %tag, dropped = n, "banned; queued messages dropped"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "could not store an abuse decision"),
                 }
@@ -1055,7 +1056,7 @@ impl Service {
             )
             .await
             .map_err(|e| self.store_error(e))?;
-        tracing::info!(%account, "ban appealed");
+        tracing::info!(account = %self.key.log_tag(&account), "ban appealed");
         Ok(Response::Done)
     }
 
