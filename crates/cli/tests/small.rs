@@ -37,8 +37,129 @@ fn the_log_never_names_an_account_id() {
     sirr_ok(&a, &["device", "remove", "2"]);
     sirr_ok(&a, &["account", "delete", "--yes"]);
     let log = server.log();
-    for line in ["device registered", "device linked", "device removed", "account deleted"] {
+    for line in [
+        "device registered",
+        "device linked",
+        "device removed",
+        "account deleted",
+    ] {
         assert!(log.contains(line), "the log still records `{line}`:\n{log}");
     }
     assert!(!log.contains(&account), "the log names account {account}:\n{log}");
+}
+
+/// A device registered over the raw protocol.
+struct Raw {
+    account: sirr_proto::AccountId,
+    device: sirr_proto::DeviceId,
+    secret: sirr_proto::Secret,
+}
+
+async fn register_raw(server: &Server, phone: &str) -> Raw {
+    use sirr_proto::{Phone, Request, Response};
+    let conn = sirr_client::Connection::connect(&server.url, None).await.unwrap();
+    let r = conn
+        .request(Request::Register {
+            phone: Phone::parse(phone).unwrap(),
+            code: "000000".into(),
+        })
+        .await
+        .unwrap();
+    conn.close().await;
+    let Response::Registered {
+        account,
+        device,
+        secret,
+        ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    Raw {
+        account,
+        device,
+        secret,
+    }
+}
+
+async fn hello(server: &Server, r: &Raw) -> sirr_client::Connection {
+    let conn = sirr_client::Connection::connect(&server.url, None).await.unwrap();
+    conn.request(sirr_proto::Request::Hello {
+        protocol: sirr_proto::PROTOCOL_VERSION,
+        account: r.account,
+        device: r.device,
+        secret: r.secret.clone(),
+    })
+    .await
+    .unwrap();
+    conn
+}
+
+/// Two devices of one challenged account each get a challenge; solving one's does not
+/// invalidate the other's (on main the second refused send replaced the account's one nonce).
+#[test]
+fn two_devices_of_a_challenged_account_each_solve_their_own_challenge() {
+    use sirr_client::ClientError;
+    use sirr_proto::{ErrorCode, MessageId, Recipient, Request, Response, challenge};
+    let server = Server::start(
+        &["--dev"],
+        &[
+            ("SIRR_ABUSE__ENABLED", "true"),
+            ("SIRR_ABUSE__ENGINE__THROTTLE_AT", "0.000001"),
+            ("SIRR_ABUSE__ENGINE__CHALLENGE_AT", "0.000001"),
+            ("SIRR_ABUSE__ENGINE__BAN_AT", "2.0"),
+            ("SIRR_ABUSE__CHALLENGE_BITS", "8"),
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let first = register_raw(&server, "+15550002001").await;
+        let second = register_raw(&server, "+15550002001").await;
+        assert_eq!(first.account, second.account, "one account, two devices");
+        assert_ne!(first.device, second.device);
+        let bob = register_raw(&server, "+15550002002").await;
+        let send = |n: u8| Request::Send {
+            message_id: MessageId([n; 16]),
+            to: vec![Recipient {
+                account: bob.account,
+                devices: vec![bob.device],
+            }],
+            payload: vec![0x42; 256],
+            epoch: None,
+            ttl_secs: None,
+            franking: None,
+        };
+        let challenged = |r: Result<Response, ClientError>| match r {
+            Err(ClientError::Server(e)) if e.code == ErrorCode::ChallengeRequired => {
+                e.challenge.expect("a challenge comes with its puzzle")
+            }
+            other => panic!("expected a challenge, got {other:?}"),
+        };
+        let (c1, c2) = (hello(&server, &first).await, hello(&server, &second).await);
+        let ch1 = challenged(c1.request(send(1)).await);
+        // The other device is refused too, and handed its own puzzle.
+        let ch2 = challenged(c2.request(send(2)).await);
+        assert_ne!(ch1.nonce, ch2.nonce);
+        for (conn, ch) in [(&c1, ch1), (&c2, ch2)] {
+            let solution = challenge::solve(&ch.nonce, ch.bits, first.account);
+            let r = conn
+                .request(Request::SolveChallenge {
+                    nonce: ch.nonce,
+                    solution,
+                })
+                .await;
+            assert!(matches!(r, Ok(Response::Done)), "{r:?}");
+        }
+        // A device cannot spend the other's puzzle, nor its own twice.
+        let again = c1
+            .request(Request::SolveChallenge {
+                nonce: ch1.nonce,
+                solution: challenge::solve(&ch1.nonce, ch1.bits, first.account),
+            })
+            .await;
+        assert!(
+            matches!(&again, Err(ClientError::Server(e)) if e.code == ErrorCode::BadRequest),
+            "{again:?}"
+        );
+    });
 }

@@ -1,7 +1,9 @@
 //! The proof of work a challenged account solves before it may send more: find `solution`
 //! such that SHA-256(tag ‖ nonce ‖ account ‖ solution) starts with `bits` zero bits. Costly for
 //! a bot sending thousands of messages, a moment for a person; the server checks it with one
-//! hash. The nonce is the server's and single-use, so a solution cannot be reused or shared.
+//! hash. The nonce is the server's and single-use, so a solution cannot be reused or shared;
+//! the server hands one per device (again on each refused send until it is solved), so two
+//! devices of one account never invalidate each other's work.
 
 use sha2::{Digest, Sha256};
 

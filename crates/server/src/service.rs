@@ -77,8 +77,10 @@ pub struct Service {
     access_keys: DashMap<AccountId, Option<[u8; 32]>>,
     /// The abuse engine and every account's standing (see `abuse.rs`).
     pub abuse: Abuse,
-    /// The challenge nonce each challenged account was handed (single use).
-    challenges: DashMap<AccountId, [u8; 16]>,
+    /// The challenge nonce handed to each device of a challenged account: one per device, handed
+    /// again on every refused send until that device solves it (single use), so two devices of
+    /// one account, or one device's pipelined sends, never invalidate each other's work.
+    challenges: DashMap<DeviceAddress, [u8; 16]>,
     /// Sends of throttled accounts.
     throttled: crate::limits::Bucket<AccountId>,
     /// The newest stored abuse decision already applied (operators' reviews are followed).
@@ -436,7 +438,7 @@ impl Service {
             });
             self.enforce(decisions);
         }
-        self.gate(me.address.account)?;
+        self.gate(me.address)?;
         let own = self.own_account_if_missing(me, &to);
         let listed = to.iter().chain(own.as_ref()).map(|r| (r.account, &r.devices[..]));
         let keys = self.recipient_devices(listed, Some(me.address)).await?;
@@ -901,7 +903,8 @@ impl Service {
     /// Refuse a message `account` may not send now: anything when banned; when challenged
     /// (until solved) or throttled (beyond the throttled rate). The error says why and what
     /// the client can do.
-    pub(crate) fn gate(&self, account: AccountId) -> Result<(), ErrorBody> {
+    pub(crate) fn gate(&self, me: DeviceAddress) -> Result<(), ErrorBody> {
+        let account = me.account;
         let Some(st) = self.abuse.standing(account) else {
             return Ok(());
         };
@@ -909,9 +912,11 @@ impl Service {
         match st.action {
             sirr_abuse::Action::Ban => Err(banned(&st.reasons)),
             sirr_abuse::Action::Challenge if !self.abuse.has_passed(account, now_ms()) => {
-                let mut nonce = [0u8; 16];
-                rand::rng().fill(&mut nonce);
-                self.challenges.insert(account, nonce);
+                let nonce = *self.challenges.entry(me).or_insert_with(|| {
+                    let mut nonce = [0u8; 16];
+                    rand::rng().fill(&mut nonce);
+                    nonce
+                });
                 let mut e = err(
                     ErrorCode::ChallengeRequired,
                     format!(
@@ -936,11 +941,11 @@ impl Service {
         }
     }
 
-    /// `SolveChallenge`: a correct solution to the nonce this account was handed lets it send
-    /// for `abuse.challenge_pass_secs`.
+    /// `SolveChallenge`: a correct solution to the nonce this device was handed lets its
+    /// account send for `abuse.challenge_pass_secs`.
     pub async fn solve_challenge(&self, me: Authed, nonce: [u8; 16], solution: u64) -> Answer {
         let account = me.address.account;
-        let handed = self.challenges.get(&account).map(|n| *n);
+        let handed = self.challenges.get(&me.address).map(|n| *n);
         if handed != Some(nonce) {
             return Err(err(
                 ErrorCode::BadRequest,
@@ -950,7 +955,7 @@ impl Service {
         if !sirr_proto::challenge::check(&nonce, self.config.abuse.challenge_bits, account, solution) {
             return Err(err(ErrorCode::BadRequest, "that does not solve the challenge"));
         }
-        self.challenges.remove(&account);
+        self.challenges.remove(&me.address);
         self.abuse
             .pass(account, now_ms() + self.config.abuse.challenge_pass_secs * 1000);
         Ok(Response::Done)
@@ -974,7 +979,9 @@ impl Service {
             let (store, hub) = (self.store.clone(), self.hub.clone());
             tokio::spawn(async move {
                 match store.record_abuse(account, record, ban).await {
-                    Ok(n) if ban => tracing::info!(account = %tag, dropped = n, "banned; queued messages dropped"),
+                    Ok(n) if ban => {
+                        tracing::info!(account = %tag, dropped = n, "banned; queued messages dropped")
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "could not store an abuse decision"),
                 }
