@@ -166,6 +166,9 @@ impl Target {
         let child = Command::new(&sirrd)
             .arg("--listen")
             .arg(addr.to_string())
+            // Any free port: two benchmark servers must not fight over the default one.
+            .arg("--admin-listen")
+            .arg("127.0.0.1:0")
             .arg("--data")
             .arg(data.path().join("data"))
             .arg("--config")

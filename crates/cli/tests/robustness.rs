@@ -139,7 +139,7 @@ async fn malformed_truncated_and_unknown_frames_get_a_clear_error() {
 
     let (status, body) = server.get("/health");
     assert!(status.contains("200"), "the server survived: {status} {body}");
-    let (_, metrics) = server.get("/metrics");
+    let (_, metrics) = server.admin_get("/metrics");
     let malformed = metrics
         .lines()
         .find(|l| l.starts_with("sirr_malformed_frames_total"))

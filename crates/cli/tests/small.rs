@@ -163,3 +163,63 @@ fn two_devices_of_a_challenged_account_each_solve_their_own_challenge() {
         );
     });
 }
+
+/// `/metrics` is the operator's: not served where clients connect, only on `admin_listen`.
+#[test]
+fn metrics_are_served_only_on_the_admin_listener() {
+    let server = Server::dev();
+    let (status, body) = server.get("/metrics");
+    assert!(status.contains("404"), "clients' listener: {status}\n{body}");
+    assert!(!body.contains("sirr_connections"), "{body}");
+    let (status, body) = server.admin_get("/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("sirr_connections"), "{body}");
+    // Health stays on both (load balancers probe the clients' side).
+    assert!(server.get("/health").0.contains("200"));
+    assert!(server.admin_get("/health").0.contains("200"));
+}
+
+/// A server-wide cap on verification codes: numbers from different prefixes and one address
+/// allowed by every other limit still stop at it, and the refusal is counted by reason.
+#[test]
+fn verification_codes_stop_at_the_global_cap_and_are_counted() {
+    use sirr_client::{Client, ClientError};
+    use sirr_proto::{ErrorCode, Phone};
+    let server = Server::start(
+        &["--dev"],
+        &[
+            ("SIRR_LIMITS__CODE_GLOBAL__BURST", "3"),
+            ("SIRR_LIMITS__CODE_GLOBAL__PER_SECOND", "0.001"),
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let numbers = ["+15550003001", "+447700900301", "+33612345601", "+4915112345601"];
+        for n in &numbers[..3] {
+            Client::request_code(&server.url, &Phone::parse(n).unwrap(), None)
+                .await
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+        }
+        let refused = Client::request_code(&server.url, &Phone::parse(numbers[3]).unwrap(), None).await;
+        match refused {
+            Err(ClientError::Server(e)) => {
+                assert_eq!(e.code, ErrorCode::RateLimited, "{e:?}");
+                assert!(e.retry_after_ms.is_some_and(|ms| ms > 0), "{e:?}");
+                assert!(e.message.contains("server-wide"), "{e:?}");
+            }
+            other => panic!("the fourth code went out: {other:?}"),
+        }
+    });
+    let (_, metrics) = server.admin_get("/metrics");
+    let count = |reason: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("sirr_codes_refused_total") && l.contains(&format!("reason=\"{reason}\""))
+            })
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    assert_eq!(count("global"), Some(1), "{metrics}");
+    assert_eq!(count("number"), None, "{metrics}");
+}

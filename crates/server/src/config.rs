@@ -18,6 +18,10 @@ use sirr_proto::Purpose;
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:7700`: reachable from this machine only.
     pub listen: SocketAddr,
+    /// Address of the operator's listener, which alone serves `/metrics` (and `/health`).
+    /// Default `127.0.0.1:7701`: metrics say how busy the server is and when, which is not
+    /// for clients; expose it only to the monitoring network. Must differ from `listen`.
+    pub admin_listen: SocketAddr,
     /// Directory for the database and the server key. Created if missing.
     pub data: PathBuf,
     /// Development mode: the verification code `000000` is accepted for every number and codes
@@ -101,6 +105,11 @@ pub struct LimitsConfig {
     pub code_per_phone: Rate,
     /// Verification codes requested per number prefix (`prefix_digits` digits): number blocks.
     pub code_per_prefix: Rate,
+    /// Verification codes sent in all, whatever the number, prefix or address: the ceiling on
+    /// what an SMS-pumping fraud (codes requested for many premium numbers from many
+    /// addresses) can cost. Size it for the real sign-up rate; refusals are counted in
+    /// `sirr_codes_refused_total{reason="global"}`.
+    pub code_global: Rate,
     /// Digits of the number (after `+`) that form a prefix.
     pub prefix_digits: usize,
     /// Registration requests (codes, verifications, failed logins) per client IP.
@@ -252,6 +261,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 7701)),
             data: PathBuf::from("./sirr-data"),
             dev: false,
             tls_cert: None,
@@ -297,6 +307,7 @@ impl Default for LimitsConfig {
         Self {
             code_per_phone: Rate::new(3, 1.0 / 300.0),
             code_per_prefix: Rate::new(100, 1.0),
+            code_global: Rate::new(1_000, 5.0),
             prefix_digits: 6,
             registration_per_ip: Rate::new(30, 0.5),
             send: Rate::new(200, 20.0),
@@ -325,6 +336,9 @@ pub struct Flags {
     /// Address to listen on [default: 127.0.0.1:7700]
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Address of the admin listener (metrics) [default: 127.0.0.1:7701]
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
     /// Data directory [default: ./sirr-data]
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -351,6 +365,7 @@ pub enum ConfigError {
 /// The fields of [`Config`], as they appear in TOML and (upper-cased) in the environment.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
+    "admin_listen",
     "data",
     "dev",
     "tls_cert",
@@ -391,6 +406,9 @@ impl Config {
         if let Some(v) = flags.listen {
             fig = fig.merge(("listen", v));
         }
+        if let Some(v) = flags.admin_listen {
+            fig = fig.merge(("admin_listen", v));
+        }
         if let Some(v) = &flags.data {
             fig = fig.merge(("data", v));
         }
@@ -430,12 +448,16 @@ impl Config {
             // A conversation must outlive the messages queued in it.
             return bad("delivery.conversation_idle_days must be at least the message retention");
         }
+        if self.admin_listen == self.listen && self.listen.port() != 0 {
+            return bad("admin_listen must differ from listen: metrics are not served to clients");
+        }
         if self.delivery.max_payload == 0 || self.delivery.max_payload > 64 * 1024 * 1024 {
             return bad("delivery.max_payload must be between 1 byte and 64 MiB");
         }
         for (name, r) in [
             ("limits.code_per_phone", self.limits.code_per_phone),
             ("limits.code_per_prefix", self.limits.code_per_prefix),
+            ("limits.code_global", self.limits.code_global),
             ("limits.registration_per_ip", self.limits.registration_per_ip),
             ("limits.send", self.limits.send),
             ("limits.sealed_send", self.limits.sealed_send),

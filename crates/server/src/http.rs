@@ -1,4 +1,5 @@
-//! The HTTP surface: the WebSocket endpoint, health and metrics.
+//! The HTTP surface: the WebSocket endpoint and health for clients; metrics (and health) on
+//! the operator's separate admin listener, never on the clients' one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,11 +19,20 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// The clients' listener (`listen`).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/websocket", get(websocket))
         .route("/health", get(health))
+        .with_state(state)
+}
+
+/// The operator's listener (`admin_listen`): how busy the server is, and when, is not for
+/// clients to read.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
+        .route("/health", get(health))
         .with_state(state)
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Module map:
 //! - `config`: the one configuration struct and its layered loading;
-//! - `http`: routes (`/v1/websocket`, `/health`, `/metrics`);
+//! - `http`: routes (`/v1/websocket` and `/health` for clients; `/metrics` and `/health` on the
+//!   separate admin listener);
 //! - `session`: one WebSocket connection (handshake, then a device session);
 //! - `service`: what requests do, independent of transport; `keydir`: the key directory and
 //!   the order of conversation commits; `link`: linking new devices;
@@ -112,10 +113,12 @@ pub async fn run(
     // Bans and other standings outlive restarts: they are stored with their reasons.
     svc.follow_abuse_reviews().await;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = http::router(http::AppState {
+    let state = http::AppState {
         svc: svc.clone(),
         shutdown: stop_rx.clone(),
-    });
+    };
+    let app = http::router(state.clone());
+    let admin_app = http::admin_router(state);
 
     let housekeeping = {
         let svc = svc.clone();
@@ -149,6 +152,32 @@ pub async fn run(
         addr: config.listen,
         source,
     })?;
+    // The operator's listener: metrics only, plain HTTP, bound before we announce we listen.
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: config.admin_listen,
+            source,
+        })?;
+    let admin_bound = admin_listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: config.admin_listen,
+            source,
+        })?;
+    let admin = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(admin_listener, admin_app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin listener stopped with an error");
+            }
+        })
+    };
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = {
         let handle = handle.clone();
@@ -183,6 +212,7 @@ pub async fn run(
     } else {
         "http"
     };
+    tracing::info!(address = %admin_bound, "sirrd admin (metrics) listening on http://{admin_bound}");
     tracing::info!(address = %bound, "sirrd listening on {scheme}://{bound}");
 
     shutdown.await;
@@ -195,6 +225,7 @@ pub async fn run(
         Err(e) => tracing::error!(error = %e, "server task failed"),
     }
     let _ = housekeeping.await;
+    let _ = admin.await;
     store.close().await?;
     tracing::info!("sirrd stopped cleanly");
     Ok(())

@@ -86,6 +86,8 @@ impl From<IpAddr> for IpKey {
 pub struct Limits {
     pub code_per_phone: Bucket<String>,
     pub code_per_prefix: Bucket<String>,
+    /// One bucket for the whole server (the key is `()`).
+    pub code_global: Bucket<()>,
     pub registration_per_ip: Bucket<IpKey>,
     pub send: Bucket<AccountId>,
     pub sealed_send: Bucket<IpKey>,
@@ -99,6 +101,7 @@ impl Limits {
         Self {
             code_per_phone: Bucket::new(c.code_per_phone),
             code_per_prefix: Bucket::new(c.code_per_prefix),
+            code_global: Bucket::new(c.code_global),
             registration_per_ip: Bucket::new(c.registration_per_ip),
             send: Bucket::new(c.send),
             sealed_send: Bucket::new(c.sealed_send),

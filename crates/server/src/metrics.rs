@@ -2,13 +2,48 @@
 //! becomes a label.
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// Which limit refused a verification-code request.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum CodeRefusal {
+    /// `limits.registration_per_ip`.
+    Address,
+    /// `limits.code_per_phone`.
+    Number,
+    /// `limits.code_per_prefix`.
+    Prefix,
+    /// `limits.code_global`: the server-wide cap on codes sent (SMS pumping).
+    Global,
+}
+
+/// Lower-case label values (`reason="global"`), as Prometheus names go.
+impl EncodeLabelValue for CodeRefusal {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            CodeRefusal::Address => "address",
+            CodeRefusal::Number => "number",
+            CodeRefusal::Prefix => "prefix",
+            CodeRefusal::Global => "global",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeRefusalLabels {
+    reason: CodeRefusal,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Verification-code requests refused, by the limit that refused them.
+    codes_refused: Family<CodeRefusalLabels, Counter>,
     pub connections: Gauge,
     pub sessions: Gauge,
     pub messages_in: Counter,
@@ -40,6 +75,7 @@ impl Default for Metrics {
             rejected_overload: Counter::default(),
             rejected_rate_limit: Counter::default(),
             registrations: Counter::default(),
+            codes_refused: Family::default(),
             malformed_frames: Counter::default(),
             commits: Counter::default(),
             send_latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
@@ -72,6 +108,11 @@ impl Default for Metrics {
             m.rejected_rate_limit.clone(),
         );
         registry.register("registrations", "Devices registered", m.registrations.clone());
+        registry.register(
+            "codes_refused",
+            "Verification-code requests refused, by the limit that refused them",
+            m.codes_refused.clone(),
+        );
         registry.register(
             "malformed_frames",
             "Frames that failed to decode",
@@ -107,6 +148,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Count a verification-code request refused by `reason`'s limit.
+    pub fn code_refused(&self, reason: CodeRefusal) {
+        self.codes_refused
+            .get_or_create(&CodeRefusalLabels { reason })
+            .inc();
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");

@@ -22,6 +22,7 @@ use crate::config::{Config, RegionRules};
 use crate::hub::Hub;
 use crate::keys::{ServerKey, hashes_match, random_secret, secret_hash, secret_hash_16};
 use crate::limits::{IpKey, Limits, RetryAfter};
+use crate::metrics::CodeRefusal;
 use crate::metrics::Metrics;
 use crate::verify::VerificationSender;
 
@@ -189,18 +190,27 @@ impl Service {
     /// `RequestCode`: send a fresh code to `phone`.
     pub async fn request_code(&self, phone: Phone, ip: IpAddr) -> Answer {
         let _slot = self.admit_registration()?;
+        let refused = |reason: CodeRefusal, what: &str, r| {
+            self.metrics.code_refused(reason);
+            self.rate_limited(what, r)
+        };
         self.limits
             .registration_per_ip
             .check(&IpKey::from(ip))
-            .map_err(|r| self.rate_limited("registration requests from this address", r))?;
+            .map_err(|r| refused(CodeRefusal::Address, "registration requests from this address", r))?;
         self.limits
             .code_per_phone
             .check(&phone.as_str().to_owned())
-            .map_err(|r| self.rate_limited("codes for this number", r))?;
+            .map_err(|r| refused(CodeRefusal::Number, "codes for this number", r))?;
         self.limits
             .code_per_prefix
             .check(&phone.prefix(self.limits.prefix_digits).to_owned())
-            .map_err(|r| self.rate_limited("codes for numbers like this one", r))?;
+            .map_err(|r| refused(CodeRefusal::Prefix, "codes for numbers like this one", r))?;
+        // Last, so requests the narrower limits refuse do not use up everyone's budget.
+        self.limits
+            .code_global
+            .check(&())
+            .map_err(|r| refused(CodeRefusal::Global, "verification codes (server-wide)", r))?;
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
         let ttl = self.config.verification.code_ttl_secs;
         let phone_key = self.key.phone_key(&phone);

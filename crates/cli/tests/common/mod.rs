@@ -36,6 +36,8 @@ pub fn free_port() -> u16 {
 pub struct Server {
     child: Option<Child>,
     pub port: u16,
+    /// The admin listener's port (`/metrics`).
+    pub admin_port: u16,
     pub url: String,
     pub data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -56,6 +58,7 @@ impl Server {
         let mut s = Server {
             child: None,
             port: free_port(),
+            admin_port: free_port(),
             url: String::new(),
             data,
             _tmp: Some(tmp),
@@ -80,6 +83,8 @@ impl Server {
         let mut cmd = Command::new(bin("sirrd"));
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{}", self.admin_port))
             .arg("--data")
             .arg(&self.data)
             .args(&self.args)
@@ -165,9 +170,26 @@ impl Server {
         }
     }
 
-    /// GET a path with a minimal HTTP/1.1 request; returns (status line, body).
+    /// GET a path from the clients' listener with a minimal HTTP/1.1 request; returns (status
+    /// line, body).
     pub fn get(&self, path: &str) -> (String, String) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        http_get(self.port, path)
+    }
+
+    /// GET a path from the admin listener (where `/metrics` is served).
+    pub fn admin_get(&self, path: &str) -> (String, String) {
+        http_get(self.admin_port, path)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// GET `path` from 127.0.0.1:`port`; returns (status line, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         write!(
             s,
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -177,10 +199,6 @@ impl Server {
         s.read_to_string(&mut resp).unwrap();
         let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
         (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
-    }
-
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
     }
 }
 
