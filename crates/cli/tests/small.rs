@@ -223,3 +223,54 @@ fn verification_codes_stop_at_the_global_cap_and_are_counted() {
     assert_eq!(count("global"), Some(1), "{metrics}");
     assert_eq!(count("number"), None, "{metrics}");
 }
+
+/// The engine sees a registration before the device exists: when a registration farm is
+/// banned, the registration that tipped it is refused and creates no account (on main it was
+/// created, and banned only afterwards).
+#[test]
+fn a_registration_farm_ban_refuses_the_registration_that_tipped_it() {
+    use sirr_client::ClientError;
+    use sirr_proto::{ErrorCode, Phone, Request, Response};
+    let server = Server::start(&["--dev"], &[("SIRR_ABUSE__ENABLED", "true")]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // Someone ordinary, to look the farm's numbers up with.
+        let bystander = register_raw(&server, "+447700900999").await;
+        let mut refused = None;
+        for i in 0..60u64 {
+            let phone = format!("+1555010{i:04}");
+            let conn = sirr_client::Connection::connect(&server.url, None).await.unwrap();
+            let r = conn
+                .request(Request::Register {
+                    phone: Phone::parse(&phone).unwrap(),
+                    code: "000000".into(),
+                })
+                .await;
+            conn.close().await;
+            match r {
+                Ok(Response::Registered { .. }) => {}
+                Err(ClientError::Server(e)) if e.code == ErrorCode::Banned => {
+                    assert!(e.message.contains("nothing was created"), "{e:?}");
+                    refused = Some(phone);
+                    break;
+                }
+                other => panic!("{phone}: {other:?}"),
+            }
+        }
+        let phone = refused.expect("the farm was stopped at a registration, not after it");
+        let conn = hello(&server, &bystander).await;
+        let r = conn
+            .request(Request::Lookup {
+                phones: vec![Phone::parse(&phone).unwrap()],
+            })
+            .await
+            .unwrap();
+        let Response::Directory { entries } = r else {
+            panic!("{r:?}")
+        };
+        assert!(
+            entries.is_empty(),
+            "the refused registration left an account: {entries:?}"
+        );
+    });
+}

@@ -268,11 +268,15 @@ impl Service {
         let secret = random_secret();
         let mut fresh = [0u8; 16];
         rand::rng().fill(&mut fresh);
+        let fresh = AccountId(fresh);
+        // Decided before done: a new account's registration is shown to the engine under the id
+        // it is about to get, before anything is stored, so a farm ban stops this very one.
+        let mine = self.decide_registration(&phone, phone_key, fresh, ip).await?;
         let reg = self
             .store
             .register_device(NewDevice {
                 phone_key,
-                fresh_account_id: AccountId(fresh),
+                fresh_account_id: fresh,
                 secret_hash: secret_hash(&secret),
                 day: today(),
                 consume_verification: !dev_bypass,
@@ -281,17 +285,10 @@ impl Service {
             .map_err(|e| self.store_error(e))?;
         self.devices_changed(reg.account);
         self.metrics.registrations.inc();
-        if reg.new_account {
-            let decisions = self.abuse.observe(sirr_abuse::Event::Register {
-                t: now_ms(),
-                account: crate::abuse::name(reg.account),
-                phone: phone.as_str().to_owned(),
-                ip: ip.to_canonical().to_string(),
-                // Sirr collects no client string (device names are sealed and come later), so
-                // this registration forms no client cluster: the account's own name is unique.
-                client: crate::abuse::name(reg.account),
-            });
-            self.enforce(decisions);
+        // A standing short of a ban (challenge, throttle) is the new account's to keep; had
+        // the number been registered concurrently, the fresh id went unused and so does it.
+        if reg.account == fresh && !mine.is_empty() {
+            self.enforce(mine);
         }
         tracing::info!(account = %self.key.log_tag(&reg.account), new = reg.new_account, "device registered");
         Ok(Response::Registered {
@@ -300,6 +297,54 @@ impl Service {
             secret,
             new_account: reg.new_account,
         })
+    }
+
+    /// Show the engine a registration that would create account `fresh` (nothing if the number
+    /// already has an account: a new device of it is not a new sign-up). Decisions about other
+    /// accounts are carried out at once; a ban of `fresh` refuses the registration before any
+    /// row exists; other decisions about `fresh` are returned, to be stored once it does.
+    async fn decide_registration(
+        &self,
+        phone: &Phone,
+        phone_key: sirr_store::PhoneKey,
+        fresh: AccountId,
+        ip: IpAddr,
+    ) -> Result<Vec<(AccountId, sirr_abuse::Decision)>, ErrorBody> {
+        if !self.abuse.enabled() {
+            return Ok(Vec::new());
+        }
+        let existing = self
+            .store
+            .account_by_phone(phone_key)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        if existing.is_some() {
+            return Ok(Vec::new());
+        }
+        let decisions = self.abuse.observe(sirr_abuse::Event::Register {
+            t: now_ms(),
+            account: crate::abuse::name(fresh),
+            phone: phone.as_str().to_owned(),
+            ip: ip.to_canonical().to_string(),
+            // Sirr collects no client string (device names are sealed and come later), so
+            // this registration forms no client cluster: the account's own name is unique.
+            client: crate::abuse::name(fresh),
+        });
+        let (mine, others): (Vec<_>, Vec<_>) = decisions.into_iter().partition(|(a, _)| *a == fresh);
+        self.enforce(others);
+        if let Some((_, d)) = mine.iter().find(|(_, d)| d.action == sirr_abuse::Action::Ban) {
+            // No account exists to hold the standing: forget it (the id is never used).
+            self.abuse.apply(fresh, sirr_abuse::Action::Allow, Vec::new());
+            tracing::info!(reasons = ?d.reasons, "registration refused by the abuse engine");
+            return Err(err(
+                ErrorCode::Banned,
+                format!(
+                    "registration refused: it looks automated (signals: {}); nothing was created",
+                    d.reasons.join(", ")
+                ),
+            ));
+        }
+        Ok(mine)
     }
 
     /// `Hello`: check a device credential. Failed attempts count against the IP's budget.
