@@ -274,3 +274,74 @@ fn a_registration_farm_ban_refuses_the_registration_that_tipped_it() {
         );
     });
 }
+
+/// A long-lived client whose batch fails part-way (the sender lookup for a later envelope is
+/// rate-limited) keeps every message: the envelopes before the failure are filed with the MLS
+/// state they produced, the failed one's decryption is rolled back, and after redelivery every
+/// message decrypts and is stored exactly once. On main the earlier envelopes' ratchet steps
+/// stayed in memory, so their redelivered copies no longer decrypted and were lost.
+#[test]
+fn a_batch_that_fails_part_way_loses_no_message() {
+    use sirr_client::{Client, ClientError};
+    use sirr_proto::ErrorCode;
+    use std::time::Duration;
+    // One lookup per account per ten seconds: Alice's lookup of a second new sender fails.
+    let server = Server::start(
+        &["--dev"],
+        &[
+            ("SIRR_LIMITS__LOOKUP__BURST", "1"),
+            ("SIRR_LIMITS__LOOKUP__PER_SECOND", "0.1"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, carol) = (
+        dir.path().join("alice"),
+        dir.path().join("bob"),
+        dir.path().join("carol"),
+    );
+    register(&server, &alice, "+15550004001");
+    register(&server, &bob, "+15550004002");
+    register(&server, &carol, "+15550004003");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut a = Client::open(&alice).unwrap();
+        a.connect().await.unwrap();
+        // Alice learns Bob (her one lookup) from his first message.
+        sirr_ok(&bob, &["send", "+15550004001", "b1"]);
+        a.receive(Duration::from_secs(10)).await.unwrap();
+        // Next batch: Bob's b2 (he is a contact now: no lookup), then Carol's invitation,
+        // details and c1, whose sender Alice must look up: refused.
+        sirr_ok(&bob, &["send", "+15550004001", "b2"]);
+        sirr_ok(&carol, &["send", "+15550004001", "c1"]);
+        let retry = match a.receive(Duration::from_secs(10)).await {
+            Err(ClientError::Server(e)) if e.code == ErrorCode::RateLimited => {
+                e.retry_after_ms.unwrap_or(10_000)
+            }
+            other => panic!("the lookup of Carol should have been refused: {other:?}"),
+        };
+        // The same client, later: reconnect (unacknowledged envelopes come again) and receive.
+        tokio::time::sleep(Duration::from_millis(u64::from(retry) + 300)).await;
+        a.disconnect().await;
+        a.connect().await.unwrap();
+        a.receive(Duration::from_secs(10)).await.unwrap();
+        let got = a.take_unread().unwrap();
+        let notices: Vec<&str> = got
+            .iter()
+            .filter(|m| m.direction == "notice")
+            .map(|m| m.text.as_str())
+            .collect();
+        assert!(notices.is_empty(), "nothing failed to decrypt: {notices:?}");
+        let mut texts: Vec<&str> = got
+            .iter()
+            .filter(|m| m.direction == "in")
+            .map(|m| m.text.as_str())
+            .collect();
+        texts.sort();
+        assert_eq!(texts, ["b1", "b2", "c1"], "each message exactly once");
+        // And a fresh process sees the same, with nothing left to deliver.
+        drop(a);
+        let mut again = Client::open(&alice).unwrap();
+        again.connect().await.unwrap();
+        assert_eq!(again.receive(Duration::from_secs(1)).await.unwrap(), 0);
+    });
+}

@@ -24,6 +24,7 @@ use sirr_proto::{
 };
 
 use crate::error::{ClientError, Result};
+use crate::receive::Changes;
 use crate::state::{self, ConversationRow, StoredMessage};
 use crate::{Client, Connection, now_ms, unexpected};
 
@@ -948,15 +949,20 @@ impl Client {
         Ok(())
     }
 
-    /// Decrypt and file one pushed envelope. Errors that concern only this envelope (it does
-    /// not decode, decrypt or verify) become a `notice` row for the user, never a failure:
-    /// one bad message must not block the queue.
-    pub(crate) async fn process(
+    /// Decrypt one pushed envelope and decide what it changes, into `ch`; writes nothing to
+    /// `state.db` (see [`crate::receive`], which applies `ch` in one transaction). Its only
+    /// effect is on the in-memory MLS state, which the caller rolls back if this fails.
+    /// Errors that concern only this envelope (it does not decode, decrypt or verify) become a
+    /// `notice` row for the user, never a failure: one bad message must not block the queue.
+    /// A failure (the sender's number could not be looked up, the connection broke) leaves the
+    /// envelope unacknowledged, to be decrypted again from the rolled-back state.
+    pub(crate) async fn classify(
         &mut self,
         env: &Envelope,
-        rows: &mut Vec<(MessageId, StoredMessage, [u8; 16])>,
+        ch: &mut Changes,
         followups: &mut Followups,
     ) -> Result<()> {
+        let rows = &mut ch.rows;
         let (from, message_id, payload) = (env.from, env.message_id, &env.payload[..]);
         let me = self.me();
         let from_device = from.map_or(0, |f| f.device.0);
@@ -1030,7 +1036,7 @@ impl Client {
                             active: true,
                         });
                         row.active = true;
-                        self.state.save_conversation(&row)?;
+                        ch.conversations.push(row);
                     }
                     Ok(c) => {
                         c.delete(&self.keys.store)?;
@@ -1107,26 +1113,28 @@ impl Client {
                                 return Ok(());
                             }
                             if sender.account != me.account && matches!(content.body, Body::Text(_)) {
-                                self.state.keep_franking(&state::Franked {
+                                ch.franked.push(state::Franked {
                                     message_id,
                                     sender: sender.account,
                                     server_ts: env.server_ts,
                                     plaintext: plaintext.clone(),
                                     key,
                                     franking: f,
-                                })?;
+                                });
                             }
                         }
                         if self.state.is_blocked(sender.account)? {
                             return Ok(());
                         }
-                        let verified = self.sender_matches(&content.from, sender.account).await?;
+                        let verified = self
+                            .sender_matches(&content.from, sender.account, &mut ch.contacts)
+                            .await?;
                         // The sender's profile key, from any conversation we share: we may
                         // write to it sealed.
                         if let Some(k) = content.profile_key
                             && sender.account != me.account
                         {
-                            self.state.set_profile_key(sender.account, Some(k))?;
+                            ch.profile_keys.push((sender.account, k));
                         }
                         match content.body {
                             Body::Text(text) => {
@@ -1188,7 +1196,7 @@ impl Client {
                                 ));
                             }
                             Body::Timer(seconds) => {
-                                self.state.set_timer(conversation, seconds)?;
+                                ch.timers.push((conversation, seconds));
                                 let who = if sender.account == me.account {
                                     "you".to_owned()
                                 } else {
@@ -1218,8 +1226,11 @@ impl Client {
                                     .filter(|m| leaves.contains(&m.account))
                                     .collect();
                                 for m in &members {
-                                    if m.account != me.account && self.state.contact(&m.phone)?.is_none() {
-                                        self.state.set_contact(&m.phone, m.account, &[])?;
+                                    if m.account != me.account
+                                        && !ch.contacts.iter().any(|(p, ..)| p == &m.phone)
+                                        && self.state.contact(&m.phone)?.is_none()
+                                    {
+                                        ch.contacts.push((m.phone.clone(), m.account, Vec::new()));
                                     }
                                 }
                                 let mut row =
@@ -1243,7 +1254,7 @@ impl Client {
                                     None => None,
                                 };
                                 row.members = members;
-                                self.state.save_conversation(&row)?;
+                                ch.conversations.push(row);
                             }
                         }
                     }
@@ -1252,7 +1263,7 @@ impl Client {
                     } => {
                         if self_removed && let Some(mut row) = self.state.conversation(conversation)? {
                             row.active = false;
-                            self.state.save_conversation(&row)?;
+                            ch.conversations.push(row.clone());
                             let what = row
                                 .name
                                 .map(|n| format!("the group {n:?}"))
@@ -1286,7 +1297,7 @@ impl Client {
                                 {
                                     followups.leave.insert(conversation);
                                     row.active = false;
-                                    self.state.save_conversation(&row)?;
+                                    ch.conversations.push(row);
                                 }
                             } else if sender.account != me.account {
                                 followups.commit_proposals.insert(conversation);

@@ -123,7 +123,19 @@ impl Keys {
 
     /// Seal and write the MLS state (inside the caller's transaction, if one is open).
     pub fn save(&self, state: &State) -> Result<()> {
-        let blob = seal_at_rest(&self.key, MLS.as_bytes(), &self.store.export()?)?;
+        self.save_exported(state, &self.store.export()?)
+    }
+
+    /// Seal and write `exported`, an [`MlsStore::export`] of the current state.
+    pub fn save_exported(&self, state: &State, exported: &[u8]) -> Result<()> {
+        let blob = seal_at_rest(&self.key, MLS.as_bytes(), exported)?;
         state.set_sealed(MLS, &blob)
+    }
+
+    /// Put the MLS state back to `exported` (an earlier [`MlsStore::export`]): after a step
+    /// whose OpenMLS writes must not count, since they are not transactional.
+    pub fn restore(&mut self, exported: &[u8]) -> Result<()> {
+        self.store = MlsStore::import(exported)?;
+        Ok(())
     }
 }

@@ -22,13 +22,14 @@ mod error;
 pub mod export;
 mod keys;
 mod privacy;
+mod receive;
 mod reports;
 pub mod state;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sirr_proto::{AccountId, DeviceId, DeviceInfo, Envelope, PROTOCOL_VERSION, Phone, Request, Response};
+use sirr_proto::{AccountId, DeviceId, DeviceInfo, PROTOCOL_VERSION, Phone, Request, Response};
 
 pub use connection::{Connection, Event, tls_config, websocket_url};
 pub use devices::{Device, PendingLink};
@@ -340,6 +341,15 @@ impl Client {
 
     /// Find `phone`'s account via the directory and remember it.
     async fn lookup(&self, phone: &Phone) -> Result<Option<(AccountId, Vec<DeviceId>)>> {
+        let found = self.directory(phone).await?;
+        if let Some((account, devices)) = &found {
+            self.state.set_contact(phone, *account, devices)?;
+        }
+        Ok(found)
+    }
+
+    /// Ask the directory for `phone`'s account, without storing the answer.
+    async fn directory(&self, phone: &Phone) -> Result<Option<(AccountId, Vec<DeviceId>)>> {
         let r = self
             .conn()?
             .request(Request::Lookup {
@@ -349,11 +359,10 @@ impl Client {
         let Response::Directory { entries } = r else {
             return Err(unexpected(r));
         };
-        let Some(e) = entries.into_iter().find(|e| &e.phone == phone) else {
-            return Ok(None);
-        };
-        self.state.set_contact(phone, e.account, &e.devices)?;
-        Ok(Some((e.account, e.devices)))
+        Ok(entries
+            .into_iter()
+            .find(|e| &e.phone == phone)
+            .map(|e| (e.account, e.devices)))
     }
 
     /// Receive what the server has queued for this device: store each message locally, then
@@ -422,47 +431,6 @@ impl Client {
                 Some(Event::Disconnected(why)) => return Err(ClientError::Connection(why)),
             }
         }
-    }
-
-    async fn accept(&mut self, batch: Vec<Envelope>) -> Result<usize> {
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut seqs = Vec::with_capacity(batch.len());
-        let mut followups = conversations::Followups::default();
-        let mut fresh = Vec::with_capacity(batch.len());
-        for env in batch {
-            seqs.push(env.seq);
-            // A redelivery after a crash between our commit and the ack: already processed.
-            if self.state.seen(&env.message_id)? || fresh.contains(&env.message_id) {
-                continue;
-            }
-            fresh.push(env.message_id);
-            self.process(&env, &mut rows, &mut followups).await?;
-        }
-        // MLS state, messages and seen marks in one transaction, then the ack.
-        let new = self.state.tx(|| {
-            self.keys.save(&self.state)?;
-            for id in &fresh {
-                self.state.mark_seen(id)?;
-            }
-            self.state.store_messages(&rows)
-        })?;
-        // Only after the local commit: a crash before this line means redelivery, not loss.
-        self.conn()?.ack(seqs).await?;
-        Box::pin(self.run_followups(followups)).await?;
-        Ok(new)
-    }
-
-    /// Does the phone number a message claims belong to the account the server says sent it?
-    async fn sender_matches(&self, claimed: &Phone, account: AccountId) -> Result<bool> {
-        if claimed == &self.creds.phone {
-            return Ok(account == self.creds.account);
-        }
-        if let Some((a, _)) = self.state.contact(claimed)?
-            && a == account
-        {
-            return Ok(true);
-        }
-        Ok(self.lookup(claimed).await?.is_some_and(|(a, _)| a == account))
     }
 
     /// Messages stored but not yet shown, oldest first; they are marked shown.
