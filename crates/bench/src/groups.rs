@@ -17,7 +17,9 @@ use serde::Serialize;
 use sirr_proto::*;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{Target, Ws, open_session, proc_cpu_seconds, receive_pushes, register_many};
+use crate::harness::{
+    Target, Ws, dir_bytes, open_session, proc_cpu_seconds, proc_write_bytes, receive_pushes, register_many,
+};
 use crate::throughput::{Shared, histogram, load_average, own_cpu_seconds};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -52,6 +54,11 @@ pub struct Size {
     pub incomplete: u64,
     pub server_cpu_s: Option<f64>,
     pub bench_cpu_s: Option<f64>,
+    /// Bytes the server wrote to storage in the window (database, log, checkpoints), per copy
+    /// delivered in it. Only for a spawned server.
+    pub write_bytes_per_copy: Option<f64>,
+    /// Size of the server's data directory (database and log files) at the end of the window.
+    pub disk_bytes: Option<u64>,
     pub load_average: Option<[f64; 3]>,
 }
 
@@ -95,6 +102,7 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
         let sending = tokio::spawn(send_group(ws, to, a.clone(), shared.clone()));
         tokio::time::sleep(Duration::from_secs_f64(a.warmup)).await;
         let cpu0 = (target.pid.and_then(proc_cpu_seconds), own_cpu_seconds());
+        let written0 = target.pid.and_then(proc_write_bytes);
         let first = shared.sent.load(Ordering::Relaxed);
         let t0 = std::time::Instant::now();
         shared.measuring.store(true, Ordering::Relaxed);
@@ -103,6 +111,10 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
         let secs = t0.elapsed().as_secs_f64();
         let last = shared.sent.load(Ordering::Relaxed);
         let cpu1 = (target.pid.and_then(proc_cpu_seconds), own_cpu_seconds());
+        let written = written0
+            .zip(target.pid.and_then(proc_write_bytes))
+            .map(|(a, b)| b.saturating_sub(a));
+        let disk_bytes = target.data_dir().map(|d| dir_bytes(&d));
         shared.stop.store(true, Ordering::Relaxed);
         sending.await??;
         // Let the last copies arrive before the members stop.
@@ -146,11 +158,19 @@ pub async fn run(target: &Target, a: &Args) -> anyhow::Result<Report> {
             incomplete,
             server_cpu_s: cpu0.0.zip(cpu1.0).map(|(a, b)| b - a),
             bench_cpu_s: cpu0.1.zip(cpu1.1).map(|(a, b)| b - a),
+            write_bytes_per_copy: written.map(|w| w as f64 / copies.len().max(1) as f64),
+            disk_bytes,
             load_average: load_average(),
         };
         eprintln!(
-            "  {:.0} msgs/s, {:.0} copies/s, last member p99 {:.1} ms, incomplete {}",
-            size.messages_per_s, size.copies_per_s, size.last_member_p99_ms, size.incomplete
+            "  {:.0} msgs/s, {:.0} copies/s, last member p99 {:.1} ms, incomplete {}, {} B written per copy, {} B on disk",
+            size.messages_per_s,
+            size.copies_per_s,
+            size.last_member_p99_ms,
+            size.incomplete,
+            size.write_bytes_per_copy
+                .map_or("?".into(), |b| format!("{b:.0}")),
+            size.disk_bytes.map_or("?".into(), |b| b.to_string()),
         );
         sizes.push(size);
     }

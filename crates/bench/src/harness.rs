@@ -78,6 +78,13 @@ pub struct Target {
     _data: Option<tempfile::TempDir>,
 }
 
+impl Target {
+    /// The spawned server's data directory (`None` for `--server`).
+    pub fn data_dir(&self) -> Option<std::path::PathBuf> {
+        self._data.as_ref().map(|d| d.path().join("data"))
+    }
+}
+
 impl Drop for Target {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {
@@ -228,6 +235,32 @@ pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
+}
+
+/// Bytes process `pid` caused to be written to storage so far (`write_bytes` of
+/// `/proc/PID/io`: the database, its log and checkpoints, not sockets). Linux only.
+pub fn proc_write_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Total size of the files under `dir` (recursively), in bytes.
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// The one process whose command name is `comm` (e.g. `beam.smp`), if exactly one runs.

@@ -151,12 +151,12 @@ fn main() -> anyhow::Result<()> {
             Scenario::Groups(a) => {
                 let r = groups::run(&target()?, a).await?;
                 println!(
-                    "| members | messages/s | copies/s | copy p50 ms | copy p99 ms | last member p50 ms | last member p99 ms | incomplete | server CPU s | bench CPU s | load |"
+                    "| members | messages/s | copies/s | copy p50 ms | copy p99 ms | last member p50 ms | last member p99 ms | incomplete | server CPU s | bench CPU s | written B/copy | disk MiB | load |"
                 );
-                println!("|---|---|---|---|---|---|---|---|---|---|---|");
+                println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
                 for s in &r.sizes {
                     println!(
-                        "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+                        "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
                         s.members,
                         s.messages_per_s,
                         s.copies_per_s,
@@ -167,6 +167,9 @@ fn main() -> anyhow::Result<()> {
                         s.incomplete,
                         s.server_cpu_s.map_or("-".into(), |c| format!("{c:.1}")),
                         s.bench_cpu_s.map_or("-".into(), |c| format!("{c:.1}")),
+                        s.write_bytes_per_copy.map_or("-".into(), |b| format!("{b:.0}")),
+                        s.disk_bytes
+                            .map_or("-".into(), |b| format!("{:.1}", b as f64 / (1 << 20) as f64)),
                         load(s.load_average),
                     );
                 }

@@ -85,7 +85,7 @@ fn queued_from(server: &Server, account: AccountId) -> i64 {
     )
     .unwrap();
     conn.query_row(
-        "SELECT COUNT(*) FROM queue WHERE sender_account = ?",
+        "SELECT COUNT(*) FROM queue q JOIN payloads p ON p.id = q.payload_id WHERE p.sender_account = ?",
         [&account.0[..]],
         |r| r.get(0),
     )

@@ -399,7 +399,7 @@ fn concurrent_group_changes_are_ordered_and_every_member_converges() {
 
 // ---- helpers ----
 
-/// Every payload in the server's queue table.
+/// Every payload waiting on the server (each stored once, however many devices wait for it).
 fn server_payloads(data: &Path) -> Vec<Vec<u8>> {
     let db = std::fs::read_dir(data)
         .unwrap()
@@ -408,7 +408,7 @@ fn server_payloads(data: &Path) -> Vec<Vec<u8>> {
         .expect("the server's database file");
     let conn =
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let mut s = conn.prepare("SELECT payload FROM queue ORDER BY seq").unwrap();
+    let mut s = conn.prepare("SELECT payload FROM payloads ORDER BY id").unwrap();
     s.query_map([], |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)

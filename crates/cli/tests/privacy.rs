@@ -102,7 +102,7 @@ fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
     let during = snapshot(&server.data);
     let sent = blobs(
         &server,
-        "SELECT payload FROM queue WHERE sender_account = ?",
+        "SELECT payload FROM payloads WHERE sender_account = ?",
         &account,
     );
     assert!(sent.len() >= 3, "alice's messages wait for bob");
@@ -572,7 +572,7 @@ fn disappearing_messages_go_from_every_device_and_from_the_server() {
         )
         .unwrap();
         conn.query_row(
-            "SELECT COUNT(*) FROM queue WHERE expires_at IS NOT NULL",
+            "SELECT COUNT(*) FROM queue q JOIN payloads p ON p.id = q.payload_id WHERE p.expires_at IS NOT NULL",
             [],
             |r| r.get::<_, i64>(0),
         )
@@ -602,7 +602,8 @@ fn queued_senders(server: &Server, account: &str) -> Vec<Option<Vec<u8>>> {
     .unwrap();
     let mut s = conn
         .prepare(
-            "SELECT sender_account FROM queue WHERE device IN (SELECT key FROM devices WHERE account = ?)",
+            "SELECT p.sender_account FROM queue q JOIN payloads p ON p.id = q.payload_id
+             WHERE q.device IN (SELECT key FROM devices WHERE account = ?)",
         )
         .unwrap();
     s.query_map([&account.0[..]], |r| r.get(0))

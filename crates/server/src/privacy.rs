@@ -188,7 +188,7 @@ impl Manifest {
 }
 
 /// Columns whose bytes are end-to-end encrypted: exported as their size, not their bytes.
-const CIPHERTEXT: &[(&str, &str)] = &[("queue", "payload")];
+const CIPHERTEXT: &[(&str, &str)] = &[("payloads", "payload")];
 
 /// The data export of one account: every manifest table with its rows about the account, each
 /// value with what it is. Fails if storage returned a table or column the manifest does not

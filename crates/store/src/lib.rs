@@ -11,6 +11,9 @@
 //! - **Ordered queues.** Each device's queue is ordered by `seq`, which strictly increases in
 //!   commit order, and [`QueueListener::queued`] is called in that same order after commit.
 //! - **Payloads are opaque.** Storage never inspects or logs a payload.
+//! - **Each payload once.** A message for N devices is stored once with N queue entries, so
+//!   queued bytes grow with payload + devices, not payload × devices; the payload lives exactly
+//!   as long as one of its entries does.
 //! - **Bounded.** When the write path is saturated, calls fail fast with
 //!   [`StoreError::Overloaded`] instead of queueing without bound.
 
@@ -310,6 +313,10 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn queue_len(&self, device: DeviceKey) -> Result<u64>;
     /// Envelopes waiting in all queues (for metrics).
     async fn queued_total(&self) -> Result<u64>;
+    /// Distinct messages stored for those envelopes: each payload is stored once however many
+    /// devices wait for it, and goes when the last of them no longer does (acked, expired,
+    /// removed or deleted), in the same transaction.
+    async fn stored_payloads(&self) -> Result<u64>;
     /// Drop messages accepted before `cutoff_ms`, and disappearing messages whose expiry is
     /// at or before `now_ms`; returns how many.
     async fn expire(&self, cutoff_ms: u64, now_ms: u64) -> Result<u64>;

@@ -658,3 +658,152 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F
     })
     .await
 }
+
+/// A group message is stored once for all its recipient devices: each reads the same payload
+/// until it acknowledges it, the others' copies outlive one device's ack, and the payload goes
+/// with the last ack.
+#[tokio::test]
+async fn a_payload_shared_by_devices_is_read_by_each_until_acked_and_goes_with_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, rec) = open(&dir);
+    let a = s.register_device(new_device(80)).await.unwrap().device;
+    let mut to = Vec::new();
+    for phone in 81..85 {
+        to.push(s.register_device(new_device(phone)).await.unwrap().device.key);
+    }
+    let m = message(7, a.address);
+    s.enqueue(m.clone(), to.clone()).await.unwrap();
+    assert_eq!(s.queued_total().await.unwrap(), 4, "one entry per device");
+    assert_eq!(
+        s.stored_payloads().await.unwrap(),
+        1,
+        "one payload for all of them"
+    );
+    assert_eq!(rec.0.lock().unwrap().len(), 4, "every copy announced");
+    for (i, &device) in to.iter().enumerate() {
+        for &other in &to[i..] {
+            let got = s.fetch(other, 0, 10, 0).await.unwrap();
+            assert_eq!(got.len(), 1, "device {other:?} still has its copy");
+            assert_eq!(got[0].payload, m.payload);
+            assert_eq!(got[0].message_id, m.message_id);
+            assert_eq!(got[0].from, m.from);
+            assert_eq!(got[0].server_ts, m.server_ts);
+        }
+        assert_eq!(s.stored_payloads().await.unwrap(), 1, "still waited for");
+        let seq = s.fetch(device, 0, 10, 0).await.unwrap()[0].seq;
+        s.ack(device, vec![seq]).await.unwrap();
+        assert!(s.fetch(device, 0, 10, 0).await.unwrap().is_empty());
+        // Acking again (a redelivery) does not touch the others' copies.
+        s.ack(device, vec![seq]).await.unwrap();
+    }
+    assert_eq!(s.queued_total().await.unwrap(), 0);
+    assert_eq!(s.stored_payloads().await.unwrap(), 0, "gone with the last ack");
+    // A message for no device stores nothing.
+    s.enqueue(message(8, a.address), vec![]).await.unwrap();
+    assert_eq!(s.stored_payloads().await.unwrap(), 0);
+}
+
+/// Deleting an account whose queue shares payloads with other accounts' queues leaves their
+/// copies intact, and takes what it sent (from every queue) and its own copies.
+#[tokio::test]
+async fn deleting_an_account_leaves_the_copies_it_shared_with_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open(&dir);
+    let alice = s.register_device(new_device(90)).await.unwrap().device;
+    let bob = s.register_device(new_device(91)).await.unwrap().device;
+    let carol = s.register_device(new_device(92)).await.unwrap();
+    let carol2 = s.add_device(carol.account, [9; 32], 20_000).await.unwrap();
+    let carol = carol.device;
+    // Alice writes to the group (bob and both of carol's devices); carol writes to it too.
+    let shared = message(1, alice.address);
+    s.enqueue(shared.clone(), vec![bob.key, carol.key, carol2.key])
+        .await
+        .unwrap();
+    s.enqueue(message(2, carol.address), vec![alice.key, bob.key, carol2.key])
+        .await
+        .unwrap();
+    assert_eq!(s.stored_payloads().await.unwrap(), 2);
+    let export = s.export_account(carol.address.account).await.unwrap();
+    assert_eq!(
+        export["payloads"].1.len(),
+        2,
+        "what she received and what she sent"
+    );
+    assert_eq!(
+        export["queue"].1.len(),
+        5,
+        "her two copies of alice's, three of hers"
+    );
+
+    s.delete_account(carol.address.account).await.unwrap();
+    let bobs = s.fetch(bob.key, 0, 10, 0).await.unwrap();
+    assert_eq!(bobs.len(), 1, "carol's message went with her: {bobs:?}");
+    assert_eq!(bobs[0].payload, shared.payload, "alice's stays for bob");
+    assert_eq!(bobs[0].message_id, shared.message_id);
+    assert!(s.fetch(alice.key, 0, 10, 0).await.unwrap().is_empty());
+    assert_eq!(s.queued_total().await.unwrap(), 1);
+    assert_eq!(
+        s.stored_payloads().await.unwrap(),
+        1,
+        "only alice's message remains"
+    );
+    let export = s.export_account(carol.address.account).await.unwrap();
+    assert!(export["payloads"].1.is_empty() && export["queue"].1.is_empty());
+    s.ack(bob.key, vec![bobs[0].seq]).await.unwrap();
+    assert_eq!(s.stored_payloads().await.unwrap(), 0);
+}
+
+/// Every other way a copy leaves (a removed device, a ban of the sender, the retention job,
+/// a disappearing message's timer) keeps a shared payload while a copy waits and drops it
+/// with the last one.
+#[tokio::test]
+async fn shared_payloads_go_with_their_last_copy_whatever_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open(&dir);
+    let a = s.register_device(new_device(100)).await.unwrap().device;
+    let b = s.register_device(new_device(101)).await.unwrap().device;
+    let c = s.register_device(new_device(102)).await.unwrap().device;
+    let m = |n: u8, ts: u64, expires_at: Option<u64>| NewMessage {
+        server_ts: ts,
+        expires_at,
+        ..message(n, a.address)
+    };
+
+    // A removed device takes only its own copy.
+    s.enqueue(m(1, 5_000, None), vec![b.key, c.key]).await.unwrap();
+    assert!(s.remove_device(c.address).await.unwrap());
+    assert_eq!(s.fetch(b.key, 0, 10, 0).await.unwrap().len(), 1);
+    assert_eq!(s.stored_payloads().await.unwrap(), 1);
+    let c = s.register_device(new_device(102)).await.unwrap().device;
+
+    // A disappearing message's copies all go at its time, and only then.
+    s.enqueue(m(2, 5_000, Some(9_000)), vec![b.key, c.key])
+        .await
+        .unwrap();
+    assert_eq!(s.expire(0, 8_999).await.unwrap(), 0);
+    assert_eq!(s.stored_payloads().await.unwrap(), 2);
+    assert_eq!(s.expire(0, 9_000).await.unwrap(), 2, "both copies counted");
+    assert_eq!(s.stored_payloads().await.unwrap(), 1);
+
+    // The retention job drops old copies and their payload, newer ones stay.
+    s.enqueue(m(3, 7_000, None), vec![b.key, c.key]).await.unwrap();
+    assert_eq!(s.expire(6_000, 0).await.unwrap(), 1, "message 1's copy for b");
+    assert_eq!(s.stored_payloads().await.unwrap(), 1);
+    let left: Vec<_> = s.fetch(b.key, 0, 10, 0).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].message_id, MessageId([3; 16]));
+    assert_eq!(s.fetch(c.key, 0, 10, 0).await.unwrap().len(), 1);
+
+    // A ban drops everything the sender still has queued, and the payloads with it.
+    let record = AbuseRecord {
+        id: 0,
+        at_ms: 1,
+        action: "ban".into(),
+        reasons: vec!["test".into()],
+        by: "operator".into(),
+    };
+    let dropped = s.record_abuse(a.address.account, record, true).await.unwrap();
+    assert_eq!(dropped, 2);
+    assert_eq!(s.queued_total().await.unwrap(), 0);
+    assert_eq!(s.stored_payloads().await.unwrap(), 0);
+}

@@ -494,9 +494,10 @@ impl QueueStore for SqliteStore {
     ) -> Result<Vec<QueuedMessage>> {
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT seq, message_id, sender_account, sender_device, server_ts, payload, franking
-                 FROM queue WHERE device = ? AND seq > ? AND (expires_at IS NULL OR expires_at > ?)
-                 ORDER BY seq LIMIT ?",
+                "SELECT q.seq, p.message_id, p.sender_account, p.sender_device, p.server_ts, p.payload, p.franking
+                 FROM queue q JOIN payloads p ON p.id = q.payload_id
+                 WHERE q.device = ? AND q.seq > ? AND (p.expires_at IS NULL OR p.expires_at > ?)
+                 ORDER BY q.seq LIMIT ?",
             )?
             .query_map(
                 params![device.0, after as i64, now_ms as i64, limit as i64],
@@ -542,6 +543,14 @@ impl QueueStore for SqliteStore {
     async fn queued_total(&self) -> Result<u64> {
         self.read(|c| {
             c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn stored_payloads(&self) -> Result<u64> {
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM payloads", [], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
         })
         .await
@@ -720,7 +729,19 @@ impl Store for SqliteStore {
                 "verifications",
                 "phone_key = (SELECT phone_key FROM accounts WHERE id = ?1)".into(),
             ),
-            ("queue", format!("device IN {DEVICES} OR sender_account = ?1")),
+            (
+                "queue",
+                format!(
+                    "device IN {DEVICES} OR payload_id IN (SELECT id FROM payloads WHERE sender_account = ?1)"
+                ),
+            ),
+            // What it sent, and what waits for its devices (shared with the other recipients).
+            (
+                "payloads",
+                format!(
+                    "sender_account = ?1 OR id IN (SELECT payload_id FROM queue WHERE device IN {DEVICES})"
+                ),
+            ),
             ("key_packages", format!("device IN {DEVICES}")),
             ("device_lists", "account = ?1".into()),
             // Nothing ties a conversation to an account (its members are not stored).

@@ -174,6 +174,71 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE conversations_v5 RENAME TO conversations;
     CREATE INDEX conversations_by_day ON conversations (used_day);
     ",
+    // 6: each payload stored once. A message to a group used to be written once per
+    // recipient device (a 256 KiB message to 5,120 devices: 1.3 GB); now `payloads` holds the
+    // message once and each device's queue row only points at it, so a message costs
+    // O(payload + devices). Existing copies of one message (same id, sender, time, expiry,
+    // franking and bytes) become one payload; every queue row keeps its seq and device.
+    "
+    -- One row per accepted message: everything the recipients share. The ciphertext is the
+    -- last column, so reading a row's metadata (expiry scans) never touches its overflow pages.
+    -- A payload exists exactly as long as some queue row points at it: the trigger below
+    -- deletes it with its last queue row, in the same statement, whatever deleted that row.
+    CREATE TABLE payloads (
+        id             INTEGER PRIMARY KEY, -- grows in acceptance order (expiry scans a prefix)
+        message_id     BLOB NOT NULL,
+        sender_account BLOB,               -- NULL for a sealed-sender message
+        sender_device  INTEGER,
+        server_ts      INTEGER NOT NULL,   -- ms since the Unix epoch
+        expires_at     INTEGER,            -- ms; the message is dropped then, delivered or not
+        franking       BLOB,               -- the sender's commitment to the content (32 bytes)
+        payload        BLOB NOT NULL       -- opaque (end-to-end encrypted) bytes
+    );
+
+    -- Carry the old copies over: the first copy of each message gives its payload row the
+    -- copy's seq as id (ids then follow acceptance order, as seqs did).
+    CREATE INDEX queue_by_message ON queue (message_id);
+    INSERT INTO payloads (id, message_id, sender_account, sender_device, server_ts, expires_at, franking, payload)
+        SELECT seq, message_id, sender_account, sender_device, server_ts, expires_at, franking, payload
+        FROM queue q
+        WHERE NOT EXISTS (
+            SELECT 1 FROM queue o
+            WHERE o.message_id = q.message_id AND o.seq < q.seq AND o.payload = q.payload
+              AND o.sender_account IS q.sender_account AND o.sender_device IS q.sender_device
+              AND o.server_ts = q.server_ts AND o.expires_at IS q.expires_at
+              AND o.franking IS q.franking);
+
+    -- One row per (message, recipient device), pointing at the message's payload. seq is the
+    -- rowid: it grows in commit order, so a device's queue read by (device, seq) is in
+    -- delivery order.
+    CREATE TABLE queue_v6 (
+        seq        INTEGER PRIMARY KEY,
+        device     INTEGER NOT NULL,
+        payload_id INTEGER NOT NULL        -- payloads.id (kept by the trigger, not a foreign key)
+    );
+    INSERT INTO queue_v6 (seq, device, payload_id)
+        SELECT q.seq, q.device, (
+            SELECT MIN(o.seq) FROM queue o
+            WHERE o.message_id = q.message_id AND o.payload = q.payload
+              AND o.sender_account IS q.sender_account AND o.sender_device IS q.sender_device
+              AND o.server_ts = q.server_ts AND o.expires_at IS q.expires_at
+              AND o.franking IS q.franking)
+        FROM queue q;
+    DROP TABLE queue;
+    ALTER TABLE queue_v6 RENAME TO queue;
+    CREATE INDEX queue_by_device ON queue (device, seq);
+    CREATE INDEX queue_by_payload ON queue (payload_id);
+    CREATE INDEX payloads_expiring ON payloads (expires_at) WHERE expires_at IS NOT NULL;
+
+    -- The last queue row of a payload takes the payload with it: acks, removed devices,
+    -- deleted or banned accounts and the retention job all delete queue rows, and none can
+    -- leave a payload behind (or delete one another device still waits for).
+    CREATE TRIGGER queue_releases_payload AFTER DELETE ON queue
+    BEGIN
+        DELETE FROM payloads WHERE id = OLD.payload_id
+            AND NOT EXISTS (SELECT 1 FROM queue WHERE payload_id = OLD.payload_id);
+    END;
+    ",
 ];
 
 #[cfg(test)]
@@ -220,5 +285,78 @@ mod tests {
             .query_row("SELECT sealed_name FROM devices", [], |r| r.get(0))
             .unwrap();
         assert_eq!(name, None, "a plain name is not carried over");
+    }
+
+    /// A database from before v6 with queued copies upgrades without loss: every queue row
+    /// keeps its seq, device and everything it would have been fetched with, the copies of one
+    /// message share one payload, distinct messages (even with the same id) stay distinct, and
+    /// the payload then goes with its last copy.
+    #[test]
+    fn v6_stores_each_queued_payload_once_and_loses_no_copy() {
+        let c = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..5] {
+            c.execute_batch(sql).unwrap();
+        }
+        // A group message to devices 1-3 (one of them twice, a redelivered copy), a sealed
+        // one-to-one message with an expiry and a franking tag, and a message reusing the group
+        // message's id with other bytes (a sender may reuse ids; it must not merge).
+        c.execute_batch(
+            "INSERT INTO queue (seq, device, message_id, sender_account, sender_device, server_ts, payload, expires_at, franking) VALUES
+                 (10, 1, x'01', x'aa', 1, 100, x'c0ffee', NULL, NULL),
+                 (11, 2, x'01', x'aa', 1, 100, x'c0ffee', NULL, NULL),
+                 (12, 3, x'01', x'aa', 1, 100, x'c0ffee', NULL, NULL),
+                 (13, 3, x'01', x'aa', 1, 100, x'c0ffee', NULL, NULL),
+                 (14, 2, x'02', NULL, NULL, 200, x'5ea1ed', 900, x'f0'),
+                 (15, 1, x'01', x'aa', 1, 300, x'07e4', NULL, NULL);",
+        )
+        .unwrap();
+        let rows = |c: &Connection, sql: &str| -> Vec<String> {
+            let mut s = c.prepare(sql).unwrap();
+            let n = s.column_count();
+            s.query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        };
+        const COPY: &str = "seq, device, message_id, sender_account, sender_device, server_ts, payload, expires_at, franking";
+        let before = rows(&c, &format!("SELECT {COPY} FROM queue ORDER BY seq"));
+        c.execute_batch(MIGRATIONS[5]).unwrap();
+        let after = rows(
+            &c,
+            &format!(
+                "SELECT {COPY} FROM (SELECT q.seq, q.device, p.message_id, p.sender_account, p.sender_device,
+                 p.server_ts, p.payload, p.expires_at, p.franking
+                 FROM queue q JOIN payloads p ON p.id = q.payload_id) ORDER BY seq"
+            ),
+        );
+        assert_eq!(after, before, "every copy, as it was");
+        let count = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(
+            count("SELECT COUNT(*) FROM payloads"),
+            3,
+            "one per distinct message"
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM queue WHERE payload_id = 10"),
+            4,
+            "the group message's copies share the payload of its first copy"
+        );
+        // The upgraded tables behave like new ones: payloads go with their last copy.
+        c.execute_batch("DELETE FROM queue WHERE seq IN (10, 11, 12)")
+            .unwrap();
+        assert_eq!(
+            count("SELECT COUNT(*) FROM payloads WHERE id = 10"),
+            1,
+            "seq 13 waits"
+        );
+        c.execute_batch("DELETE FROM queue WHERE device = 3").unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM payloads"), 2);
+        c.execute_batch("DELETE FROM queue").unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM payloads"), 0);
     }
 }

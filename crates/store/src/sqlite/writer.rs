@@ -612,20 +612,30 @@ impl Writer {
                 now_ms,
                 reply,
             } => self.plain(reply, |c| {
+                // Counts copies (queue rows); each payload goes with its last copy (the trigger).
                 // Disappearing messages whose time is up (a partial index finds them).
                 let mut total = c.execute(
-                    "DELETE FROM queue WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                    "DELETE FROM queue WHERE payload_id IN
+                       (SELECT id FROM payloads WHERE expires_at IS NOT NULL AND expires_at <= ?)",
                     [now_ms as i64],
                 )? as u64;
-                // Rows are in rowid order of acceptance, so the expired ones are a prefix.
+                // Payloads are in rowid order of acceptance, so the expired ones are a prefix:
+                // look at the oldest 10,000 at a time, and stop at the first batch that is not
+                // wholly expired.
+                const BATCH: i64 = 10_000;
+                let mut oldest = c.prepare_cached(
+                    "SELECT id FROM (SELECT id, server_ts FROM payloads ORDER BY id LIMIT ?)
+                     WHERE server_ts < ?",
+                )?;
+                let mut drop = c.prepare_cached("DELETE FROM queue WHERE payload_id = ?")?;
                 loop {
-                    let n = c.execute(
-                        "DELETE FROM queue WHERE seq IN
-                           (SELECT seq FROM queue ORDER BY seq LIMIT 10000) AND server_ts < ?",
-                        [cutoff_ms as i64],
-                    )?;
-                    total += n as u64;
-                    if n < 10000 {
+                    let ids = oldest
+                        .query_map(params![BATCH, cutoff_ms as i64], |r| r.get::<_, i64>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    for id in &ids {
+                        total += drop.execute([id])? as u64;
+                    }
+                    if (ids.len() as i64) < BATCH {
                         return Ok(total);
                     }
                 }
@@ -686,7 +696,9 @@ impl Writer {
                     return Ok(0);
                 }
                 let n = c
-                    .prepare_cached("DELETE FROM queue WHERE sender_account = ?")?
+                    .prepare_cached(
+                        "DELETE FROM queue WHERE payload_id IN (SELECT id FROM payloads WHERE sender_account = ?)",
+                    )?
                     .execute([&account.0[..]])?;
                 Ok(n as u64)
             }),
@@ -830,31 +842,42 @@ impl Writer {
         Ok(Ok((next, queued)))
     }
 
+    /// Store the message once in `payloads` and one queue row per recipient device pointing at
+    /// it: a message to N devices writes its payload once and N small rows.
     fn enqueue(&mut self, m: &NewMessage, to: &[DeviceKey]) -> Result<Vec<(DeviceKey, QueuedMessage)>> {
+        if to.is_empty() {
+            // A payload nobody waits for would never be deleted.
+            return Ok(Vec::new());
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO payloads (message_id, sender_account, sender_device, server_ts, expires_at,
+                                       franking, payload)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    &m.message_id.0[..],
+                    m.from.map(|f| f.account.0.to_vec()),
+                    m.from.map(|f| f.device.0),
+                    m.server_ts as i64,
+                    m.expires_at.map(|t| t as i64),
+                    m.franking.as_ref().map(|f| &f[..]),
+                    &m.payload[..],
+                ])
+            })
+            .map_err(backend)?;
+        let payload_id = self.conn.last_insert_rowid();
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "INSERT INTO queue (seq, device, message_id, sender_account, sender_device, server_ts, payload,
-                                    expires_at, franking)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
+            .prepare_cached("INSERT INTO queue (seq, device, payload_id) VALUES (?, ?, ?)")
             .map_err(backend)?;
         let mut queued = Vec::with_capacity(to.len());
         for &device in to {
             let seq = self.next_seq;
             self.next_seq += 1;
-            stmt.execute(params![
-                seq as i64,
-                device.0,
-                &m.message_id.0[..],
-                m.from.map(|f| f.account.0.to_vec()),
-                m.from.map(|f| f.device.0),
-                m.server_ts as i64,
-                &m.payload[..],
-                m.expires_at.map(|t| t as i64),
-                m.franking.as_ref().map(|f| &f[..]),
-            ])
-            .map_err(backend)?;
+            stmt.execute(params![seq as i64, device.0, payload_id])
+                .map_err(backend)?;
             queued.push((
                 device,
                 QueuedMessage {
@@ -990,8 +1013,10 @@ fn delete_account(c: &Connection, account: AccountId) -> Result<Vec<DeviceKey>> 
         .prepare("SELECT key FROM devices WHERE account = ?")
         .and_then(|mut s| s.query_map([id], |r| Ok(DeviceKey(r.get(0)?)))?.collect())
         .map_err(backend)?;
+    // Copies for its devices, then copies of what it sent; a payload goes with its last copy
+    // (the trigger), so a group message it received stays for the other members.
     run("DELETE FROM queue WHERE device IN (SELECT key FROM devices WHERE account = ?)")?;
-    run("DELETE FROM queue WHERE sender_account = ?")?;
+    run("DELETE FROM queue WHERE payload_id IN (SELECT id FROM payloads WHERE sender_account = ?)")?;
     run("DELETE FROM verifications WHERE phone_key = (SELECT phone_key FROM accounts WHERE id = ?)")?;
     // Devices cascade to their KeyPackages; the account cascades to its device list.
     run("DELETE FROM devices WHERE account = ?")?;
