@@ -97,6 +97,10 @@ impl Server {
             "CODE_PER_PREFIX",
             "LOOKUP",
             "CLAIM",
+            "BLOCK",
+            "CONSENT",
+            "EXPORT",
+            "APPEAL",
         ] {
             cmd.env(format!("SIRR_LIMITS__{limit}__BURST"), "100000");
             cmd.env(format!("SIRR_LIMITS__{limit}__PER_SECOND"), "100000.0");
