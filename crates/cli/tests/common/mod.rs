@@ -97,10 +97,6 @@ impl Server {
             "CODE_PER_PREFIX",
             "LOOKUP",
             "CLAIM",
-            "BLOCK",
-            "CONSENT",
-            "EXPORT",
-            "APPEAL",
         ] {
             cmd.env(format!("SIRR_LIMITS__{limit}__BURST"), "100000");
             cmd.env(format!("SIRR_LIMITS__{limit}__PER_SECOND"), "100000.0");
@@ -185,6 +181,11 @@ impl Server {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The running server's process id (to read its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 }
 
