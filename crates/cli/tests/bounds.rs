@@ -4,7 +4,8 @@
 //! the peak). Figures are printed (`--nocapture`) for the record.
 //!
 //! The flood size is `SIRR_BOUNDS_FLOOD` blocks (default 200,000, about 35 s in a debug build;
-//! the figures in the report were taken with 1,000,000); sends use a fifth of it.
+//! the figures in the report were taken with 1,000,000); sends use a twentieth of it, each
+//! naming 64 accounts.
 
 mod common;
 
@@ -201,9 +202,10 @@ async fn sends_to_made_up_accounts_never_reach_the_engine() {
     let (ws, _) = signed_in(&server, &a).await;
     let pid = server.pid();
     let before = settled_rss(pid).await;
-    let n = flood() / 5;
+    let n = flood() / 20;
     let started = Instant::now();
-    // Each names 64 made-up accounts: 64 new accounts for the engine per send on main.
+    // Each names 64 made-up accounts in a conversation of its own: 64 new accounts for the
+    // engine per send, were they not refused first.
     let (ok, refused) = pipeline(ws, n, |i| Request::Send {
         message_id: MessageId([i as u8; 16]),
         to: (0..64)
@@ -213,7 +215,11 @@ async fn sends_to_made_up_accounts_never_reach_the_engine() {
             })
             .collect(),
         payload: vec![0; 16],
-        epoch: None,
+        epoch: Some(EpochRef {
+            conversation: ConversationId(made_up(i).0),
+            epoch: 0,
+            token: MembershipToken([0; 32]),
+        }),
         ttl_secs: None,
         franking: None,
     })
@@ -501,6 +507,27 @@ async fn blocks_and_reports_name_existing_accounts_and_are_rate_limited() {
         code(call(&mut ws, 3, Request::Block { account: me.account }).await),
         Some(ErrorCode::BadRequest)
     );
+    let report = |account| Request::Report {
+        account,
+        messages: vec![ReportedMessage {
+            message_id: MessageId([1; 16]),
+            server_ts: 1,
+            plaintext: b"made up".to_vec(),
+            franking_key: [2; 32],
+            franking: Franking {
+                commitment: [3; 32],
+                server_tag: [4; 32],
+            },
+        }],
+    };
+    assert_eq!(
+        code(call(&mut ws, 5, report(made_up(2))).await),
+        Some(ErrorCode::UnknownRecipient)
+    );
+    assert!(matches!(
+        call(&mut ws, 6, report(bob)).await,
+        Ok(Response::Reported { verified: 0 })
+    ));
     assert!(call(&mut ws, 4, Request::Block { account: bob }).await.is_ok());
     // Past the default burst, even real blocks wait.
     let (ok, refused) = pipeline(ws, 200, move |_| Request::Block { account: bob }).await;
