@@ -10,7 +10,8 @@
 //! it carries the request out and refuse it when the action is `ban` (or `challenge`, until the
 //! client has solved the challenge).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +65,11 @@ pub struct EngineConfig {
     pub max_peers: usize,
     /// An account idle this long (ms) loses its contact and window state (default 30 days).
     pub idle_forget_ms: u64,
+    /// Accounts the engine keeps state for at most (default 1,000,000: about 0.5 KB each
+    /// without peers, so about 500 MB at the cap; lower it on a small machine). When an event
+    /// finds the engine full, the eighth of the accounts idle the longest are forgotten first;
+    /// one event can add at most its own accounts (up to 1,025) beyond the cap meanwhile.
+    pub max_accounts: usize,
     /// Apply the hard rules on top of the model (default true).
     pub rules_enabled: bool,
     pub rules: RulesConfig,
@@ -78,6 +84,7 @@ impl Default for EngineConfig {
             prefix_digits: 7,
             max_peers: 4096,
             idle_forget_ms: 30 * DAY,
+            max_accounts: 1_000_000,
             rules_enabled: true,
             rules: RulesConfig::default(),
         }
@@ -98,6 +105,8 @@ pub enum ConfigError {
     },
     #[error("prefix_digits must be between 1 and 15, got {0}")]
     PrefixDigits(usize),
+    #[error("max_accounts must be between 1 and {max}, got {got}", max = u32::MAX / 2)]
+    MaxAccounts { got: usize },
     #[error("the model cannot be used: {0}")]
     Model(#[from] ModelError),
 }
@@ -109,6 +118,8 @@ const SMALL_GROUP: usize = 32;
 const MAX_GROUPS_PER_ACCOUNT: usize = 64;
 /// Numbers at most this far apart count as sequential.
 const SEQ_DISTANCE: u64 = 10;
+/// Numbers are kept for the sequential check by blocks of this many (see `Engine::seq`).
+const SEQ_BLOCK: u64 = 16;
 const PRUNE_EVERY: u64 = HOUR;
 const NO_CREATOR: u32 = u32::MAX;
 /// A model feature is named as a reason when it adds at least this much to the logit.
@@ -136,14 +147,24 @@ pub struct Engine {
     ids: FxMap<String, u32>,
     names: Vec<String>,
     accounts: Vec<Account>,
+    /// Slots of forgotten accounts that other state may still name; [`Engine::prune`] removes
+    /// every such reference, then the slots go to `free`.
+    dead: Vec<u32>,
+    /// Slots ready for new accounts.
+    free: Vec<u32>,
     group_ids: FxMap<String, u32>,
     groups: FxMap<u32, Group>,
     next_group: u32,
     /// Registrations of the last hour per prefix, IP /24 and client (hashed keys).
     clusters: FxMap<u64, VecDeque<(u64, u32)>>,
-    /// Registrations of the last day by number, for sequential numbers.
-    seq: BTreeMap<u64, (u64, u32)>,
-    seq_order: VecDeque<(u64, u64)>,
+    /// Registrations of the last day, for sequential numbers, without the numbers: under a
+    /// keyed hash of the number's block of [`SEQ_BLOCK`] (`number / 16`), the number's place in
+    /// its block, the time and the account. Exact for distances up to [`SEQ_DISTANCE`].
+    seq: FxMap<u64, Vec<(u8, u64, u32)>>,
+    /// (time, block hash, place) in registration order, to forget them after a day.
+    seq_order: VecDeque<(u64, u64, u8)>,
+    /// Random per process: a memory image does not list the numbers in the clear.
+    seq_key: std::hash::RandomState,
     now: u64,
     last_prune: u64,
     out: Vec<Decision>,
@@ -171,18 +192,26 @@ impl Engine {
         if !(1..=15).contains(&config.prefix_digits) {
             return Err(ConfigError::PrefixDigits(config.prefix_digits));
         }
+        if config.max_accounts == 0 || config.max_accounts > (u32::MAX / 2) as usize {
+            return Err(ConfigError::MaxAccounts {
+                got: config.max_accounts,
+            });
+        }
         Ok(Engine {
             config,
             model,
             ids: FxMap::default(),
             names: Vec::new(),
             accounts: Vec::new(),
+            dead: Vec::new(),
+            free: Vec::new(),
             group_ids: FxMap::default(),
             groups: FxMap::default(),
             next_group: 0,
             clusters: FxMap::default(),
-            seq: BTreeMap::new(),
+            seq: FxMap::default(),
             seq_order: VecDeque::new(),
+            seq_key: std::hash::RandomState::new(),
             now: 0,
             last_prune: 0,
             out: Vec::new(),
@@ -201,6 +230,11 @@ impl Engine {
         self.now = t;
         if t >= self.last_prune.saturating_add(PRUNE_EVERY) {
             self.prune(t);
+        }
+        if self.accounts() >= self.config.max_accounts {
+            self.evict_idlest(
+                self.accounts() - self.config.max_accounts + (self.config.max_accounts / 8).max(1),
+            );
         }
         match event {
             Event::Register {
@@ -287,10 +321,87 @@ impl Engine {
         true
     }
 
+    /// Forgets everything about `account` (it was deleted): its state goes at once, and the
+    /// references other accounts, groups and registration clusters hold to it at the next
+    /// [`Engine::prune`]. Returns whether the engine knew it.
+    pub fn forget(&mut self, account: &str) -> bool {
+        let Some(a) = self.ids.remove(account) else {
+            return false;
+        };
+        self.accounts[a as usize] = Account::default();
+        self.names[a as usize] = String::new();
+        self.dead.push(a);
+        true
+    }
+
+    /// Forgets the `n` accounts idle the longest, and every reference to them.
+    fn evict_idlest(&mut self, n: usize) {
+        let mut live: Vec<(u64, u32)> = self
+            .names
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| !name.is_empty())
+            .map(|(i, _)| (self.accounts[i].last_active, i as u32))
+            .collect();
+        let n = n.min(live.len());
+        if n == 0 {
+            return;
+        }
+        if n < live.len() {
+            live.select_nth_unstable(n - 1);
+        }
+        for &(_, a) in &live[..n] {
+            let name = std::mem::take(&mut self.names[a as usize]);
+            self.ids.remove(&name);
+            self.accounts[a as usize] = Account::default();
+            self.dead.push(a);
+        }
+        self.release_dead();
+    }
+
+    /// Removes every reference to forgotten accounts, then frees their slots for reuse.
+    fn release_dead(&mut self) {
+        if self.dead.is_empty() {
+            return;
+        }
+        let mut gone = vec![false; self.accounts.len()];
+        for &d in &self.dead {
+            gone[d as usize] = true;
+        }
+        let is_gone = |i: u32| gone.get(i as usize).copied().unwrap_or(false);
+        for acc in &mut self.accounts {
+            acc.peers.retain(|p, _| !is_gone(*p));
+            acc.pending.retain(|&(_, p)| !is_gone(p));
+            acc.pending_quick.retain(|&(_, p)| !is_gone(p));
+        }
+        for g in self.groups.values_mut() {
+            if is_gone(g.creator) {
+                g.creator = NO_CREATOR;
+            }
+            g.members.retain(|m, _| !is_gone(*m));
+            for m in g.members.values_mut() {
+                if is_gone(m.added_by) {
+                    m.added_by = NO_CREATOR;
+                }
+            }
+        }
+        self.clusters.retain(|_, q| {
+            q.retain(|&(_, a)| !is_gone(a));
+            !q.is_empty()
+        });
+        self.seq.retain(|_, v| {
+            v.retain(|e| !is_gone(e.2));
+            !v.is_empty()
+        });
+        self.free.append(&mut self.dead);
+    }
+
     /// Forgets the windows of accounts idle for `idle_forget_ms`, registration clusters older
-    /// than their window, and idle groups. Runs by itself every hour of event time.
+    /// than their window, idle groups, and every reference to forgotten accounts. Runs by
+    /// itself every hour of event time.
     pub fn prune(&mut self, now: u64) {
         self.last_prune = now;
+        self.release_dead();
         let idle = self.config.idle_forget_ms;
         for acc in &mut self.accounts {
             if acc.last_active.saturating_add(idle) < now && !(acc.peers.is_empty() && acc.pending.is_empty())
@@ -312,7 +423,7 @@ impl Engine {
 
     /// Accounts the engine has state for.
     pub fn accounts(&self) -> usize {
-        self.accounts.len()
+        self.ids.len()
     }
 
     /// Starts recording every feature vector scored (for training).
@@ -332,6 +443,12 @@ impl Engine {
 
     fn intern(&mut self, name: &str) -> u32 {
         if let Some(&i) = self.ids.get(name) {
+            return i;
+        }
+        if let Some(i) = self.free.pop() {
+            self.ids.insert(name.to_owned(), i);
+            self.names[i as usize] = name.to_owned();
+            self.accounts[i as usize] = Account::default();
             return i;
         }
         let i = self.accounts.len() as u32;
@@ -381,19 +498,32 @@ impl Engine {
         if (6..=18).contains(&digits.len())
             && let Ok(number) = digits.parse::<u64>()
         {
-            while let Some(&(t0, n0)) = self.seq_order.front() {
+            while let Some(&(t0, k0, p0)) = self.seq_order.front() {
                 if t0.saturating_add(DAY) >= t {
                     break;
                 }
                 self.seq_order.pop_front();
-                if self.seq.get(&n0).is_some_and(|e| e.0 == t0) {
-                    self.seq.remove(&n0);
+                if let Some(v) = self.seq.get_mut(&k0) {
+                    v.retain(|e| !(e.0 == p0 && e.1 == t0));
+                    if v.is_empty() {
+                        self.seq.remove(&k0);
+                    }
                 }
             }
-            let near = self
-                .seq
-                .range(number.saturating_sub(SEQ_DISTANCE)..=number.saturating_add(SEQ_DISTANCE));
-            let neighbours: Vec<u32> = near.filter(|(n, _)| **n != number).map(|(_, e)| e.1).collect();
+            let (lo, hi) = (
+                number.saturating_sub(SEQ_DISTANCE),
+                number.saturating_add(SEQ_DISTANCE),
+            );
+            let mut neighbours: Vec<u32> = Vec::new();
+            for block in lo / SEQ_BLOCK..=hi / SEQ_BLOCK {
+                let Some(v) = self.seq.get(&self.seq_key.hash_one(block)) else {
+                    continue;
+                };
+                neighbours.extend(v.iter().filter_map(|&(place, _, m)| {
+                    let n = block * SEQ_BLOCK + u64::from(place);
+                    (n != number && (lo..=hi).contains(&n)).then_some(m)
+                }));
+            }
             let c = neighbours.len().min(u16::MAX as usize) as u16;
             self.accounts[a as usize].reg_seq = self.accounts[a as usize].reg_seq.max(c);
             for m in neighbours {
@@ -405,8 +535,12 @@ impl Engine {
                     }
                 }
             }
-            self.seq.insert(number, (t, a));
-            self.seq_order.push_back((t, number));
+            let key = self.seq_key.hash_one(number / SEQ_BLOCK);
+            let place = (number % SEQ_BLOCK) as u8;
+            let v = self.seq.entry(key).or_default();
+            v.retain(|e| e.0 != place);
+            v.push((place, t, a));
+            self.seq_order.push_back((t, key, place));
         }
         self.evaluate(a, t);
         let mut touched = std::mem::take(&mut self.touched);
@@ -640,6 +774,8 @@ impl Engine {
         if a == p {
             return;
         }
+        // Activity, for pruning and eviction only (no feature reads it).
+        self.accounts[a as usize].last_active = t;
         let flag = if report {
             peer::REPORTED_ME
         } else {
@@ -854,6 +990,36 @@ mod tests {
     }
 
     #[test]
+    fn sequential_numbers_count_across_blocks_and_the_numbers_are_not_kept() {
+        let mut e = quiet();
+        // 4915000000015 and ...016 sit in different blocks of 16; ...026 is 11 from ...015.
+        let numbers = [4915000000015u64, 4915000000016, 4915000000025, 4915000000026];
+        let evs: Vec<Event> = numbers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                reg(
+                    i as u64 * MINUTE_MS,
+                    &format!("n{i}"),
+                    &format!("+{n}"),
+                    &format!("10.{i}.0.1"),
+                )
+            })
+            .collect();
+        feed(&mut e, &evs);
+        // n0 (…015) has …016 and …025 within 10, not …026.
+        assert_eq!(state(&e, "n0").reg_seq, 2);
+        assert_eq!(state(&e, "n3").reg_seq, 2, "…026 has …016 and …025, not …015");
+        for n in numbers {
+            assert!(!e.seq.contains_key(&n) && !e.seq.contains_key(&(n / SEQ_BLOCK)));
+        }
+        // A day later they are gone.
+        feed(&mut e, &[reg(2 * DAY, "late", "+4915000000017", "10.9.0.1")]);
+        assert_eq!(state(&e, "late").reg_seq, 0);
+        assert_eq!(e.seq.len(), 1);
+    }
+
+    #[test]
     fn strangers_are_those_who_never_wrote_and_replies_are_credited() {
         let mut e = quiet();
         feed(
@@ -1007,6 +1173,55 @@ mod tests {
         feed(&mut e, &[dm(31 * DAY, "c", "d")]);
         assert!(state(&e, "a").peers.is_empty() && state(&e, "a").pending.is_empty());
         assert!(!state(&e, "c").peers.is_empty(), "the active one keeps its state");
+    }
+
+    #[test]
+    fn a_forgotten_account_leaves_nothing_and_its_slot_inherits_nothing() {
+        let mut e = quiet();
+        feed(&mut e, &[dm(0, "b", "a"), dm(1000, "a", "b")]);
+        let b = e.ids["b"];
+        assert!(
+            state(&e, "a").peers.contains_key(&b),
+            "b wrote to a first: a contact"
+        );
+        assert!(e.forget("b"));
+        assert!(!e.forget("b"), "already forgotten");
+        assert_eq!(e.accounts(), 1);
+        e.prune(2000);
+        assert!(state(&e, "a").peers.is_empty(), "no reference to b is left");
+        // A new account takes b's slot; it is a stranger to a, not b's heir.
+        feed(&mut e, &[dm(3000, "a", "c")]);
+        assert_eq!(e.ids["c"], b, "the slot is reused");
+        assert_eq!(state(&e, "a").strangers, 1);
+        assert_eq!(e.decision("b").action, Action::Allow);
+    }
+
+    #[test]
+    fn the_engine_holds_at_most_max_accounts_however_many_it_hears_of() {
+        let mut e = Engine::new(EngineConfig {
+            max_accounts: 1_000,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        for i in 0..100_000u64 {
+            e.observe(&Event::Block {
+                t: i,
+                account: "me".into(),
+                peer: format!("made-up-{i}"),
+            });
+        }
+        assert!(e.accounts() <= 1_000, "{} accounts", e.accounts());
+        assert!(e.accounts.len() <= 1_001, "{} slots", e.accounts.len());
+        assert_eq!(e.ids["me"], 0, "the active account keeps its state throughout");
+        assert!(e.ids.contains_key("made-up-99999"), "so is the newest");
+        assert!(!e.ids.contains_key("made-up-0"), "the idlest went first");
+        assert!(matches!(
+            Engine::new(EngineConfig {
+                max_accounts: 0,
+                ..EngineConfig::default()
+            }),
+            Err(ConfigError::MaxAccounts { got: 0 })
+        ));
     }
 
     #[test]

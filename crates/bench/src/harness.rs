@@ -113,6 +113,9 @@ const BENCH_CONFIG: &str = r#"
 dev = true
 [delivery]
 max_connections = 1000000
+# Every simulated client connects from 127.0.0.1.
+[limits]
+connections_per_ip = 1000000
 [limits.send]
 burst = 1000000
 per_second = 1000000.0

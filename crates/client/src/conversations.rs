@@ -452,7 +452,16 @@ impl Client {
                 ttl_secs,
                 franking,
             };
-            match self.anon().await?.request(request).await {
+            let answer = match self.anon().await?.request(request.clone()).await {
+                // The server closes a sealed-sender session that stayed idle: open another
+                // once (a copy that did arrive is stored once by its message id).
+                Err(ClientError::Connection(_)) => {
+                    self.anon = None;
+                    self.anon().await?.request(request).await
+                }
+                other => other,
+            };
+            match answer {
                 Ok(Response::Sent { .. }) => {}
                 Ok(other) => return Err(unexpected(other)),
                 Err(ClientError::Server(e)) if e.code == ErrorCode::Unauthorized => {

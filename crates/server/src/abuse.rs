@@ -81,6 +81,17 @@ impl Abuse {
             let Ok(account) = d.account.parse::<AccountId>() else {
                 continue;
             };
+            // A ban ends only by an operator's review. The engine may have forgotten a banned
+            // account (it keeps at most `max_accounts`) and judge it afresh: that must not
+            // lift the ban.
+            if d.action != Action::Ban
+                && self
+                    .standing
+                    .get(&account)
+                    .is_some_and(|s| s.action == Action::Ban)
+            {
+                continue;
+            }
             self.apply(account, d.action, d.reasons.clone());
             out.push((account, d));
         }
@@ -107,6 +118,17 @@ impl Abuse {
         }
     }
 
+    /// The account was deleted: nothing about it is kept, in the engine or here.
+    pub fn forget(&self, account: AccountId) {
+        self.standing.remove(&account);
+        self.passed.remove(&account);
+        if let Some(engine) = &self.engine
+            && let Ok(mut e) = engine.lock()
+        {
+            e.forget(&name(account));
+        }
+    }
+
     pub fn standing(&self, account: AccountId) -> Option<Standing> {
         self.standing.get(&account).map(|s| s.clone())
     }
@@ -124,6 +146,16 @@ impl Abuse {
 /// The account as the engine names it: its id in hex (already pseudonymous).
 pub fn name(account: AccountId) -> String {
     account.to_string()
+}
+
+/// A registrant's address as the engine is told it: its /24 for IPv4, its /48 for IPv6, host
+/// bits zeroed. The engine clusters registrations by that block and is given nothing finer.
+pub fn network(ip: std::net::IpAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => Ipv4Addr::from(u32::from(v4) & 0xffff_ff00).to_string(),
+        IpAddr::V6(v6) => Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 48)).to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +188,45 @@ mod tests {
         assert!(!abuse.standing(a).unwrap().reasons.is_empty(), "with its reasons");
         abuse.unban(a);
         assert_eq!(abuse.standing(a), None);
+    }
+
+    #[test]
+    fn the_engine_is_told_the_network_not_the_address() {
+        assert_eq!(network("203.0.113.77".parse().unwrap()), "203.0.113.0");
+        assert_eq!(network("::ffff:203.0.113.77".parse().unwrap()), "203.0.113.0");
+        assert_eq!(network("2001:db8:42:7::1".parse().unwrap()), "2001:db8:42::");
+    }
+
+    #[test]
+    fn an_engine_decision_below_ban_does_not_lift_a_ban() {
+        // An engine that throttles whatever it sees, and never bans.
+        let config = AbuseConfig {
+            engine: sirr_abuse::EngineConfig {
+                throttle_at: 1e-9,
+                challenge_at: 2.0,
+                ban_at: 2.0,
+                rules_enabled: false,
+                ..sirr_abuse::EngineConfig::default()
+            },
+            ..AbuseConfig::default()
+        };
+        let abuse = Abuse::new(&config).unwrap();
+        let lookup = |account| Event::Lookup {
+            t: 1_800_000_000_000,
+            account: name(account),
+            count: 1,
+            found: 1,
+        };
+        let other = AccountId([8; 16]);
+        let d = abuse.observe(lookup(other));
+        assert_eq!(d.len(), 1, "the engine does throttle");
+        assert_eq!(abuse.standing(other).unwrap().action, Action::Throttle);
+        // A banned account the engine has no state for (as after an eviction) is throttled by
+        // it: the ban holds.
+        let a = AccountId([7; 16]);
+        abuse.apply(a, Action::Ban, vec!["operator".into()]);
+        assert!(abuse.observe(lookup(a)).is_empty());
+        assert_eq!(abuse.standing(a).unwrap().action, Action::Ban);
     }
 
     #[test]

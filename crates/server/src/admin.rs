@@ -56,6 +56,7 @@ pub async fn lookup(data: &Path, phone: &Phone, reason: &str) -> Result<String, 
                     ExportValue::Integer(i) => i.to_string(),
                     ExportValue::Text(t) => t.clone(),
                     ExportValue::Blob(b) => hex::encode(b),
+                    ExportValue::Ciphertext { bytes } => format!("{bytes} bytes of ciphertext"),
                     ExportValue::Null => "(none)".into(),
                 };
                 report.push_str(&format!("{name}.{col}: {shown}\n"));
@@ -137,7 +138,7 @@ pub async fn abuse_list(data: &Path) -> Result<String, AdminError> {
     let (_, store) = open_data(data)?;
     let mut out = String::new();
     for (account, r) in store.latest_abuse(0).await? {
-        if r.action == "allow" {
+        if r.action == sirr_store::AbuseAction::Allow {
             continue;
         }
         let appeals = store.appeals(account).await?.len();
@@ -217,7 +218,10 @@ pub async fn abuse_unban(data: &Path, who: &str, reason: &str) -> Result<String,
     let (key, store) = open_data(data)?;
     let account = resolve(&key, &store, who).await?;
     let latest = store.abuse_history(account).await?.pop();
-    if latest.as_ref().is_none_or(|r| r.action == "allow") {
+    if latest
+        .as_ref()
+        .is_none_or(|r| r.action == sirr_store::AbuseAction::Allow)
+    {
         store.close().await?;
         return Err(AdminError::Invalid(format!(
             "{account} is not throttled, challenged or banned"
@@ -229,7 +233,7 @@ pub async fn abuse_unban(data: &Path, who: &str, reason: &str) -> Result<String,
             sirr_store::AbuseRecord {
                 id: 0,
                 at_ms: now(),
-                action: "allow".into(),
+                action: sirr_store::AbuseAction::Allow,
                 reasons: vec![format!("operator review: {}", reason.trim())],
                 by: "operator".into(),
             },

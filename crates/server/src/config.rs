@@ -63,6 +63,10 @@ pub struct DeliveryConfig {
     pub max_connections: usize,
     /// Seconds a new connection has to authenticate or register before it is closed.
     pub handshake_timeout_secs: u64,
+    /// Seconds a sealed-sender session may stay without a request (and with none in progress)
+    /// before it is closed (default 120). It has no account to bound it, so idleness must; the
+    /// client opens a new one when it next sends sealed.
+    pub sealed_idle_secs: u64,
     /// Seconds between runs of the retention job (expired and disappearing messages, codes,
     /// KeyPackages, idle rate-limit state). Default 60.
     pub housekeeping_secs: u64,
@@ -123,6 +127,24 @@ pub struct LimitsConfig {
     /// KeyPackages claimed per account (one per device of the account claimed from): claims
     /// reveal who starts talking to whom, and each uses up another device's key.
     pub claim: Rate,
+    /// Accounts blocked per account (default 50 at once, then one a minute). A block feeds the
+    /// abuse engine, which keeps state per account named.
+    pub block: Rate,
+    /// Consent changes per account (default 20 at once, then one a minute); each is a row of the
+    /// consent history.
+    pub consent: Rate,
+    /// Data exports per account (default 3 at once, then one every 10 minutes): each reads every
+    /// row about the account and builds its JSON in memory.
+    pub export: Rate,
+    /// Appeals per banned account (default 3 at once, then one an hour); at most
+    /// `appeals_kept` are stored.
+    pub appeal: Rate,
+    /// Appeals stored per account awaiting review (default 10); more are refused.
+    pub appeals_kept: u32,
+    /// WebSocket connections open at once per client IP address (IPv6: per /64), of any kind
+    /// (default 1,000; NATs put many people behind one address). Past it the upgrade gets
+    /// 503 + Retry-After, so one address cannot hold the `delivery.max_connections` slots.
+    pub connections_per_ip: usize,
     /// One-time KeyPackages kept per device; uploads beyond it replace the oldest.
     pub key_packages_per_device: usize,
     /// Registration requests (code requests and verifications) in progress at once; past it new
@@ -286,6 +308,7 @@ impl Default for DeliveryConfig {
             max_inflight: 256,
             max_connections: 200_000,
             handshake_timeout_secs: 30,
+            sealed_idle_secs: 120,
             housekeeping_secs: 60,
             conversation_idle_days: 400,
         }
@@ -314,6 +337,12 @@ impl Default for LimitsConfig {
             sealed_send: Rate::new(2_000, 200.0),
             lookup: Rate::new(2_000, 1.0),
             claim: Rate::new(2_000, 2.0),
+            block: Rate::new(50, 1.0 / 60.0),
+            consent: Rate::new(20, 1.0 / 60.0),
+            export: Rate::new(3, 1.0 / 600.0),
+            appeal: Rate::new(3, 1.0 / 3600.0),
+            appeals_kept: 10,
+            connections_per_ip: 1_000,
             key_packages_per_device: 200,
             registrations_in_flight: 256,
         }
@@ -438,6 +467,15 @@ impl Config {
         if self.limits.key_packages_per_device == 0 || self.limits.key_packages_per_device > 10_000 {
             return bad("limits.key_packages_per_device must be between 1 and 10000");
         }
+        if self.limits.connections_per_ip == 0 {
+            return bad("limits.connections_per_ip must be at least 1");
+        }
+        if self.limits.appeals_kept == 0 {
+            return bad("limits.appeals_kept must be at least 1");
+        }
+        if self.delivery.sealed_idle_secs == 0 {
+            return bad("delivery.sealed_idle_secs must be at least 1");
+        }
         if self.limits.registrations_in_flight == 0 {
             return bad("limits.registrations_in_flight must be at least 1");
         }
@@ -464,6 +502,10 @@ impl Config {
             ("abuse.throttled_send", self.abuse.throttled_send),
             ("limits.lookup", self.limits.lookup),
             ("limits.claim", self.limits.claim),
+            ("limits.block", self.limits.block),
+            ("limits.consent", self.limits.consent),
+            ("limits.export", self.limits.export),
+            ("limits.appeal", self.limits.appeal),
         ] {
             if r.burst == 0 || r.per_second.is_nan() || r.per_second <= 0.0 {
                 return Err(ConfigError::Invalid(format!(

@@ -36,7 +36,8 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// GET /v1/websocket: upgrade to a Sirr session (see `session.rs`).
+/// GET /v1/websocket: upgrade to a Sirr session (see `session.rs`). Refused with 503 +
+/// Retry-After when the server, or the client's address, is at its connection limit.
 async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -52,6 +53,16 @@ async fn websocket(
         )
             .into_response();
     }
+    // Held until the session ends: one address cannot take every connection slot.
+    let Some(slot) = svc.limits.connections.open(peer.ip()) else {
+        svc.metrics.rejected_rate_limit.inc();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "too many connections from this address; retry later\n",
+        )
+            .into_response();
+    };
     let limit = svc.config.delivery.max_payload + 64 * 1024;
     let shutdown = state.shutdown;
     ws.max_message_size(limit)
@@ -59,7 +70,10 @@ async fn websocket(
         .read_buffer_size(4 * 1024)
         // Frames collect up to this size before a write; the session flushes after each burst.
         .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| crate::session::run(socket, svc, peer.ip(), shutdown))
+        .on_upgrade(move |socket| async move {
+            crate::session::run(socket, svc, peer.ip(), shutdown).await;
+            drop(slot);
+        })
 }
 
 /// GET /health: 200 while the server accepts work.

@@ -246,7 +246,8 @@ impl Service {
             .check(&me.address.account)
             .map_err(|r| self.rate_limited("messages", r))?;
         if let Some(w) = welcome.as_ref().filter(|_| self.abuse.enabled()) {
-            self.observe_additions(me, conversation, epoch, &commit, w);
+            self.observe_additions(me, conversation, epoch, &commit, w)
+                .await?;
         }
         self.refuse_banned(me.address.account)?;
         let server_ts = now_ms();
@@ -281,25 +282,32 @@ impl Service {
     /// Tell the abuse engine about a group's creation or the accounts added to it. What the
     /// commit itself shows, in memory only: the accounts the Welcome goes to that none of the
     /// commit's recipients belong to are new to the conversation. A one-to-one chat (one
-    /// other account at creation) is not a group.
-    fn observe_additions(
+    /// other account at creation) is not a group. Only accounts that exist are named: the
+    /// engine keeps state for every account it hears of, so made-up ids must not reach it.
+    async fn observe_additions(
         &self,
         me: Authed,
         conversation: ConversationId,
         epoch: u64,
         commit: &Outgoing,
         welcome: &Outgoing,
-    ) {
-        let mut added: Vec<AccountId> = welcome
+    ) -> Result<(), ErrorBody> {
+        let mut named: Vec<AccountId> = welcome
             .to
             .iter()
             .map(|r| r.account)
             .filter(|a| *a != me.address.account && !commit.to.iter().any(|r| r.account == *a))
             .collect();
-        added.sort();
-        added.dedup();
+        named.sort();
+        named.dedup();
+        let mut added = Vec::with_capacity(named.len());
+        for a in named {
+            if self.devices_of(a).await?.is_some() {
+                added.push(a);
+            }
+        }
         if added.is_empty() || (epoch == 0 && added.len() < 2) {
-            return;
+            return Ok(());
         }
         let event = sirr_abuse::Event::group(
             epoch == 0,
@@ -310,6 +318,7 @@ impl Service {
         );
         let decisions = self.abuse.observe(event);
         self.enforce(decisions);
+        Ok(())
     }
 
     /// `Commit`, second half: the answer once storage has ordered it.

@@ -111,7 +111,8 @@ pub async fn run(
         sender,
     ));
     // Bans and other standings outlive restarts: they are stored with their reasons.
-    svc.follow_abuse_reviews().await;
+    // A decision that cannot be read stops the start: skipping it could lift a ban.
+    svc.follow_abuse_reviews().await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = http::AppState {
         svc: svc.clone(),

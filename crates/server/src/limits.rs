@@ -6,7 +6,10 @@
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
+
+use dashmap::DashMap;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -93,7 +96,13 @@ pub struct Limits {
     pub sealed_send: Bucket<IpKey>,
     pub lookup: Bucket<AccountId>,
     pub claim: Bucket<AccountId>,
+    pub block: Bucket<AccountId>,
+    pub consent: Bucket<AccountId>,
+    pub export: Bucket<AccountId>,
+    pub appeal: Bucket<AccountId>,
     pub prefix_digits: usize,
+    /// Open connections per client address.
+    pub connections: ConnectionsPerIp,
 }
 
 impl Limits {
@@ -107,7 +116,12 @@ impl Limits {
             sealed_send: Bucket::new(c.sealed_send),
             lookup: Bucket::new(c.lookup),
             claim: Bucket::new(c.claim),
+            block: Bucket::new(c.block),
+            consent: Bucket::new(c.consent),
+            export: Bucket::new(c.export),
+            appeal: Bucket::new(c.appeal),
             prefix_digits: c.prefix_digits,
+            connections: ConnectionsPerIp::new(c.connections_per_ip),
         }
     }
 
@@ -120,6 +134,63 @@ impl Limits {
         self.sealed_send.forget_idle();
         self.lookup.forget_idle();
         self.claim.forget_idle();
+        self.block.forget_idle();
+        self.consent.forget_idle();
+        self.export.forget_idle();
+        self.appeal.forget_idle();
+    }
+}
+
+/// Connections open at once per client address ([`IpKey`]), counted from the upgrade to the
+/// end of the session; an address without connections has no entry.
+pub struct ConnectionsPerIp {
+    open: Arc<DashMap<IpKey, usize>>,
+    max: usize,
+}
+
+/// One open connection of an address; dropping it (when the session ends, however it ends)
+/// gives the slot back.
+#[must_use = "the slot is given back when this is dropped"]
+pub struct ConnectionSlot {
+    open: Arc<DashMap<IpKey, usize>>,
+    key: IpKey,
+}
+
+impl ConnectionsPerIp {
+    pub fn new(max: usize) -> Self {
+        Self {
+            open: Arc::new(DashMap::new()),
+            max,
+        }
+    }
+
+    /// A slot for one more connection from `ip`, or `None` when it already has `max` open.
+    pub fn open(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        let key = IpKey::from(ip);
+        let mut n = self.open.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        drop(n);
+        Some(ConnectionSlot {
+            open: self.open.clone(),
+            key,
+        })
+    }
+
+    /// Connections open from `ip` now.
+    pub fn count(&self, ip: IpAddr) -> usize {
+        self.open.get(&IpKey::from(ip)).map_or(0, |n| *n)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        if let Some(mut n) = self.open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+        self.open.remove_if(&self.key, |_, n| *n == 0);
     }
 }
 
@@ -142,6 +213,24 @@ mod tests {
         assert!(
             b.check_n(&"x", 4).is_err(),
             "more than the burst is never allowed"
+        );
+    }
+
+    #[test]
+    fn connections_per_ip_are_capped_and_given_back() {
+        let c = ConnectionsPerIp::new(2);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let a = c.open(ip).expect("first");
+        let b = c.open(ip).expect("second");
+        assert!(c.open(ip).is_none(), "a third from one address is refused");
+        assert!(c.open("192.0.2.2".parse().unwrap()).is_some(), "others are not");
+        drop(a);
+        let again = c.open(ip).expect("a closed connection gives its slot back");
+        drop((b, again));
+        assert_eq!(c.count(ip), 0);
+        assert!(
+            c.open.is_empty(),
+            "an address without connections leaves no entry"
         );
     }
 

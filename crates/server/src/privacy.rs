@@ -215,6 +215,9 @@ pub fn export(
                     ManifestError::Mismatch(format!("- column {name}.{col} is exported but not declared"))
                 })?;
                 let value = match v {
+                    sirr_store::ExportValue::Ciphertext { bytes } => {
+                        json!(format!("{bytes} bytes of end-to-end encrypted ciphertext"))
+                    }
                     sirr_store::ExportValue::Blob(b)
                         if CIPHERTEXT.contains(&(name.as_str(), col.as_str())) =>
                     {

@@ -325,7 +325,7 @@ impl Service {
             t: now_ms(),
             account: crate::abuse::name(fresh),
             phone: phone.as_str().to_owned(),
-            ip: ip.to_canonical().to_string(),
+            ip: crate::abuse::network(ip),
             // Sirr collects no client string (device names are sealed and come later), so
             // this registration forms no client cluster: the account's own name is unique.
             client: crate::abuse::name(fresh),
@@ -474,6 +474,12 @@ impl Service {
             .send
             .check(&me.address.account)
             .map_err(|r| self.rate_limited("messages", r))?;
+        self.refuse_banned(me.address.account)?;
+        // The recipients are checked before the engine hears of them: it keeps state for every
+        // account named, so only accounts that exist (with their current devices) may reach it.
+        let own = self.own_account_if_missing(me, &to);
+        let listed = to.iter().chain(own.as_ref()).map(|r| (r.account, &r.devices[..]));
+        let keys = self.recipient_devices(listed, Some(me.address)).await?;
         let others: Vec<String> = if self.abuse.enabled() {
             to.iter()
                 .filter(|r| r.account != me.address.account)
@@ -494,9 +500,6 @@ impl Service {
             self.enforce(decisions);
         }
         self.gate(me.address)?;
-        let own = self.own_account_if_missing(me, &to);
-        let listed = to.iter().chain(own.as_ref()).map(|r| (r.account, &r.devices[..]));
-        let keys = self.recipient_devices(listed, Some(me.address)).await?;
         Ok(self.submit(Some(me.address), d, keys))
     }
 
@@ -709,6 +712,12 @@ impl Service {
             Ok(()) => {
                 self.metrics.acks.inc_by(n);
             }
+            Err(StoreError::Overloaded) => {
+                // Acks never wait for room in the write queue (sends need it); these copies
+                // stay queued and are delivered again at the next connection.
+                self.metrics.rejected_overload.inc();
+                tracing::debug!("ack refused at capacity; the messages will be delivered again");
+            }
             Err(e) => tracing::warn!(error = %e, "ack not stored; the messages will be delivered again"),
         }
     }
@@ -815,6 +824,10 @@ impl Service {
 
     /// `ExportAccount`: everything held about the account, laid out by the privacy manifest.
     pub async fn export_account(&self, me: Authed) -> Answer {
+        self.limits
+            .export
+            .check(&me.address.account)
+            .map_err(|r| self.rate_limited("data exports", r))?;
         let tables = self
             .store
             .export_account(me.address.account)
@@ -863,6 +876,10 @@ impl Service {
 
     /// `SetConsent`: record the change; it is in force for the next request that depends on it.
     pub async fn set_consent(&self, me: Authed, purpose: Purpose, granted: bool) -> Answer {
+        self.limits
+            .consent
+            .check(&me.address.account)
+            .map_err(|r| self.rate_limited("consent changes", r))?;
         let offered = self
             .config
             .privacy
@@ -938,6 +955,10 @@ impl Service {
             .await
             .map_err(|e| self.store_error(e))?;
         self.devices_changed(me.address.account);
+        self.abuse.forget(me.address.account);
+        self.challenges.remove(&me.address.account);
+        self.access_keys.remove(&me.address.account);
+        self.connection_days.remove(&me.address.account);
         for key in keys.into_iter().filter(|k| *k != me.key) {
             self.hub.evict(key);
         }
@@ -1027,7 +1048,7 @@ impl Service {
             let record = sirr_store::AbuseRecord {
                 id: 0,
                 at_ms: d.t,
-                action: action_name(d.action).to_owned(),
+                action: stored_action(d.action),
                 reasons: d.reasons,
                 by: "engine".into(),
             };
@@ -1050,20 +1071,16 @@ impl Service {
     }
 
     /// Load every account's stored standing (at start-up), then follow operators' reviews
-    /// (`sirrd admin abuse unban`) at each housekeeping run.
-    pub async fn follow_abuse_reviews(&self) {
+    /// (`sirrd admin abuse unban`) at each housekeeping run. A decision that cannot be read (an
+    /// unknown action) is an error and changes nothing: start-up refuses to go on, a later run
+    /// keeps every standing as it was, so a corrupt row never lifts a ban.
+    pub async fn follow_abuse_reviews(&self) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering;
         let after = self.abuse_seen.load(Ordering::Acquire);
-        let latest = match self.store.latest_abuse(after).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read abuse decisions");
-                return;
-            }
-        };
+        let latest = self.store.latest_abuse(after).await?;
         for (account, r) in latest {
             self.abuse_seen.fetch_max(r.id, Ordering::AcqRel);
-            let action = parse_action(&r.action);
+            let action = engine_action(r.action);
             if after > 0 && r.by == "engine" {
                 continue; // already applied when it was decided
             }
@@ -1073,6 +1090,7 @@ impl Service {
                 self.abuse.apply(account, action, r.reasons);
             }
         }
+        Ok(())
     }
 
     /// `Appeal`: a banned device asks for review, proving it is the account's with its
@@ -1108,22 +1126,41 @@ impl Service {
         {
             return Err(err(ErrorCode::BadRequest, "this account is not banned"));
         }
-        self.store
+        self.limits
+            .appeal
+            .check(&account)
+            .map_err(|r| self.rate_limited("appeals", r))?;
+        let kept = self.config.limits.appeals_kept;
+        let stored = self
+            .store
             .record_appeal(
                 account,
                 sirr_store::Appeal {
                     at_ms: now_ms(),
                     text: text.to_owned(),
                 },
+                kept,
             )
             .await
             .map_err(|e| self.store_error(e))?;
+        if !stored {
+            return Err(err(
+                ErrorCode::RateLimited,
+                format!("this account already has {kept} appeals awaiting review; nothing was stored"),
+            ));
+        }
         tracing::info!(account = %self.key.log_tag(&account), "ban appealed");
         Ok(Response::Done)
     }
 
-    /// `Block`: a signal about `peer` for the engine (the server keeps no block list).
+    /// `Block`: a signal about `peer` for the engine (the server keeps no block list). Rate
+    /// limited, and only about an account that exists: the engine keeps state per account named.
     pub async fn block(&self, me: Authed, peer: AccountId) -> Answer {
+        self.limits
+            .block
+            .check(&me.address.account)
+            .map_err(|r| self.rate_limited("blocks", r))?;
+        self.existing_peer(me, peer).await?;
         let decisions = self.abuse.observe(sirr_abuse::Event::Block {
             t: now_ms(),
             account: crate::abuse::name(me.address.account),
@@ -1149,6 +1186,7 @@ impl Service {
             .lookup
             .check(&me.address.account)
             .map_err(|r| self.rate_limited("reports", r))?;
+        self.existing_peer(me, peer).await?;
         let mut verified = 0u32;
         for m in &messages {
             let tag = self
@@ -1181,6 +1219,20 @@ impl Service {
         Ok(Response::Reported { verified })
     }
 
+    /// Refuse a block or report about oneself or about an account that does not exist.
+    async fn existing_peer(&self, me: Authed, peer: AccountId) -> Result<(), ErrorBody> {
+        if peer == me.address.account {
+            return Err(err(
+                ErrorCode::BadRequest,
+                "an account cannot block or report itself",
+            ));
+        }
+        if self.devices_of(peer).await?.is_none() {
+            return Err(err(ErrorCode::UnknownRecipient, format!("no account {peer}")));
+        }
+        Ok(())
+    }
+
     /// Periodic upkeep: expire old messages and codes, forget idle rate-limit state.
     pub async fn housekeeping(&self) {
         let retention = Duration::from_secs(u64::from(self.config.retention_days()) * 86_400);
@@ -1205,7 +1257,9 @@ impl Service {
         }
         self.expire_links();
         self.limits.forget_idle();
-        self.follow_abuse_reviews().await;
+        if let Err(e) = self.follow_abuse_reviews().await {
+            tracing::error!(error = %e, "could not read abuse decisions; standings kept as they were");
+        }
         if let Ok(n) = self.store.queued_total().await {
             self.metrics.queued_messages.set(n as i64);
         }
@@ -1223,21 +1277,24 @@ pub fn banned(reasons: &[String]) -> ErrorBody {
     )
 }
 
-pub fn action_name(a: sirr_abuse::Action) -> &'static str {
+/// The engine's action as storage records it (the two enums are kept apart because
+/// `sirr-store` and `sirr-abuse` do not know each other).
+pub fn stored_action(a: sirr_abuse::Action) -> sirr_store::AbuseAction {
     match a {
-        sirr_abuse::Action::Allow => "allow",
-        sirr_abuse::Action::Throttle => "throttle",
-        sirr_abuse::Action::Challenge => "challenge",
-        sirr_abuse::Action::Ban => "ban",
+        sirr_abuse::Action::Allow => sirr_store::AbuseAction::Allow,
+        sirr_abuse::Action::Throttle => sirr_store::AbuseAction::Throttle,
+        sirr_abuse::Action::Challenge => sirr_store::AbuseAction::Challenge,
+        sirr_abuse::Action::Ban => sirr_store::AbuseAction::Ban,
     }
 }
 
-pub fn parse_action(s: &str) -> sirr_abuse::Action {
-    match s {
-        "throttle" => sirr_abuse::Action::Throttle,
-        "challenge" => sirr_abuse::Action::Challenge,
-        "ban" => sirr_abuse::Action::Ban,
-        _ => sirr_abuse::Action::Allow,
+/// A stored action as the engine's (total: storage refuses unknown names when it reads them).
+pub fn engine_action(a: sirr_store::AbuseAction) -> sirr_abuse::Action {
+    match a {
+        sirr_store::AbuseAction::Allow => sirr_abuse::Action::Allow,
+        sirr_store::AbuseAction::Throttle => sirr_abuse::Action::Throttle,
+        sirr_store::AbuseAction::Challenge => sirr_abuse::Action::Challenge,
+        sirr_store::AbuseAction::Ban => sirr_abuse::Action::Ban,
     }
 }
 

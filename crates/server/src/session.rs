@@ -224,7 +224,9 @@ async fn handshake(
 }
 
 /// An anonymous sealed-sender session: pipelined `SendSealed` requests, answered as their
-/// commits complete; no pushes, no account. Bounded like a device session (`max_inflight`).
+/// commits complete; no pushes, no account. Bounded like a device session (`max_inflight`),
+/// and, having no account to bound it, closed after `delivery.sealed_idle_secs` without a
+/// `SendSealed` or an answer pending (the connection cap per address bounds how many it can hold).
 async fn sealed_session(
     svc: &Arc<Service>,
     ip: IpAddr,
@@ -240,6 +242,9 @@ async fn sealed_session(
     // per frame handled; kept across turns it only re-checks its waker.
     let shutting_down = shutdown.changed();
     tokio::pin!(shutting_down);
+    let idle = Duration::from_secs(svc.config.delivery.sealed_idle_secs);
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     loop {
         let ok = tokio::select! {
             biased;
@@ -247,8 +252,13 @@ async fn sealed_session(
                 close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
                 break;
             }
+            _ = &mut idle_timer, if work.is_empty() && !dirty => {
+                close(sink, ErrorBody::new(ErrorCode::WrongState, "idle sealed-sender session; open a new one to send"), 1000).await;
+                break;
+            }
             Some(done) = work.next(), if !work.is_empty() => match done {
                 Some(frame) => {
+                    idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
                     dirty = true;
                     feed(sink, &frame).await
                 }
@@ -259,6 +269,8 @@ async fn sealed_session(
                     let reply = move |result| Some(ServerFrame::Response { id, result });
                     match body {
                         Request::SendSealed { message_id, to, payload, epoch, ttl_secs, franking } => {
+                            // Only sending keeps the session: pings alone do not.
+                            idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
                             let started = Instant::now();
                             match svc.submit_sealed(to, Delivery { message_id, payload, epoch, ttl_secs, franking }, ip).await {
                                 Ok(pending) => {

@@ -132,14 +132,61 @@ pub struct NewMessage {
     pub franking: Option<[u8; 32]>,
 }
 
+/// What a stored abuse decision says about an account. Stored as its name; a row naming
+/// anything else is refused when read ([`UnknownAction`]), never taken for `allow`: a corrupt
+/// row must not lift a ban.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AbuseAction {
+    Allow,
+    Throttle,
+    Challenge,
+    Ban,
+}
+
+/// A stored abuse decision names no [`AbuseAction`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown abuse action {0:?} (expected allow, throttle, challenge or ban)")]
+pub struct UnknownAction(pub String);
+
+impl AbuseAction {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbuseAction::Allow => "allow",
+            AbuseAction::Throttle => "throttle",
+            AbuseAction::Challenge => "challenge",
+            AbuseAction::Ban => "ban",
+        }
+    }
+}
+
+impl std::str::FromStr for AbuseAction {
+    type Err = UnknownAction;
+
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownAction> {
+        match s {
+            "allow" => Ok(AbuseAction::Allow),
+            "throttle" => Ok(AbuseAction::Throttle),
+            "challenge" => Ok(AbuseAction::Challenge),
+            "ban" => Ok(AbuseAction::Ban),
+            other => Err(UnknownAction(other.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for AbuseAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One decision about an account, by the abuse engine or an operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AbuseRecord {
     /// Storage's own order of decisions (0 in a new record).
     pub id: i64,
     pub at_ms: u64,
-    /// `allow`, `throttle`, `challenge` or `ban`.
-    pub action: String,
+    pub action: AbuseAction,
     pub reasons: Vec<String>,
     /// `engine` or `operator`.
     pub by: String,
@@ -197,6 +244,9 @@ pub struct NewCommit {
     pub messages: Vec<(NewMessage, Vec<DeviceKey>)>,
 }
 
+/// Changes kept per account and purpose in the consent history (the oldest go first).
+pub const CONSENT_CHANGES_KEPT: u32 = 32;
+
 /// One stored value, as a data export shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExportValue {
@@ -204,6 +254,11 @@ pub enum ExportValue {
     Integer(i64),
     Text(String),
     Blob(Vec<u8>),
+    /// End-to-end encrypted bytes (a queued payload): only their size is read, never the bytes,
+    /// so an export costs memory in proportion to its rows, not to what is queued.
+    Ciphertext {
+        bytes: u64,
+    },
 }
 
 /// The rows of one table that concern an account: column names, then the rows.
@@ -270,7 +325,9 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn record_connection(&self, account: AccountId, day: u32) -> Result<()>;
     /// The day `account` last connected, if it ever did since this was recorded.
     async fn last_seen_day(&self, account: AccountId) -> Result<Option<u32>>;
-    /// Append a consent change to `account`'s consent history.
+    /// Append a consent change to `account`'s consent history, in the same write dropping the
+    /// purpose's changes older than its latest [`CONSENT_CHANGES_KEPT`], so the history of an
+    /// account that toggles a consent forever stays bounded (the change in force is the latest).
     async fn record_consent(&self, account: AccountId, consent: ConsentRecord) -> Result<()>;
     /// `account`'s consent history, oldest first (the last entry per purpose is in force).
     async fn consents(&self, account: AccountId) -> Result<Vec<ConsentRecord>>;
@@ -288,7 +345,9 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Every account's latest decision recorded after decision `after_id` (0: all), for
     /// loading standings at start-up and following operators' reviews.
     async fn latest_abuse(&self, after_id: i64) -> Result<Vec<(AccountId, AbuseRecord)>>;
-    async fn record_appeal(&self, account: AccountId, appeal: Appeal) -> Result<()>;
+    /// Store an appeal unless `account` already has `max_kept` of them; returns whether it was
+    /// stored (the check and the insert are one write, so racing appeals cannot pass the cap).
+    async fn record_appeal(&self, account: AccountId, appeal: Appeal, max_kept: u32) -> Result<bool>;
     async fn appeals(&self, account: AccountId) -> Result<Vec<Appeal>>;
 }
 
@@ -308,7 +367,10 @@ pub trait QueueStore: Send + Sync + 'static {
         limit: usize,
         now_ms: u64,
     ) -> Result<Vec<QueuedMessage>>;
-    /// Forget delivered messages. Unknown sequence numbers are ignored.
+    /// Forget delivered messages. Unknown sequence numbers are ignored. Refused with
+    /// [`StoreError::Overloaded`] (nothing done; the messages stay queued and are delivered
+    /// again) when the write queue is full, like a send: acks never wait for room, so a flood
+    /// of them cannot hold the queue that everyone's sends need.
     async fn ack(&self, device: DeviceKey, seqs: Vec<u64>) -> Result<()>;
     async fn queue_len(&self, device: DeviceKey) -> Result<u64>;
     /// Envelopes waiting in all queues (for metrics).
@@ -381,7 +443,8 @@ pub trait Store: AccountStore + QueueStore + KeyStore {
     async fn disclosures(&self, account: AccountId) -> Result<Vec<sirr_proto::Disclosure>>;
 
     /// Every row that concerns `account`, table by table, with every column (GDPR articles 15
-    /// and 20). Tables with no such row are present and empty.
+    /// and 20). Tables with no such row are present and empty. Queued payloads come back as
+    /// [`ExportValue::Ciphertext`] (their size): the backend must not load them.
     async fn export_account(
         &self,
         account: AccountId,

@@ -192,6 +192,9 @@ impl SqliteStore {
     }
 }
 
+/// Columns holding end-to-end encrypted bytes: an export reads their size only.
+const CIPHERTEXT: &[(&str, &str)] = &[("queue", "payload")];
+
 fn blob16(v: Vec<u8>) -> rusqlite::Result<[u8; 16]> {
     v.try_into()
         .map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))
@@ -220,7 +223,12 @@ fn abuse_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AbuseRecord> {
     Ok(AbuseRecord {
         id: r.get(0)?,
         at_ms: r.get::<_, i64>(1)? as u64,
-        action: r.get(2)?,
+        action: {
+            let name: String = r.get(2)?;
+            name.parse::<AbuseAction>().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+            })?
+        },
         reasons: serde_json::from_str(&reasons).unwrap_or_else(|_| vec![reasons]),
         by: r.get(4)?,
     })
@@ -423,10 +431,11 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn record_appeal(&self, account: AccountId, appeal: Appeal) -> Result<()> {
+    async fn record_appeal(&self, account: AccountId, appeal: Appeal, max_kept: u32) -> Result<bool> {
         self.submit(|reply| Op::RecordAppeal {
             account,
             appeal,
+            max_kept,
             reply,
         })
         .await
@@ -528,7 +537,7 @@ impl QueueStore for SqliteStore {
         if seqs.is_empty() {
             return Ok(());
         }
-        self.submit(|reply| Op::Ack { device, seqs, reply }).await
+        self.try_submit(|reply| Op::Ack { device, seqs, reply }).await
     }
 
     async fn queue_len(&self, device: DeviceKey) -> Result<u64> {
@@ -755,14 +764,41 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut out = std::collections::BTreeMap::new();
             for (table, filter) in wheres {
-                let mut s = c.prepare(&format!("SELECT * FROM {table} WHERE {filter}"))?;
-                let columns: Vec<String> = s.column_names().into_iter().map(str::to_owned).collect();
+                let columns: Vec<String> = c
+                    .prepare_cached("SELECT name FROM pragma_table_info(?) ORDER BY cid")?
+                    .query_map([table], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                // Ciphertext is selected as its length: SQLite reads a blob's size from the
+                // record header without loading its pages, so the payloads never enter memory.
+                let select: Vec<String> = columns
+                    .iter()
+                    .map(|col| {
+                        if CIPHERTEXT.contains(&(table, col.as_str())) {
+                            format!("length(\"{col}\")")
+                        } else {
+                            format!("\"{col}\"")
+                        }
+                    })
+                    .collect();
+                let mut s = c.prepare(&format!(
+                    "SELECT {} FROM {table} WHERE {filter}",
+                    select.join(", ")
+                ))?;
+                let sealed: Vec<bool> = columns
+                    .iter()
+                    .map(|col| CIPHERTEXT.contains(&(table, col.as_str())))
+                    .collect();
                 let n = columns.len();
                 let rows = s
                     .query_map([&account.0[..]], |r| {
                         (0..n)
                             .map(|i| {
                                 Ok(match r.get_ref(i)? {
+                                    rusqlite::types::ValueRef::Integer(v) if sealed[i] => {
+                                        ExportValue::Ciphertext {
+                                            bytes: v.max(0) as u64,
+                                        }
+                                    }
                                     rusqlite::types::ValueRef::Null => ExportValue::Null,
                                     rusqlite::types::ValueRef::Integer(v) => ExportValue::Integer(v),
                                     rusqlite::types::ValueRef::Real(v) => ExportValue::Text(v.to_string()),

@@ -131,7 +131,8 @@ pub(super) enum Op {
     RecordAppeal {
         account: AccountId,
         appeal: Appeal,
-        reply: Reply<()>,
+        max_kept: u32,
+        reply: Reply<bool>,
     },
     PurgeVerifications {
         now_ms: u64,
@@ -339,8 +340,8 @@ impl Writer {
             Op::Expire { reply, .. } | Op::PurgeVerifications { reply, .. } => finish(reply, e()),
             Op::RecordConnection { reply, .. }
             | Op::RecordConsent { reply, .. }
-            | Op::SetAccessKeyHash { reply, .. }
-            | Op::RecordAppeal { reply, .. } => finish(reply, e()),
+            | Op::SetAccessKeyHash { reply, .. } => finish(reply, e()),
+            Op::RecordAppeal { reply, .. } => finish(reply, e()),
             Op::RecordAbuse { reply, .. } => finish(reply, e()),
             Op::Shutdown { reply } => Done::Shutdown(reply),
         }
@@ -667,6 +668,16 @@ impl Writer {
                     consent.granted,
                     consent.at_ms as i64
                 ])?;
+                c.prepare_cached(
+                    "DELETE FROM consents WHERE account = ?1 AND purpose = ?2 AND seq NOT IN
+                       (SELECT seq FROM consents WHERE account = ?1 AND purpose = ?2
+                        ORDER BY seq DESC LIMIT ?3)",
+                )?
+                .execute(params![
+                    &account.0[..],
+                    &consent.purpose,
+                    CONSENT_CHANGES_KEPT
+                ])?;
                 Ok(())
             }),
             Op::SetAccessKeyHash { account, hash, reply } => self.plain(reply, |c| {
@@ -688,7 +699,7 @@ impl Writer {
                 .execute(params![
                     &account.0[..],
                     record.at_ms as i64,
-                    &record.action,
+                    record.action.as_str(),
                     reasons,
                     &record.by
                 ])?;
@@ -705,14 +716,17 @@ impl Writer {
             Op::RecordAppeal {
                 account,
                 appeal,
+                max_kept,
                 reply,
             } => self.plain(reply, |c| {
-                c.prepare_cached(
-                    "INSERT INTO appeals (account, at_ms, text)
-                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
-                )?
-                .execute(params![&account.0[..], appeal.at_ms as i64, &appeal.text])?;
-                Ok(())
+                let n = c
+                    .prepare_cached(
+                        "INSERT INTO appeals (account, at_ms, text)
+                         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?1)
+                           AND (SELECT COUNT(*) FROM appeals WHERE account = ?1) < ?4",
+                    )?
+                    .execute(params![&account.0[..], appeal.at_ms as i64, &appeal.text, max_kept])?;
+                Ok(n == 1)
             }),
             Op::Shutdown { reply } => Ok(Done::Shutdown(reply)),
         }
