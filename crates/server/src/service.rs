@@ -956,7 +956,8 @@ impl Service {
             .map_err(|e| self.store_error(e))?;
         self.devices_changed(me.address.account);
         self.abuse.forget(me.address.account);
-        self.challenges.remove(&me.address.account);
+        let account = me.address.account;
+        self.challenges.retain(|device, _| device.account != account);
         self.access_keys.remove(&me.address.account);
         self.connection_days.remove(&me.address.account);
         for key in keys.into_iter().filter(|k| *k != me.key) {

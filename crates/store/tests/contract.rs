@@ -798,7 +798,7 @@ async fn shared_payloads_go_with_their_last_copy_whatever_removes_it() {
     let record = AbuseRecord {
         id: 0,
         at_ms: 1,
-        action: "ban".into(),
+        action: sirr_store::AbuseAction::Ban,
         reasons: vec!["test".into()],
         by: "operator".into(),
     };
