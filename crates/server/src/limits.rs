@@ -91,6 +91,8 @@ pub struct Limits {
     pub sealed_send: Bucket<IpKey>,
     pub lookup: Bucket<AccountId>,
     pub claim: Bucket<AccountId>,
+    pub report: Bucket<AccountId>,
+    pub report_per_ip: Bucket<IpKey>,
     pub prefix_digits: usize,
 }
 
@@ -104,6 +106,8 @@ impl Limits {
             sealed_send: Bucket::new(c.sealed_send),
             lookup: Bucket::new(c.lookup),
             claim: Bucket::new(c.claim),
+            report: Bucket::new(c.report),
+            report_per_ip: Bucket::new(c.report_per_ip),
             prefix_digits: c.prefix_digits,
         }
     }
@@ -117,6 +121,8 @@ impl Limits {
         self.sealed_send.forget_idle();
         self.lookup.forget_idle();
         self.claim.forget_idle();
+        self.report.forget_idle();
+        self.report_per_ip.forget_idle();
     }
 }
 
