@@ -288,13 +288,7 @@ fn reports_are_verified_by_franking_and_blocks_hide_messages() {
             secret: creds.secret().unwrap(),
         };
         let conn = hello(&server, &raw).await.unwrap();
-        let reveal = |f: &sirr_client::state::Franked| ReportedMessage {
-            message_id: f.message_id,
-            server_ts: f.server_ts,
-            plaintext: f.plaintext.clone(),
-            franking_key: f.key,
-            franking: f.franking,
-        };
+        let reveal = |f: &sirr_client::state::Franked| f.opening.clone();
         let mut text = reveal(&franked[0]);
         text.plaintext[3] ^= 1;
         let mut time = reveal(&franked[0]);
@@ -314,7 +308,7 @@ fn reports_are_verified_by_franking_and_blocks_hide_messages() {
         // Nor does blaming someone else for alice's message.
         let r = conn
             .request(Request::Report {
-                account: creds.account,
+                account: AccountId([0x5a; 16]),
                 messages: vec![reveal(&franked[1])],
             })
             .await

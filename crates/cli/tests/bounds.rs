@@ -518,6 +518,10 @@ async fn blocks_and_reports_name_existing_accounts_and_are_rate_limited() {
                 commitment: [3; 32],
                 server_tag: [4; 32],
             },
+            sender_device: DeviceId(1),
+            sealed: false,
+            conversation: ConversationId([5; 16]),
+            signature: [6; 64],
         }],
     };
     assert_eq!(

@@ -49,6 +49,61 @@ fn now_unix() -> u64 {
 }
 
 /// Group devices by account, as `Send` and `Commit` want them.
+/// Frank `content` for `conversation`: a fresh franking key, the commitment to the bytes a
+/// recipient will recompute ([`Content::committed`]) under this device's account, and this
+/// device's signature over it. Returns the content to seal and the commitment to send.
+fn frank(
+    mut content: Content,
+    identity: &sirr_crypto::DeviceIdentity,
+    conversation: ConversationId,
+) -> (Content, [u8; 32]) {
+    let key = franking::franking_key(&mut rand::rng());
+    content.franking_key = Some(key);
+    content.franking_sig = None;
+    let commitment = franking::commit(&key, identity.account(), &content.committed());
+    content.franking_sig = Some(franking::sign(identity, &commitment, conversation));
+    (content, commitment)
+}
+
+/// Check a received message's franking (pure): the envelope carries a commitment and the
+/// server's tag, the content its key and signature, the commitment opens to the content for
+/// the MLS-authenticated sender account, and the signature is the sending device's (its MLS
+/// signature key `sender_key`) for this conversation. Returns what a report of it reveals, or
+/// why it is refused.
+fn check_franking(
+    env: &Envelope,
+    content: &Content,
+    sender: DeviceAddress,
+    sender_key: Option<[u8; 32]>,
+    conversation: ConversationId,
+) -> std::result::Result<sirr_proto::ReportedMessage, &'static str> {
+    let (Some(franking), Some(key), Some(signature)) =
+        (env.franking, content.franking_key, content.franking_sig)
+    else {
+        return Err("it carries no franking, so it could not be reported");
+    };
+    let plaintext = content.committed();
+    if !franking::opens(&franking.commitment, &key, sender.account, &plaintext) {
+        return Err("its franking does not match its content");
+    }
+    let signed =
+        sender_key.is_some_and(|k| franking::signed_by(&k, &franking.commitment, conversation, &signature));
+    if !signed {
+        return Err("its franking is not signed by the device that sent it");
+    }
+    Ok(sirr_proto::ReportedMessage {
+        message_id: env.message_id,
+        server_ts: env.server_ts,
+        plaintext,
+        franking_key: key,
+        franking,
+        sender_device: sender.device,
+        sealed: env.from.is_none(),
+        conversation,
+        signature,
+    })
+}
+
 fn recipients(devices: impl IntoIterator<Item = DeviceAddress>) -> Vec<Recipient> {
     let mut by_account: BTreeMap<AccountId, Vec<DeviceId>> = BTreeMap::new();
     for d in devices {
@@ -339,12 +394,11 @@ impl Client {
                 profile_key: matches!(body, Body::Text(_))
                     .then(|| self.keys.profile_key.as_ref().map(|p| p.0))
                     .flatten(),
-                franking_key: Some(franking::franking_key(&mut rand::rng())),
+                franking_key: None,
+                franking_sig: None,
             };
+            let (content, commitment) = frank(content, &self.keys.identity, id);
             let plaintext = content.seal();
-            let commitment = content
-                .franking_key
-                .map(|k| franking::commit(&k, self.creds.account, &plaintext));
             let ciphertext = conv.encrypt(&self.keys.store, &self.keys.identity, &plaintext)?;
             // The sender ratchet moved: persist before the ciphertext leaves the device.
             self.keys.save(&self.state)?;
@@ -364,7 +418,7 @@ impl Client {
                 epoch: conv.epoch(),
                 token: conv.membership_token(),
             };
-            let r = self.deliver(outgoing, epoch, timer, commitment).await;
+            let r = self.deliver(outgoing, epoch, timer, Some(commitment)).await;
             match r {
                 Ok(Response::Sent { .. }) => {
                     if let Body::Text(text) = &content.body {
@@ -699,7 +753,9 @@ impl Client {
             disappears_after_secs: timer,
             profile_key: None,
             franking_key: None,
+            franking_sig: None,
         };
+        let (content, commitment) = frank(content, &self.keys.identity, id);
         let ciphertext = conv.encrypt(&self.keys.store, &self.keys.identity, &content.seal())?;
         self.keys.save(&self.state)?;
         let me = self.me();
@@ -717,7 +773,7 @@ impl Client {
                 token: conv.membership_token(),
             }),
             ttl_secs: timer,
-            franking: None,
+            franking: Some(commitment),
         })
     }
 
@@ -1108,29 +1164,31 @@ impl Client {
                                 return Ok(());
                             }
                         };
-                        // Franked messages must open to what was decrypted and to its MLS sender:
+                        // Every message must carry franking that opens to what was decrypted,
+                        // to its MLS sender account, and is signed by its MLS sender device:
                         // anything else could not be reported, so it is refused.
-                        if let (Some(f), Some(key)) = (env.franking, content.franking_key) {
-                            if !franking::opens(&f.commitment, &key, sender.account, &plaintext) {
+                        let opening = match check_franking(
+                            env,
+                            &content,
+                            sender,
+                            conv.signature_key_of(sender),
+                            conversation,
+                        ) {
+                            Ok(o) => o,
+                            Err(why) => {
                                 notice(
                                     rows,
                                     conversation.0,
-                                    format!(
-                                        "rejected a message from {sender}: its franking does not match its content"
-                                    ),
+                                    format!("rejected a message from {sender}: {why}"),
                                 );
                                 return Ok(());
                             }
-                            if sender.account != me.account && matches!(content.body, Body::Text(_)) {
-                                ch.franked.push(state::Franked {
-                                    message_id,
-                                    sender: sender.account,
-                                    server_ts: env.server_ts,
-                                    plaintext: plaintext.clone(),
-                                    key,
-                                    franking: f,
-                                });
-                            }
+                        };
+                        if sender.account != me.account && matches!(content.body, Body::Text(_)) {
+                            ch.franked.push(state::Franked {
+                                sender: sender.account,
+                                opening,
+                            });
                         }
                         if self.state.is_blocked(sender.account)? {
                             return Ok(());

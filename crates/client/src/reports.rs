@@ -29,16 +29,7 @@ impl Client {
                 "no message from {phone} on this device to report"
             )));
         }
-        let messages: Vec<ReportedMessage> = franked
-            .into_iter()
-            .map(|f| ReportedMessage {
-                message_id: f.message_id,
-                server_ts: f.server_ts,
-                plaintext: f.plaintext,
-                franking_key: f.key,
-                franking: f.franking,
-            })
-            .collect();
+        let messages: Vec<ReportedMessage> = franked.into_iter().map(|f| f.opening).collect();
         let sent = messages.len();
         match self
             .conn()?

@@ -114,29 +114,26 @@ CREATE INDEX IF NOT EXISTS expiring_by_time ON expiring (expires_at);
 -- them with sealed sender.
 CREATE TABLE IF NOT EXISTS profile_keys (account BLOB PRIMARY KEY, key BLOB NOT NULL);
 -- What a report needs: received messages with their franking opening (gone with the message).
-CREATE TABLE IF NOT EXISTS franking (
+-- The opening is a postcard `ReportedMessage`. (`franking` held protocol 2 openings, which no
+-- server verifies any more.)
+DROP TABLE IF EXISTS franking;
+CREATE TABLE IF NOT EXISTS reportable (
     message_id BLOB PRIMARY KEY,
     sender     BLOB NOT NULL,
     server_ts  INTEGER NOT NULL,
-    plaintext  BLOB NOT NULL,
-    key        BLOB NOT NULL,
-    commitment BLOB NOT NULL,
-    server_tag BLOB NOT NULL
+    opening    BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS franking_by_sender ON franking (sender, server_ts);
+CREATE INDEX IF NOT EXISTS reportable_by_sender ON reportable (sender, server_ts);
 -- Accounts whose messages this device drops.
 CREATE TABLE IF NOT EXISTS blocked (account BLOB PRIMARY KEY);
 ";
 
-/// A received message kept so that it can be reported (see `sirr_crypto::franking`).
+/// A received message kept so that it can be reported (see `sirr_crypto::franking`): its
+/// sender account and everything a report reveals about it.
 #[derive(Clone, Debug)]
 pub struct Franked {
-    pub message_id: MessageId,
     pub sender: AccountId,
-    pub server_ts: u64,
-    pub plaintext: Vec<u8>,
-    pub key: [u8; 32],
-    pub franking: sirr_proto::Franking,
+    pub opening: sirr_proto::ReportedMessage,
 }
 
 /// A conversation as this device knows it.
@@ -598,16 +595,12 @@ impl State {
 
     pub fn keep_franking(&self, f: &Franked) -> Result<()> {
         self.db.execute(
-            "INSERT OR IGNORE INTO franking (message_id, sender, server_ts, plaintext, key, commitment, server_tag)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO reportable (message_id, sender, server_ts, opening) VALUES (?, ?, ?, ?)",
             params![
-                &f.message_id.0[..],
+                &f.opening.message_id.0[..],
                 &f.sender.0[..],
-                f.server_ts as i64,
-                &f.plaintext,
-                &f.key[..],
-                &f.franking.commitment[..],
-                &f.franking.server_tag[..]
+                f.opening.server_ts as i64,
+                sirr_proto::encode(&f.opening)
             ],
         )?;
         Ok(())
@@ -615,35 +608,20 @@ impl State {
 
     /// The newest `n` reportable messages from `sender`, newest first.
     pub fn franked_from(&self, sender: AccountId, n: usize) -> Result<Vec<Franked>> {
-        let mut s = self.db.prepare(
-            "SELECT message_id, server_ts, plaintext, key, commitment, server_tag FROM franking
-             WHERE sender = ? ORDER BY server_ts DESC LIMIT ?",
-        )?;
-        let rows = s
-            .query_map(params![&sender.0[..], n as i64], |r| {
-                let b32 = |i: usize| -> rusqlite::Result<[u8; 32]> {
-                    let v: Vec<u8> = r.get(i)?;
-                    v.try_into().map_err(|_| {
-                        rusqlite::Error::InvalidColumnType(i, "blob".into(), rusqlite::types::Type::Blob)
-                    })
-                };
-                let id: Vec<u8> = r.get(0)?;
-                Ok(Franked {
-                    message_id: MessageId(id.try_into().map_err(|_| {
-                        rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob)
-                    })?),
-                    sender,
-                    server_ts: r.get::<_, i64>(1)? as u64,
-                    plaintext: r.get(2)?,
-                    key: b32(3)?,
-                    franking: sirr_proto::Franking {
-                        commitment: b32(4)?,
-                        server_tag: b32(5)?,
-                    },
-                })
-            })?
+        let mut s = self
+            .db
+            .prepare("SELECT opening FROM reportable WHERE sender = ? ORDER BY server_ts DESC LIMIT ?")?;
+        let openings = s
+            .query_map(params![&sender.0[..], n as i64], |r| r.get::<_, Vec<u8>>(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        openings
+            .iter()
+            .map(|b| {
+                let opening = sirr_proto::codec::decode_exact(b)
+                    .map_err(|e| ClientError::State(format!("a stored franking opening: {e}")))?;
+                Ok(Franked { sender, opening })
+            })
+            .collect()
     }
 
     pub fn block(&self, account: AccountId) -> Result<()> {
@@ -731,7 +709,7 @@ impl State {
                 .execute("DELETE FROM expiring WHERE expires_at <= ?", [now_ms as i64])?;
             // A disappeared message cannot be reported any more either.
             self.db.execute(
-                "DELETE FROM franking WHERE message_id NOT IN (SELECT message_id FROM messages)",
+                "DELETE FROM reportable WHERE message_id NOT IN (SELECT message_id FROM messages)",
                 [],
             )?;
             Ok(n)

@@ -259,6 +259,16 @@ impl Conversation {
             .collect()
     }
 
+    /// The signature key of member device `address`: the key MLS verified its messages with
+    /// (and which every add checked against its account's device list). Franking signatures
+    /// are checked against it on receipt.
+    pub fn signature_key_of(&self, address: DeviceAddress) -> Option<[u8; 32]> {
+        self.member_publics()
+            .into_iter()
+            .find(|p| p.address() == address)
+            .map(|p| p.signature_key)
+    }
+
     fn leaf_of(&self, address: DeviceAddress) -> Option<LeafNodeIndex> {
         self.group
             .members()

@@ -229,6 +229,11 @@ impl DeviceIdentity {
         }
     }
 
+    /// The Ed25519 key itself, for signatures Sirr makes outside MLS (`franking::sign`).
+    pub(crate) fn signing_key(&self) -> &ed25519_dalek::SigningKey {
+        &self.signing
+    }
+
     /// The signer OpenMLS uses.
     pub(crate) fn signer(&self) -> &SignatureKeyPair {
         &self.keys

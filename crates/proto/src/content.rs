@@ -63,6 +63,10 @@ pub struct Content {
     /// The franking key this message's commitment was made with, so a recipient can reveal
     /// it in a report (`sirr_crypto::franking`).
     pub franking_key: Option<[u8; 32]>,
+    /// The sending device's signature over the commitment (`sirr_crypto::franking::sign`).
+    /// Not covered by the commitment itself: the commitment covers [`Content::committed`].
+    #[serde(with = "serde_bytes")]
+    pub franking_sig: Option<[u8; 64]>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +121,18 @@ impl Content {
         crate::padding::pad(&crate::encode(self))
     }
 
+    /// The bytes a franking commitment covers: this content without its franking signature,
+    /// sealed. The sender commits to them before it signs; a recipient recomputes them from
+    /// what it decrypted (postcard encodes a value one way only, so a sender that encoded
+    /// otherwise gets its message refused, never misattributed).
+    pub fn committed(&self) -> Vec<u8> {
+        Content {
+            franking_sig: None,
+            ..self.clone()
+        }
+        .seal()
+    }
+
     pub fn open(payload: &[u8]) -> Result<Content, ContentError> {
         let raw = crate::padding::unpad(payload)?;
         if raw.is_empty() {
@@ -144,10 +160,14 @@ mod tests {
             disappears_after_secs: Some(60),
             profile_key: Some([7; 32]),
             franking_key: Some([8; 32]),
+            franking_sig: Some([9; 64]),
         };
         let sealed = c.seal();
         assert_eq!(sealed.len(), 256);
         assert_eq!(Content::open(&sealed).unwrap(), c);
+        let committed = Content::open(&c.committed()).unwrap();
+        assert_eq!(committed.franking_sig, None, "the signature is not committed to");
+        assert_eq!(committed.committed(), c.committed());
         assert!(Content::open(&sealed[..3]).is_err());
     }
 

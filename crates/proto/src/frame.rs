@@ -200,20 +200,32 @@ pub enum Request {
 }
 
 /// A message revealed in a report: what the recipient got, and the franking opening that
-/// proves who sent it (see `sirr_crypto::franking`).
+/// proves who sent it to whom (see `sirr_crypto::franking`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportedMessage {
     pub message_id: MessageId,
     pub server_ts: u64,
-    /// The plaintext the commitment covers (the padded content, as decrypted).
+    /// The bytes the commitment covers (`content::Content::committed`: the padded content
+    /// without its franking signature).
     #[serde(with = "serde_bytes")]
     pub plaintext: Vec<u8>,
     pub franking_key: [u8; 32],
     pub franking: Franking,
+    /// The reported account's device that sent it (its MLS credential names it).
+    pub sender_device: DeviceId,
+    /// Whether it came sealed (the envelope named no sender): the server's tag then names only
+    /// the recipient, and the signature proves the sender.
+    pub sealed: bool,
+    /// The conversation it was sent in (the signature covers it).
+    pub conversation: ConversationId,
+    /// The sender device's signature over the commitment (`sirr_crypto::franking::sign`).
+    #[serde(with = "serde_bytes")]
+    pub signature: [u8; 64],
 }
 
 /// The franking of a delivered message: the sender's commitment to its content, and the
-/// server's tag binding it to the message id and time at which the server accepted it.
+/// server's tag binding it to the message id, the time at which the server accepted it, the
+/// receiving device and (when the server knew it) the sending device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Franking {
     pub commitment: [u8; 32],

@@ -124,6 +124,11 @@ pub struct LimitsConfig {
     pub sealed_send: Rate,
     /// Phone numbers looked up per account (contact discovery).
     pub lookup: Rate,
+    /// Abuse reports per account (each may reveal up to 50 messages and write to the reported
+    /// account's disclosure ledger).
+    pub report: Rate,
+    /// Abuse reports per client IP.
+    pub report_per_ip: Rate,
     /// KeyPackages claimed per account (one per device of the account claimed from): claims
     /// reveal who starts talking to whom, and each uses up another device's key.
     pub claim: Rate,
@@ -179,6 +184,10 @@ pub struct AbuseConfig {
     pub challenge_bits: u8,
     /// Seconds a solved challenge lets a challenged account send (default 600).
     pub challenge_pass_secs: u64,
+    /// Days after the server accepted a message during which a report can verify it (default
+    /// 90). A verified message's commitment is remembered (as a keyed hash) for as long, so a
+    /// message counts once however often it is reported; older ones count as unverified.
+    pub report_window_days: u32,
 }
 
 impl Default for AbuseConfig {
@@ -189,6 +198,7 @@ impl Default for AbuseConfig {
             throttled_send: Rate::new(5, 0.1),
             challenge_bits: 18,
             challenge_pass_secs: 600,
+            report_window_days: 90,
         }
     }
 }
@@ -343,6 +353,8 @@ impl Default for LimitsConfig {
             appeal: Rate::new(3, 1.0 / 3600.0),
             appeals_kept: 10,
             connections_per_ip: 1_000,
+            report: Rate::new(20, 1.0 / 60.0),
+            report_per_ip: Rate::new(100, 1.0 / 6.0),
             key_packages_per_device: 200,
             registrations_in_flight: 256,
         }
@@ -512,6 +524,9 @@ impl Config {
                     "{name}: burst and per_second must be positive"
                 )));
             }
+        }
+        if self.abuse.report_window_days == 0 || self.abuse.report_window_days > 3_650 {
+            return bad("abuse.report_window_days must be between 1 and 3650");
         }
         if self.abuse.challenge_bits == 0 || self.abuse.challenge_bits > 32 {
             return bad("abuse.challenge_bits must be between 1 and 32");

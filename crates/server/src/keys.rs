@@ -10,7 +10,7 @@ use std::path::Path;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sirr_proto::{AccountId, MessageId, Phone, Secret};
+use sirr_proto::{AccountId, DeviceAddress, MessageId, Phone, Secret};
 use sirr_store::PhoneKey;
 use subtle::ConstantTimeEq;
 
@@ -77,13 +77,42 @@ impl ServerKey {
     }
 
     /// The server's franking tag: binds a sender's commitment to the message id and the time
-    /// at which this server accepted it. Only this server can make one, so a report that
-    /// carries it proves the message passed through here.
-    pub fn franking_tag(&self, commitment: &[u8; 32], message_id: &MessageId, server_ts: u64) -> [u8; 32] {
+    /// at which this server accepted it, to the device it is delivered to, and, for an
+    /// identified send, to the sending device this server authenticated (`from`; `None` for a
+    /// sealed send, whose sender it never knew). Only this server can make one, so a report
+    /// that carries it proves the message passed through here from `from` to `to`.
+    pub fn franking_tag(
+        &self,
+        commitment: &[u8; 32],
+        message_id: &MessageId,
+        server_ts: u64,
+        from: Option<DeviceAddress>,
+        to: DeviceAddress,
+    ) -> [u8; 32] {
+        let address = |a: DeviceAddress| {
+            let mut b = [0u8; 20];
+            b[..16].copy_from_slice(&a.account.0);
+            b[16..].copy_from_slice(&a.device.0.to_be_bytes());
+            b
+        };
+        // The length prefix of each part tells a sealed tag (empty sender) from an identified one.
+        let sender = from.map(address);
         self.mac(
-            b"sirr franking tag v1",
-            &[commitment, &message_id.0, &server_ts.to_be_bytes()],
+            b"sirr franking tag v2",
+            &[
+                commitment,
+                &message_id.0,
+                &server_ts.to_be_bytes(),
+                sender.as_ref().map_or(&[][..], |s| &s[..]),
+                &address(to),
+            ],
         )
+    }
+
+    /// What the server keeps of a verified report's commitment so the message counts once: a
+    /// keyed hash, which without the key cannot be matched to a queued message's commitment.
+    pub fn reported_hash(&self, commitment: &[u8; 32]) -> [u8; 32] {
+        self.mac(b"sirr reported v1", &[commitment])
     }
 }
 
@@ -136,5 +165,38 @@ mod tests {
         let c = ServerKey::load_or_create(other.path()).unwrap();
         assert_ne!(a.phone_key(&p), c.phone_key(&p), "keys are random per server");
         assert_ne!(a.code_hash(&p, "123456"), a.code_hash(&p, "123457"));
+    }
+
+    #[test]
+    fn a_franking_tag_names_sender_and_recipient() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = ServerKey::load_or_create(dir.path()).unwrap();
+        let dev = |a: u8, d: u32| DeviceAddress {
+            account: sirr_proto::AccountId([a; 16]),
+            device: sirr_proto::DeviceId(d),
+        };
+        let (c, id) = ([1; 32], MessageId([2; 16]));
+        let tag = k.franking_tag(&c, &id, 5, Some(dev(1, 1)), dev(2, 1));
+        assert_ne!(
+            tag,
+            k.franking_tag(&c, &id, 5, Some(dev(3, 1)), dev(2, 1)),
+            "another sender"
+        );
+        assert_ne!(
+            tag,
+            k.franking_tag(&c, &id, 5, Some(dev(1, 2)), dev(2, 1)),
+            "another sending device"
+        );
+        assert_ne!(
+            tag,
+            k.franking_tag(&c, &id, 5, Some(dev(1, 1)), dev(2, 2)),
+            "another recipient"
+        );
+        assert_ne!(tag, k.franking_tag(&c, &id, 5, None, dev(2, 1)), "sealed");
+        assert_ne!(
+            tag,
+            k.franking_tag(&c, &id, 6, Some(dev(1, 1)), dev(2, 1)),
+            "another time"
+        );
     }
 }

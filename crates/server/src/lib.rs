@@ -26,6 +26,7 @@ pub mod limits;
 pub mod link;
 pub mod metrics;
 pub mod privacy;
+pub mod report;
 pub mod service;
 mod session;
 pub mod verify;

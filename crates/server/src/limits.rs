@@ -100,6 +100,8 @@ pub struct Limits {
     pub consent: Bucket<AccountId>,
     pub export: Bucket<AccountId>,
     pub appeal: Bucket<AccountId>,
+    pub report: Bucket<AccountId>,
+    pub report_per_ip: Bucket<IpKey>,
     pub prefix_digits: usize,
     /// Open connections per client address.
     pub connections: ConnectionsPerIp,
@@ -120,6 +122,8 @@ impl Limits {
             consent: Bucket::new(c.consent),
             export: Bucket::new(c.export),
             appeal: Bucket::new(c.appeal),
+            report: Bucket::new(c.report),
+            report_per_ip: Bucket::new(c.report_per_ip),
             prefix_digits: c.prefix_digits,
             connections: ConnectionsPerIp::new(c.connections_per_ip),
         }
@@ -138,6 +142,8 @@ impl Limits {
         self.consent.forget_idle();
         self.export.forget_idle();
         self.appeal.forget_idle();
+        self.report.forget_idle();
+        self.report_per_ip.forget_idle();
     }
 }
 

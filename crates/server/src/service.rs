@@ -42,6 +42,8 @@ const MAX_SEALED_DEVICE_NAME: usize = sirr_crypto::account::MAX_SEALED_DEVICE_NA
 pub struct Authed {
     pub address: DeviceAddress,
     pub key: DeviceKey,
+    /// The address the session connected from (for per-IP limits; never stored).
+    pub ip: IpAddr,
 }
 
 pub type Answer = Result<Response, ErrorBody>;
@@ -397,6 +399,7 @@ impl Service {
         let authed = Authed {
             address,
             key: record.key,
+            ip,
         };
         Ok((
             authed,
@@ -1171,57 +1174,8 @@ impl Service {
         Ok(Response::Done)
     }
 
-    /// `Report`: the revealed messages are checked against this server's franking tags and the
-    /// sender's commitments; verified ones weigh more for the engine, and each verified message
-    /// is recorded in the *sender's* disclosure ledger (a recipient showed it to the operator).
-    pub async fn report(
-        &self,
-        me: Authed,
-        peer: AccountId,
-        messages: Vec<sirr_proto::ReportedMessage>,
-    ) -> Answer {
-        if messages.is_empty() || messages.len() > 50 {
-            return Err(err(ErrorCode::BadRequest, "a report names 1 to 50 messages"));
-        }
-        self.limits
-            .lookup
-            .check(&me.address.account)
-            .map_err(|r| self.rate_limited("reports", r))?;
-        self.existing_peer(me, peer).await?;
-        let mut verified = 0u32;
-        for m in &messages {
-            let tag = self
-                .key
-                .franking_tag(&m.franking.commitment, &m.message_id, m.server_ts);
-            if hashes_match(&tag, &m.franking.server_tag)
-                && sirr_crypto::franking::opens(&m.franking.commitment, &m.franking_key, peer, &m.plaintext)
-            {
-                verified += 1;
-                let what = format!(
-                    "a message you sent (id {}, accepted at {} ms) was reported for abuse by a recipient, who revealed its content to the operator",
-                    m.message_id, m.server_ts
-                );
-                if let Err(e) = self
-                    .store
-                    .append_disclosure(peer, now_ms(), "operator (abuse report)".into(), what)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not record a report in the ledger");
-                }
-            }
-        }
-        let decisions = self.abuse.observe(sirr_abuse::Event::Report {
-            t: now_ms(),
-            account: crate::abuse::name(me.address.account),
-            peer: crate::abuse::name(peer),
-            verified: verified > 0,
-        });
-        self.enforce(decisions);
-        Ok(Response::Reported { verified })
-    }
-
     /// Refuse a block or report about oneself or about an account that does not exist.
-    async fn existing_peer(&self, me: Authed, peer: AccountId) -> Result<(), ErrorBody> {
+    pub(crate) async fn existing_peer(&self, me: Authed, peer: AccountId) -> Result<(), ErrorBody> {
         if peer == me.address.account {
             return Err(err(
                 ErrorCode::BadRequest,
@@ -1239,6 +1193,7 @@ impl Service {
         let retention = Duration::from_secs(u64::from(self.config.retention_days()) * 86_400);
         let now = now_ms();
         let cutoff = now.saturating_sub(retention.as_millis() as u64);
+        self.purge_reports().await;
         match self.store.expire(cutoff, now).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired undelivered messages"),

@@ -316,6 +316,8 @@ async fn sealed_session(
 
 /// Push-side state of a device session.
 struct Pusher {
+    /// The device this session pushes to (franking tags name it).
+    me: sirr_proto::DeviceAddress,
     delivered_upto: u64,
     unacked: usize,
     catching_up: bool,
@@ -334,6 +336,7 @@ async fn device_session(
     let mut sub = svc.hub.subscribe(me.key, window * 2);
     let link = sub.link.clone();
     let mut p = Pusher {
+        me: me.address,
         delivered_upto: 0,
         unacked: 0,
         catching_up: true,
@@ -489,7 +492,9 @@ async fn push(svc: &Service, sink: &mut Sink, p: &mut Pusher, m: &QueuedMessage)
     p.unacked += 1;
     let franking = m.franking.map(|commitment| sirr_proto::Franking {
         commitment,
-        server_tag: svc.key.franking_tag(&commitment, &m.message_id, m.server_ts),
+        server_tag: svc
+            .key
+            .franking_tag(&commitment, &m.message_id, m.server_ts, m.from, p.me),
     });
     let bytes = encode_push(m.seq, m.message_id, m.from, m.server_ts, &m.payload, franking);
     let ok = matches!(

@@ -180,6 +180,19 @@ impl std::fmt::Display for AbuseAction {
     }
 }
 
+/// A reported message the server verified, to be counted once (see [`Store::record_reports`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedReport {
+    /// A keyed hash of the message's franking commitment: the same message, however often and
+    /// by whomever reported, has the same hash.
+    pub hash: [u8; 32],
+    /// Milliseconds since the Unix epoch: forgotten then (by then the message is too old for a
+    /// report to verify it, so it cannot count again).
+    pub expires_at: u64,
+    /// The entry for the sender's disclosure ledger, written only the first time.
+    pub what: String,
+}
+
 /// One decision about an account, by the abuse engine or an operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AbuseRecord {
@@ -439,6 +452,19 @@ pub trait Store: AccountStore + QueueStore + KeyStore {
         recipient: String,
         what: String,
     ) -> Result<sirr_proto::Disclosure>;
+    /// Count verified reported messages of `account` once each: every report whose hash is not
+    /// recorded yet is recorded and gets its entry in `account`'s disclosure ledger (addressed
+    /// to `recipient`), in one transaction, so concurrent reports of one message count it
+    /// once. Returns how many were new.
+    async fn record_reports(
+        &self,
+        account: AccountId,
+        at_ms: u64,
+        recipient: String,
+        reports: Vec<VerifiedReport>,
+    ) -> Result<u32>;
+    /// Forget the reported-message hashes that expired by `now_ms`; returns how many.
+    async fn purge_reports(&self, now_ms: u64) -> Result<u64>;
     /// `account`'s disclosure ledger, oldest first.
     async fn disclosures(&self, account: AccountId) -> Result<Vec<sirr_proto::Disclosure>>;
 

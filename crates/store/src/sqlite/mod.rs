@@ -704,6 +704,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn record_reports(
+        &self,
+        account: AccountId,
+        at_ms: u64,
+        recipient: String,
+        reports: Vec<VerifiedReport>,
+    ) -> Result<u32> {
+        self.submit(|reply| Op::RecordReports {
+            account,
+            at_ms,
+            recipient,
+            reports,
+            reply,
+        })
+        .await
+    }
+
+    async fn purge_reports(&self, now_ms: u64) -> Result<u64> {
+        self.submit(|reply| Op::PurgeReports { now_ms, reply }).await
+    }
+
     async fn disclosures(&self, account: AccountId) -> Result<Vec<sirr_proto::Disclosure>> {
         self.read(move |c| {
             c.prepare_cached(

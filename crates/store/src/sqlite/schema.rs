@@ -239,6 +239,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
             AND NOT EXISTS (SELECT 1 FROM queue WHERE payload_id = OLD.payload_id);
     END;
     ",
+    // 7: verified reports count once. A keyed hash of each verified reported message's
+    // franking commitment (nothing ties it to an account), kept while the message can still
+    // be reported.
+    "
+    CREATE TABLE reported_messages (
+        hash       BLOB PRIMARY KEY,       -- HMAC-SHA256(server key, franking commitment)
+        expires_at INTEGER NOT NULL        -- ms: the end of the message's report window
+    ) WITHOUT ROWID;
+    CREATE INDEX reported_messages_expiring ON reported_messages (expires_at);
+    ",
 ];
 
 #[cfg(test)]

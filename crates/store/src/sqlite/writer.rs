@@ -87,6 +87,17 @@ pub(super) enum Op {
         what: String,
         reply: Reply<sirr_proto::Disclosure>,
     },
+    RecordReports {
+        account: AccountId,
+        at_ms: u64,
+        recipient: String,
+        reports: Vec<VerifiedReport>,
+        reply: Reply<u32>,
+    },
+    PurgeReports {
+        now_ms: u64,
+        reply: Reply<u64>,
+    },
     DeleteAccount {
         account: AccountId,
         reply: Reply<Vec<DeviceKey>>,
@@ -337,6 +348,8 @@ impl Writer {
             Op::AddDevice { reply, .. } => finish(reply, e()),
             Op::DeleteAccount { reply, .. } => finish(reply, e()),
             Op::AppendDisclosure { reply, .. } => finish(reply, e()),
+            Op::RecordReports { reply, .. } => finish(reply, e()),
+            Op::PurgeReports { reply, .. } => finish(reply, e()),
             Op::Expire { reply, .. } | Op::PurgeVerifications { reply, .. } => finish(reply, e()),
             Op::RecordConnection { reply, .. }
             | Op::RecordConsent { reply, .. }
@@ -529,49 +542,35 @@ impl Writer {
                 recipient,
                 what,
                 reply,
+            } => self.in_savepoint(reply, |c| append_disclosure(c, account, at_ms, recipient, what)),
+            Op::RecordReports {
+                account,
+                at_ms,
+                recipient,
+                reports,
+                reply,
             } => self.in_savepoint(reply, |c| {
-                let last: Option<(i64, Vec<u8>)> = c
-                    .prepare_cached(
-                        "SELECT seq, hash FROM disclosures WHERE account = ? ORDER BY seq DESC LIMIT 1",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row([&account.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()
-                    })
-                    .map_err(backend)?;
-                let (seq, prev_hash) = match last {
-                    Some((seq, hash)) => (
-                        seq as u64 + 1,
-                        hash.try_into()
-                            .map_err(|_| StoreError::Backend("corrupt ledger hash".into()))?,
-                    ),
-                    None => (1, [0u8; 32]),
-                };
-                let hash = sirr_proto::disclosure_hash(&prev_hash, seq, at_ms, &recipient, &what);
-                c.prepare_cached(
-                    "INSERT INTO disclosures (account, seq, at_ms, recipient, what, prev_hash, hash)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        &account.0[..],
-                        seq as i64,
-                        at_ms as i64,
-                        &recipient,
-                        &what,
-                        &prev_hash[..],
-                        &hash[..]
-                    ])
-                })
-                .map_err(backend)?;
-                Ok(sirr_proto::Disclosure {
-                    seq,
-                    at_ms,
-                    recipient,
-                    what,
-                    prev_hash,
-                    hash,
-                })
+                let mut new = 0u32;
+                for r in reports {
+                    let inserted = c
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO reported_messages (hash, expires_at) VALUES (?, ?)",
+                        )
+                        .and_then(|mut s| s.execute(params![&r.hash[..], r.expires_at as i64]))
+                        .map_err(backend)?;
+                    if inserted == 1 {
+                        append_disclosure(c, account, at_ms, recipient.clone(), r.what)?;
+                        new += 1;
+                    }
+                }
+                Ok(new)
+            }),
+            Op::PurgeReports { now_ms, reply } => self.plain(reply, |c| {
+                let n = c.execute(
+                    "DELETE FROM reported_messages WHERE expires_at <= ?",
+                    [now_ms as i64],
+                )?;
+                Ok(n as u64)
             }),
             Op::DeleteAccount { account, reply } => self.in_savepoint(reply, |c| delete_account(c, account)),
             Op::SetDeviceName { device, sealed, reply } => self.plain(reply, |c| {
@@ -948,6 +947,56 @@ impl Writer {
             }
         }
     }
+}
+
+/// Append one entry to `account`'s hash-chained disclosure ledger.
+fn append_disclosure(
+    c: &Connection,
+    account: AccountId,
+    at_ms: u64,
+    recipient: String,
+    what: String,
+) -> Result<sirr_proto::Disclosure> {
+    let last: Option<(i64, Vec<u8>)> = c
+        .prepare_cached("SELECT seq, hash FROM disclosures WHERE account = ? ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut s| {
+            s.query_row([&account.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(backend)?;
+    let (seq, prev_hash) = match last {
+        Some((seq, hash)) => (
+            seq as u64 + 1,
+            hash.try_into()
+                .map_err(|_| StoreError::Backend("corrupt ledger hash".into()))?,
+        ),
+        None => (1, [0u8; 32]),
+    };
+    let hash = sirr_proto::disclosure_hash(&prev_hash, seq, at_ms, &recipient, &what);
+    c.prepare_cached(
+        "INSERT INTO disclosures (account, seq, at_ms, recipient, what, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            &account.0[..],
+            seq as i64,
+            at_ms as i64,
+            &recipient,
+            &what,
+            &prev_hash[..],
+            &hash[..]
+        ])
+    })
+    .map_err(backend)?;
+    Ok(sirr_proto::Disclosure {
+        seq,
+        at_ms,
+        recipient,
+        what,
+        prev_hash,
+        hash,
+    })
 }
 
 fn register(c: &Connection, new: NewDevice) -> Result<Registration> {
