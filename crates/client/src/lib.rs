@@ -23,6 +23,7 @@ pub mod export;
 mod keys;
 mod privacy;
 mod reports;
+mod sealed_tokens;
 pub mod state;
 
 use std::path::Path;

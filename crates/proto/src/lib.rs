@@ -32,7 +32,8 @@ pub use phone::{Phone, PhoneError};
 /// [`Request::Hello`]; the server refuses versions it does not speak.
 ///
 /// 2: conversations are joined by membership tokens, not member lists ([`MembershipToken`]).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: a sealed send pays with anonymous tokens ([`SealedToken`], [`Request::IssueSealedTokens`]).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The most devices one account may have (its first device included).
 pub const MAX_DEVICES_PER_ACCOUNT: usize = 5;
