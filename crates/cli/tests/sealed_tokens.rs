@@ -14,17 +14,22 @@ use sirr_client::{ClientError, Connection};
 use sirr_crypto::tokens::TokenRequest;
 use sirr_proto::*;
 
-/// A server whose accounts may hold three sealed-send tokens an hour, and which follows
-/// stored abuse decisions within a second.
-fn server() -> Server {
+/// A server whose accounts may be issued three sealed-send tokens at once (refilled at
+/// `refill` a second), and which follows stored abuse decisions within a second.
+fn server_refilling(refill: &str) -> Server {
     Server::start(
         &["--dev"],
         &[
             ("SIRR_DELIVERY__HOUSEKEEPING_SECS", "1"),
             ("SIRR_SEALED_TOKENS__ISSUE_PER_ACCOUNT__BURST", "3"),
-            ("SIRR_SEALED_TOKENS__ISSUE_PER_ACCOUNT__PER_SECOND", "0.0001"),
+            ("SIRR_SEALED_TOKENS__ISSUE_PER_ACCOUNT__PER_SECOND", refill),
         ],
     )
+}
+
+/// Three tokens, hardly refilled: the budget is what limits.
+fn server() -> Server {
+    server_refilling("0.0001")
 }
 
 /// Record a decision about `account` as an operator would, for the running server to apply
@@ -319,7 +324,8 @@ fn throttled_and_challenged_accounts_get_no_tokens() {
 
 #[test]
 fn contacts_still_write_sealed_and_a_throttled_one_falls_back_to_identified() {
-    let server = server();
+    // The budget refills within a second: what stops the throttled account is its standing.
+    let server = server_refilling("10");
     let dir = tempfile::tempdir().unwrap();
     let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
     register(&server, &alice, "+15550700021");

@@ -80,7 +80,12 @@ impl Client {
                     proof,
                 }) => {
                     check_key(&live, key)?;
+                    let partial = evaluated.len() < k;
                     out.extend(req.finalize(key, &evaluated, &proof).map_err(token_error)?);
+                    if partial {
+                        // That was the rest of the account's budget: ask again later.
+                        break;
+                    }
                 }
                 Ok(other) => return Err(unexpected(other)),
                 Err(ClientError::Server(e)) => return Ok((out, live, Some(e))),
