@@ -131,6 +131,17 @@ per_second = 100000000.0
 [limits.sealed_send]
 burst = 100000000
 per_second = 100000000.0
+# Each device fetches the sealed-send tokens its run needs before the clock starts.
+[sealed_tokens]
+batch = 1000
+key_secs = 86400
+max_per_key = 1000000000
+[sealed_tokens.issue_per_account]
+burst = 100000000
+per_second = 100000000.0
+[sealed_tokens.issue_per_ip]
+burst = 100000000
+per_second = 100000000.0
 # Thousands of sign-ups from one address within seconds are exactly what the abuse engine
 # stops at registration; the benchmark measures delivery. Its cost is measured on its own:
 # SIRR_ABUSE__ENABLED=true with thresholds above 1 (it observes and scores, and never acts).

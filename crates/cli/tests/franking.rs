@@ -161,6 +161,20 @@ fn a_commitment_naming_the_victim_verifies_nothing_and_leaves_no_ledger_entry() 
         );
         let anon = Connection::connect(&server.url, None).await.unwrap();
         anon.request(Request::SealedSession).await.unwrap();
+        // A sealed send is paid with an anonymous token, which the attacker's account gets.
+        let (ask, blinded) = sirr_crypto::tokens::TokenRequest::new(1, &mut rand::rng()).unwrap();
+        let Response::SealedTokens {
+            key: token_key,
+            evaluated,
+            proof,
+        } = reporter
+            .request(Request::IssueSealedTokens { blinded })
+            .await
+            .unwrap()
+        else {
+            panic!("tokens")
+        };
+        let paid = ask.finalize(token_key, &evaluated, &proof).unwrap();
         let r = anon
             .request(Request::SendSealed {
                 message_id: MessageId([2; 16]),
@@ -173,6 +187,7 @@ fn a_commitment_naming_the_victim_verifies_nothing_and_leaves_no_ledger_entry() 
                 epoch: None,
                 ttl_secs: None,
                 franking: Some(commitment),
+                tokens: paid,
             })
             .await
             .unwrap();

@@ -695,6 +695,7 @@ fn contacts_write_with_sealed_sender_strangers_do_not() {
             epoch: None,
             ttl_secs: None,
             franking: None,
+            tokens: Vec::new(),
         };
         let e = conn.request(send([0; 16])).await.unwrap_err();
         assert!(

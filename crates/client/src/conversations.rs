@@ -497,27 +497,63 @@ impl Client {
                 None => identified.push(r),
             }
         }
+        // Each sealed copy is paid for with an anonymous token; without enough of them (the
+        // server gives none to a throttled or challenged account) every copy goes identified.
+        let mut tokens = None;
         if !sealed.is_empty() {
-            let request = Request::SendSealed {
-                message_id: out.message_id,
-                to: sealed.clone(),
-                payload: out.payload.clone(),
-                epoch: Some(epoch),
-                ttl_secs,
-                franking,
-            };
-            let answer = match self.anon().await?.request(request.clone()).await {
-                // The server closes a sealed-sender session that stayed idle: open another
-                // once (a copy that did arrive is stored once by its message id).
-                Err(ClientError::Connection(_)) => {
-                    self.anon = None;
-                    self.anon().await?.request(request).await
+            tokens = self.take_sealed_tokens(sealed.len()).await?;
+            if tokens.is_none() {
+                identified.extend(sealed.drain(..).map(|r| Recipient {
+                    account: r.account,
+                    devices: r.devices,
+                }));
+                identified.sort_by_key(|r| r.account);
+            }
+        }
+        if let Some(mut paid) = tokens {
+            let (mut retried, mut reopened) = (false, false);
+            let result = loop {
+                let request = Request::SendSealed {
+                    message_id: out.message_id,
+                    to: sealed.clone(),
+                    payload: out.payload.clone(),
+                    epoch: Some(epoch),
+                    ttl_secs,
+                    franking,
+                    tokens: paid.clone(),
+                };
+                match self.anon().await?.request(request).await {
+                    // The server closes a sealed-sender session that stayed idle: open another
+                    // once (a copy that did arrive is stored once by its message id, and a
+                    // token it spent is refused, so the retry below goes identified).
+                    Err(ClientError::Connection(_)) if !reopened => {
+                        reopened = true;
+                        self.anon = None;
+                    }
+                    // The wallet's tokens are stale (their key expired, or the server
+                    // restarted): start a fresh wallet once, then go identified.
+                    Err(ClientError::Server(e)) if e.code == ErrorCode::BadSealedToken && !retried => {
+                        retried = true;
+                        self.drop_sealed_tokens()?;
+                        match self.take_sealed_tokens(sealed.len()).await? {
+                            Some(fresh) => paid = fresh,
+                            None => break Err(ClientError::Server(e)),
+                        }
+                    }
+                    r => break r,
                 }
-                other => other,
             };
-            match answer {
+            match result {
                 Ok(Response::Sent { .. }) => {}
                 Ok(other) => return Err(unexpected(other)),
+                Err(ClientError::Server(e)) if e.code == ErrorCode::BadSealedToken => {
+                    // Nothing was stored: everyone gets the identified copy.
+                    identified.extend(sealed.drain(..).map(|r| Recipient {
+                        account: r.account,
+                        devices: r.devices,
+                    }));
+                    identified.sort_by_key(|r| r.account);
+                }
                 Err(ClientError::Server(e)) if e.code == ErrorCode::Unauthorized => {
                     // Nothing was stored. Forget the refused tokens (the server names their
                     // accounts; all of them if it did not) and write to everyone identified.
@@ -608,7 +644,7 @@ impl Client {
     }
 
     /// The sealed-sender connection: unauthenticated, opened on first use.
-    async fn anon(&mut self) -> Result<&Connection> {
+    pub(crate) async fn anon(&mut self) -> Result<&Connection> {
         if self.anon.is_none() {
             let c = Connection::connect(&self.creds.server, self.state.server_ca().as_deref()).await?;
             match c.request(Request::SealedSession).await? {

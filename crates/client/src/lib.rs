@@ -24,6 +24,7 @@ mod keys;
 mod privacy;
 mod receive;
 mod reports;
+mod sealed_tokens;
 pub mod state;
 
 use std::path::Path;

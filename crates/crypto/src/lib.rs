@@ -20,6 +20,7 @@
 //! - [`storage`]: [`MlsStore`], the OpenMLS provider with byte export/import.
 //! - [`safety`]: safety numbers.
 //! - [`seal`]: state at rest and device-link secrets (outside MLS).
+//! - [`tokens`]: anonymous tokens that pay for sealed sends (RFC 9497 VOPRF).
 //! - [`error`]: the error type [`CryptoError`].
 //!
 //! **Invariant:** no public function panics on bytes received from outside; all such failures
@@ -35,6 +36,7 @@ pub mod profile;
 pub mod safety;
 pub mod seal;
 pub mod storage;
+pub mod tokens;
 
 pub use account::{AccountKey, DeviceList, verify_device_list};
 pub use conversation::{AddOutput, Conversation, ConversationId, Incoming, ProposalKind};

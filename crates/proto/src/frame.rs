@@ -12,7 +12,7 @@ use crate::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Phone
 /// Number of [`ClientFrame`] variants; a tag at or above it is an unknown frame type.
 pub(crate) const CLIENT_FRAME_VARIANTS: u64 = 2;
 /// Number of [`Request`] variants; a tag at or above it is an unknown request type.
-pub(crate) const REQUEST_VARIANTS: u64 = 29;
+pub(crate) const REQUEST_VARIANTS: u64 = 31;
 
 /// A frame sent by a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +170,12 @@ pub enum Request {
         epoch: Option<EpochRef>,
         ttl_secs: Option<u32>,
         franking: Option<[u8; 32]>,
+        /// One unspent anonymous token per entry of `to` (see [`Request::IssueSealedTokens`]):
+        /// the server accepts a sealed message only if every token verifies under a live key
+        /// and was never spent, so an account refused tokens (banned, throttled, challenged,
+        /// or out of its hourly budget) soon cannot send sealed at all. Otherwise
+        /// [`ErrorCode::BadSealedToken`], nothing stored, no token spent.
+        tokens: Vec<SealedToken>,
     },
     /// Answer a [`ErrorCode::ChallengeRequired`]: `solution` makes the challenge's hash start
     /// with the required zero bits ([`crate::challenge`]). Answered with [`Response::Done`].
@@ -197,6 +203,44 @@ pub enum Request {
     /// and shows them to the account's devices in [`Response::Devices`]. Answered with
     /// [`Response::Done`].
     SetDeviceName { sealed: Bytes },
+    /// Ask for anonymous sealed-send tokens (authenticated device session): `blinded` are
+    /// VOPRF-blinded random nonces (`sirr_crypto::tokens`, RFC 9497 ristretto255-SHA512), at
+    /// most the server's batch size. The server evaluates them under its current key without
+    /// learning the nonces, so a token spent later cannot be tied to this request. Refused for
+    /// a banned ([`ErrorCode::Banned`]), challenged ([`ErrorCode::ChallengeRequired`]) or
+    /// throttled account, and past the account's hourly budget ([`ErrorCode::RateLimited`]).
+    /// Answered with [`Response::SealedTokens`].
+    IssueSealedTokens { blinded: Vec<Bytes> },
+    /// The token keys the server accepts now (in a sealed-sender session, so the answer is
+    /// the same for everyone): a client checks that the key its tokens were issued under is
+    /// one of these, so the server cannot mark an account by issuing to it under a key of its
+    /// own. Answered with [`Response::SealedTokenKeys`].
+    SealedTokenKeys,
+}
+
+/// An anonymous token that pays for one sealed copy to one account: a random nonce and the
+/// server's VOPRF output on it, unblinded by the client. Only the server (holding the key) can
+/// check it; it names no account. `Debug` never prints it (it is a bearer token).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedToken {
+    /// Which of the server's token keys issued it ([`TokenKey::id`]).
+    pub key_id: u64,
+    pub nonce: [u8; 32],
+    /// The VOPRF output (64 bytes for ristretto255-SHA512).
+    pub output: Bytes,
+}
+
+impl std::fmt::Debug for SealedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedToken(key {:#x}, ..)", self.key_id)
+    }
+}
+
+/// One of the server's token keys: its id and VOPRF public key (a ristretto255 point).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenKey {
+    pub id: u64,
+    pub public_key: [u8; 32],
 }
 
 /// A message revealed in a report: what the recipient got, and the franking opening that
@@ -458,6 +502,17 @@ pub enum Response {
         /// account, each column named and explained.
         json: String,
     },
+    /// The blinded nonces of an [`Request::IssueSealedTokens`], evaluated under `key`, in the
+    /// same order, with one DLEQ proof that all were evaluated under that key.
+    SealedTokens {
+        key: TokenKey,
+        evaluated: Vec<Bytes>,
+        proof: Bytes,
+    },
+    /// The token keys the server accepts now, newest first.
+    SealedTokenKeys {
+        keys: Vec<TokenKey>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -575,6 +630,9 @@ pub enum ErrorCode {
     Banned,
     /// The account must solve `challenge` before it sends more (automated-use check).
     ChallengeRequired,
+    /// A sealed send's tokens are missing, one short, issued under a key the server no longer
+    /// accepts, already spent, or do not verify: get new ones or send identified.
+    BadSealedToken,
 }
 
 /// A frame sent by the server.

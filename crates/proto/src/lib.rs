@@ -33,7 +33,8 @@ pub use phone::{Phone, PhoneError};
 ///
 /// 2: conversations are joined by membership tokens, not member lists ([`MembershipToken`]).
 /// 3: franking binds sender and recipient: the server's tag names both devices, messages carry
-/// their sender device's signature, and a [`ReportedMessage`] reveals it.
+/// their sender device's signature, and a [`ReportedMessage`] reveals it. A sealed send
+/// pays with anonymous tokens ([`SealedToken`], [`Request::IssueSealedTokens`]).
 pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The most devices one account may have (its first device included).

@@ -39,6 +39,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub privacy: PrivacyConfig,
     pub abuse: AbuseConfig,
+    pub sealed_tokens: SealedTokensConfig,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -203,6 +204,39 @@ impl Default for AbuseConfig {
     }
 }
 
+/// Anonymous tokens that pay for sealed sends (see `sealed_tokens.rs`): how many an account
+/// may hold, and how long they live, bound what a banned or throttled account can still send
+/// sealed after the decision.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SealedTokensConfig {
+    /// Tokens issued per account (one pays for one sealed copy to one account). Default 500
+    /// an hour, all at once if need be.
+    pub issue_per_account: Rate,
+    /// Tokens issued per client IP (IPv6 per /64), for every account behind it together.
+    /// Default 20,000 an hour.
+    pub issue_per_ip: Rate,
+    /// Most tokens in one request (default 100).
+    pub batch: u32,
+    /// Seconds a token key issues before it is replaced (default 900); the previous key still
+    /// verifies, so a token lives at most twice this long.
+    pub key_secs: u64,
+    /// Most tokens one key issues (default 1,000,000): bounds each key's spent set in memory.
+    pub max_per_key: u64,
+}
+
+impl Default for SealedTokensConfig {
+    fn default() -> Self {
+        Self {
+            issue_per_account: Rate::new(500, 500.0 / 3600.0),
+            issue_per_ip: Rate::new(20_000, 20_000.0 / 3600.0),
+            batch: 100,
+            key_secs: 900,
+            max_per_key: 1_000_000,
+        }
+    }
+}
+
 /// Rules that differ by jurisdiction. Every optional use of data is off until the user turns it
 /// on, everywhere; a region can make the rules stricter still, in configuration alone.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -305,6 +339,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             privacy: PrivacyConfig::default(),
             abuse: AbuseConfig::default(),
+            sealed_tokens: SealedTokensConfig::default(),
         }
     }
 }
@@ -418,6 +453,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "storage",
     "privacy",
     "abuse",
+    "sealed_tokens",
 ];
 
 impl Config {
@@ -512,6 +548,11 @@ impl Config {
             ("limits.send", self.limits.send),
             ("limits.sealed_send", self.limits.sealed_send),
             ("abuse.throttled_send", self.abuse.throttled_send),
+            (
+                "sealed_tokens.issue_per_account",
+                self.sealed_tokens.issue_per_account,
+            ),
+            ("sealed_tokens.issue_per_ip", self.sealed_tokens.issue_per_ip),
             ("limits.lookup", self.limits.lookup),
             ("limits.claim", self.limits.claim),
             ("limits.block", self.limits.block),
@@ -527,6 +568,13 @@ impl Config {
         }
         if self.abuse.report_window_days == 0 || self.abuse.report_window_days > 3_650 {
             return bad("abuse.report_window_days must be between 1 and 3650");
+        }
+        let t = &self.sealed_tokens;
+        if t.batch == 0 || t.batch as usize > sirr_crypto::tokens::MAX_BATCH {
+            return bad("sealed_tokens.batch must be between 1 and 1000");
+        }
+        if t.key_secs == 0 || t.key_secs > 86_400 || t.max_per_key < u64::from(t.batch) {
+            return bad("sealed_tokens.key_secs must be 1 to 86400 and max_per_key at least batch");
         }
         if self.abuse.challenge_bits == 0 || self.abuse.challenge_bits > 32 {
             return bad("abuse.challenge_bits must be between 1 and 32");

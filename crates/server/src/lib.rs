@@ -9,6 +9,7 @@
 //! - `service`: what requests do, independent of transport; `keydir`: the key directory and
 //!   the order of conversation commits; `link`: linking new devices;
 //! - `hub`: live sessions on this node, fed by storage commits;
+//! - `sealed_tokens`: anonymous tokens that pay for sealed sends (issued by standing);
 //! - `limits`: in-memory token buckets; `keys`: the server key and keyed hashes;
 //! - `verify`: verification-code senders (log for dev, webhook for an SMS gateway);
 //! - `metrics`: Prometheus counters;
@@ -27,6 +28,7 @@ pub mod link;
 pub mod metrics;
 pub mod privacy;
 pub mod report;
+pub mod sealed_tokens;
 pub mod service;
 mod session;
 pub mod verify;

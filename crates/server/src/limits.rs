@@ -64,7 +64,21 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
         }
     }
 
-    fn forget_idle(&self) {
+    /// Take as many of `n` tokens for `key` as it has now, one at a time (for budgets that
+    /// may be partly spent: the caller hands out what it got). `Err` only if it got none.
+    pub fn take_up_to(&self, key: &K, n: u32) -> Result<u32, RetryAfter> {
+        let mut got = 0;
+        while got < n {
+            match self.check(key) {
+                Ok(()) => got += 1,
+                Err(r) if got == 0 => return Err(r),
+                Err(_) => break,
+            }
+        }
+        Ok(got)
+    }
+
+    pub(crate) fn forget_idle(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
     }

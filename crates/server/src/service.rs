@@ -88,6 +88,8 @@ pub struct Service {
     throttled: crate::limits::Bucket<AccountId>,
     /// The newest stored abuse decision already applied (operators' reviews are followed).
     abuse_seen: std::sync::atomic::AtomicI64,
+    /// Anonymous tokens that pay for sealed sends (see `sealed_tokens.rs`).
+    pub sealed_tokens: crate::sealed_tokens::SealedTokens,
 }
 
 pub fn now_ms() -> u64 {
@@ -120,7 +122,11 @@ impl Service {
             Abuse::disabled()
         });
         let throttled = crate::limits::Bucket::new(config.abuse.throttled_send);
+        // Only a broken system RNG makes this fail: then nothing could be served safely.
+        let sealed_tokens = crate::sealed_tokens::SealedTokens::new(&config.sealed_tokens)
+            .expect("a sealed-send token key from the system RNG");
         Self {
+            sealed_tokens,
             limits: Limits::new(&config.limits),
             registration_slots: tokio::sync::Semaphore::new(config.limits.registrations_in_flight),
             config,
@@ -509,9 +515,12 @@ impl Service {
     /// `SendSealed`, first half: like [`Service::submit_send`], for a sender the server does
     /// not know. Each recipient must be named with its delivery token; a wrong token and an
     /// account without one are refused alike, so the answer does not tell them apart.
+    /// Every copy must be paid for with an anonymous token (`sealed_tokens.rs`), checked
+    /// after the delivery tokens and spent only once the device lists are found current.
     pub async fn submit_sealed(
         &self,
         to: Vec<sirr_proto::SealedRecipient>,
+        tokens: Vec<sirr_proto::SealedToken>,
         d: Delivery,
         ip: IpAddr,
     ) -> Result<Pending, ErrorBody> {
@@ -542,8 +551,10 @@ impl Service {
             )
             .with_devices(refused));
         }
+        let paid = self.sealed_tokens.check(&tokens, to.len())?;
         let listed = to.iter().map(|r| (r.account, &r.devices[..]));
         let keys = self.recipient_devices(listed, None).await?;
+        self.sealed_tokens.spend(paid)?;
         Ok(self.submit(None, d, keys))
     }
 
@@ -1213,6 +1224,7 @@ impl Service {
         }
         self.expire_links();
         self.limits.forget_idle();
+        self.sealed_tokens.forget_idle();
         if let Err(e) = self.follow_abuse_reviews().await {
             tracing::error!(error = %e, "could not read abuse decisions; standings kept as they were");
         }

@@ -47,7 +47,7 @@ pub async fn run(socket: WebSocket, svc: Arc<Service>, ip: IpAddr, shutdown: wat
     match handshake(&svc, &mut sink, &mut stream, ip, &mut shutdown).await {
         Some(Phase::Device(authed)) => {
             svc.metrics.sessions.inc();
-            device_session(&svc, authed, &mut sink, &mut stream, &mut shutdown).await;
+            device_session(&svc, authed, ip, &mut sink, &mut stream, &mut shutdown).await;
             svc.metrics.sessions.dec();
         }
         Some(Phase::Sealed) => sealed_session(&svc, ip, &mut sink, &mut stream, &mut shutdown).await,
@@ -88,6 +88,9 @@ async fn close(sink: &mut Sink, body: ErrorBody, code: u16) {
 }
 
 /// What one incoming WebSocket message turned out to be.
+// One per received message, moved straight into its handler: boxing the frame would add an
+// allocation per request to save a copy of ~200 bytes.
+#[allow(clippy::large_enum_variant)]
 enum Incoming {
     Frame(ClientFrame),
     /// Already answered with a `Closing`; end the session.
@@ -268,11 +271,11 @@ async fn sealed_session(
                 Incoming::Frame(ClientFrame::Request { id, body }) => {
                     let reply = move |result| Some(ServerFrame::Response { id, result });
                     match body {
-                        Request::SendSealed { message_id, to, payload, epoch, ttl_secs, franking } => {
+                        Request::SendSealed { message_id, to, payload, epoch, ttl_secs, franking, tokens } => {
                             // Only sending keeps the session: pings alone do not.
                             idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
                             let started = Instant::now();
-                            match svc.submit_sealed(to, Delivery { message_id, payload, epoch, ttl_secs, franking }, ip).await {
+                            match svc.submit_sealed(to, tokens, Delivery { message_id, payload, epoch, ttl_secs, franking }, ip).await {
                                 Ok(pending) => {
                                     let svc = svc.clone();
                                     work.push(Box::pin(async move { reply(svc.finish_send(pending, started).await) }));
@@ -287,6 +290,10 @@ async fn sealed_session(
                         Request::Ping => {
                             dirty = true;
                             feed(sink, &ServerFrame::Response { id, result: Ok(sirr_proto::Response::Pong) }).await
+                        }
+                        Request::SealedTokenKeys => {
+                            dirty = true;
+                            feed(sink, &ServerFrame::Response { id, result: svc.sealed_token_keys() }).await
                         }
                         _ => {
                             dirty = true;
@@ -327,6 +334,7 @@ struct Pusher {
 async fn device_session(
     svc: &Arc<Service>,
     me: Authed,
+    ip: IpAddr,
     sink: &mut Sink,
     stream: &mut Stream,
     shutdown: &mut watch::Receiver<bool>,
@@ -462,7 +470,7 @@ async fn device_session(
                         {
                             self_removal = Some(id);
                         }
-                        match request(svc, me, id, body).await {
+                        match request(svc, me, ip, id, body).await {
                             Ok(w) => { work.push(w); true }
                             Err(frame) => { dirty = true; feed(sink, &frame).await }
                         }
@@ -521,7 +529,13 @@ async fn flush(sink: &mut Sink) -> bool {
 
 /// Start one request of a device session. Sends are submitted to storage here, in arrival order;
 /// the returned work finishes the request. An immediate error comes back as `Err(frame)`.
-async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Result<Work, ServerFrame> {
+async fn request(
+    svc: &Arc<Service>,
+    me: Authed,
+    ip: IpAddr,
+    id: u32,
+    body: Request,
+) -> Result<Work, ServerFrame> {
     let reply = move |result| Some(ServerFrame::Response { id, result });
     let svc = svc.clone();
     Ok(match body {
@@ -609,6 +623,9 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
         Request::SetDeviceName { sealed } => {
             Box::pin(async move { reply(svc.set_device_name(me, sealed.into_vec()).await) })
         }
+        Request::IssueSealedTokens { blinded } => {
+            Box::pin(async move { reply(svc.issue_sealed_tokens(me, ip, blinded).await) })
+        }
         Request::Appeal { .. } => {
             return Err(ServerFrame::Response {
                 id,
@@ -618,7 +635,7 @@ async fn request(svc: &Arc<Service>, me: Authed, id: u32, body: Request) -> Resu
                 )),
             });
         }
-        Request::SealedSession | Request::SendSealed { .. } => {
+        Request::SealedSession | Request::SendSealed { .. } | Request::SealedTokenKeys => {
             return Err(ServerFrame::Response {
                 id,
                 result: Err(ErrorBody::new(
