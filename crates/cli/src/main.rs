@@ -97,9 +97,6 @@ enum Command {
     Consent(ConsentCommand),
     /// The day a contact last connected, if they allow it and have written to you
     LastSeen { phone: String },
-    /// Disappearing messages in a chat: `timer 1h +E164` or `timer 7d --group NAME`;
-    /// `timer off ...` stops. Every member's devices delete messages that long after storing
-    /// them, and the server drops undelivered copies after as long.
     /// Stop seeing someone's messages on this device (and tell the server, as an abuse signal)
     Block { phone: String },
     /// Report someone's last messages to you as abuse: they are revealed to the operator, who
@@ -110,6 +107,9 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         last: usize,
     },
+    /// Disappearing messages in a chat: `timer 1h +E164` or `timer 7d --group NAME`;
+    /// `timer off ...` stops. Every member's devices delete messages that long after storing
+    /// them, and the server drops undelivered copies after as long.
     Timer {
         /// Seconds, or 30m, 1h, 7d; or `off`
         duration: String,
