@@ -7,9 +7,15 @@ use sirr_proto::content::{Content, Sealed};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(sealed) = Sealed::decode(data) {
-        assert_eq!(Sealed::decode(&sealed.encode()).expect("encoded sealed decodes"), sealed);
+        assert_eq!(
+            Sealed::decode(&sealed.encode()).expect("encoded sealed decodes"),
+            sealed
+        );
     }
     if let Ok(content) = Content::open(data) {
-        assert_eq!(Content::open(&content.seal()).expect("sealed content opens"), content);
+        assert_eq!(
+            Content::open(&content.seal()).expect("sealed content opens"),
+            content
+        );
     }
 });

@@ -198,7 +198,11 @@ fn a_blaster_is_banned_its_queue_dropped_and_an_operator_reviews_the_appeal() {
             text: "I was inviting my football club".into(),
         };
         let c = Connection::connect(&server.url, None).await.unwrap();
-        assert!(c.request(appeal(Secret([0; 32]))).await.is_err());
+        assert_eq!(
+            c.request(appeal(Secret([0; 32]))).await.unwrap_err().code(),
+            Some(ErrorCode::Unauthorized),
+            "a wrong credential is refused as such"
+        );
         assert_eq!(
             c.request(appeal(blaster.secret.clone())).await.unwrap(),
             Response::Done

@@ -738,19 +738,27 @@ fn group_members_write_sealed_to_everyone_who_has_spoken() {
         &["group", "create", "trio", "+15550500042", "+15550500043"],
     );
     sirr_ok(&alice, &["group", "send", "trio", "welcome"]);
-    assert!(queued_senders(&server, &bob_id).iter().all(Option::is_some));
+    let to_bob = queued_senders(&server, &bob_id);
+    assert!(
+        !to_bob.is_empty() && to_bob.iter().all(Option::is_some),
+        "{to_bob:?}"
+    );
     recv_json(&bob, "3");
     recv_json(&carol, "3");
 
     // Bob holds alice's key now (what she writes carries it), not carol's.
     sirr_ok(&bob, &["group", "send", "trio", "from bob"]);
-    assert!(
-        queued_senders(&server, &alice_id).iter().all(Option::is_none),
-        "sealed to alice"
+    let (to_alice, to_carol) = (
+        queued_senders(&server, &alice_id),
+        queued_senders(&server, &carol_id),
     );
     assert!(
-        queued_senders(&server, &carol_id).iter().all(Option::is_some),
-        "identified to carol, a stranger to bob"
+        !to_alice.is_empty() && to_alice.iter().all(Option::is_none),
+        "sealed to alice: {to_alice:?}"
+    );
+    assert!(
+        !to_carol.is_empty() && to_carol.iter().all(Option::is_some),
+        "identified to carol, a stranger to bob: {to_carol:?}"
     );
     for home in [&alice, &carol] {
         let got = recv_json(home, "3");

@@ -257,7 +257,11 @@ async fn credentials_recipients_and_sizes_are_checked() {
 
     // A frame beyond the WebSocket limit ends that connection only.
     let huge = send(to_bob(), 200_000);
-    assert!(conn.request(huge).await.is_err());
+    let e = conn.request(huge).await.unwrap_err();
+    assert!(
+        matches!(e, ClientError::Connection(_)),
+        "the connection is ended, not a request refused: {e:?}"
+    );
     let (status, _) = server.get("/health");
     assert!(status.contains("200"));
 
@@ -598,6 +602,11 @@ async fn tls_with_a_private_ca() {
     };
     let out = reg(&a, "+15550000501", false);
     assert!(!out.status.success(), "an unknown CA is refused");
+    let why = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        why.contains("certificate") || why.contains("issuer"),
+        "refused for its certificate: {why}"
+    );
     assert!(reg(&a, "+15550000501", true).status.success());
     assert!(reg(&b, "+15550000502", true).status.success());
     sirr_ok(&a, &["send", "+15550000502", "over TLS"]);

@@ -44,6 +44,8 @@ pub struct Server {
     pub log: Arc<Mutex<String>>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Start with the binary's own defaults (no raised limits, abuse engine on).
+    stock: bool,
 }
 
 impl Server {
@@ -52,7 +54,17 @@ impl Server {
         Server::start(&["--dev"], &[])
     }
 
+    /// Start a development-mode server exactly as a newcomer runs it (`sirrd --dev`): default
+    /// rate limits and the abuse engine on, unlike [`Server::start`].
+    pub fn stock_dev() -> Server {
+        Server::launch(&["--dev"], &[], true)
+    }
+
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(args, env, false)
+    }
+
+    fn launch(args: &[&str], env: &[(&str, &str)], stock: bool) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let mut s = Server {
@@ -65,6 +77,7 @@ impl Server {
             log: Arc::default(),
             args: args.iter().map(|s| s.to_string()).collect(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            stock,
         };
         s.spawn();
         s
@@ -94,7 +107,7 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         // Generous limits so tests exercise behaviour, not the default production budgets,
-        // unless a test sets its own.
+        // unless a test sets its own (or asks for the stock configuration).
         for limit in [
             "SEND",
             "SEALED_SEND",
@@ -102,13 +115,18 @@ impl Server {
             "CODE_PER_PREFIX",
             "LOOKUP",
             "CLAIM",
-        ] {
+        ]
+        .iter()
+        .filter(|_| !self.stock)
+        {
             cmd.env(format!("SIRR_LIMITS__{limit}__BURST"), "100000");
             cmd.env(format!("SIRR_LIMITS__{limit}__PER_SECOND"), "100000.0");
         }
         // The abuse engine would see every test's accounts come from one address in a burst;
         // tests about it turn it on.
-        cmd.env("SIRR_ABUSE__ENABLED", "false");
+        if !self.stock {
+            cmd.env("SIRR_ABUSE__ENABLED", "false");
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
