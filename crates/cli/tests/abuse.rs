@@ -258,6 +258,10 @@ fn reports_are_verified_by_franking_and_blocks_hide_messages() {
     let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
     register(&server, &alice, "+15550600001");
     register(&server, &bob, "+15550600002");
+    // A third account, for blaming someone else (a made-up one is refused as unknown).
+    let carol = dir.path().join("carol");
+    register(&server, &carol, "+15550600003");
+    let carol_id: AccountId = account_of(&carol).parse().unwrap();
     sirr_ok(&alice, &["send", "+15550600002", "cheap pills here"]);
     sirr_ok(&alice, &["send", "+15550600002", "click this link"]);
     assert_eq!(
@@ -312,7 +316,7 @@ fn reports_are_verified_by_franking_and_blocks_hide_messages() {
         // Nor does blaming someone else for alice's message.
         let r = conn
             .request(Request::Report {
-                account: AccountId([0x5a; 16]),
+                account: carol_id,
                 messages: vec![reveal(&franked[1])],
             })
             .await

@@ -174,7 +174,8 @@ fn queued_senders(server: &Server, account: AccountId) -> Vec<Option<Vec<u8>>> {
     .unwrap();
     let mut s = conn
         .prepare(
-            "SELECT sender_account FROM queue WHERE device IN (SELECT key FROM devices WHERE account = ?)",
+            "SELECT p.sender_account FROM queue q JOIN payloads p ON p.id = q.payload_id \
+             WHERE q.device IN (SELECT key FROM devices WHERE account = ?)",
         )
         .unwrap();
     s.query_map([&account.0[..]], |r| r.get(0))

@@ -118,12 +118,19 @@ fn two_devices_of_a_challenged_account_each_solve_their_own_challenge() {
         assert_eq!(first.account, second.account, "one account, two devices");
         assert_ne!(first.device, second.device);
         let bob = register_raw(&server, "+15550002002").await;
-        let send = |n: u8| Request::Send {
+        // Each device writes to bob and, as every send must, to its account's other device.
+        let send = |n: u8, own: sirr_proto::DeviceId| Request::Send {
             message_id: MessageId([n; 16]),
-            to: vec![Recipient {
-                account: bob.account,
-                devices: vec![bob.device],
-            }],
+            to: vec![
+                Recipient {
+                    account: bob.account,
+                    devices: vec![bob.device],
+                },
+                Recipient {
+                    account: first.account,
+                    devices: vec![own],
+                },
+            ],
             payload: vec![0x42; 256],
             epoch: None,
             ttl_secs: None,
@@ -136,9 +143,9 @@ fn two_devices_of_a_challenged_account_each_solve_their_own_challenge() {
             other => panic!("expected a challenge, got {other:?}"),
         };
         let (c1, c2) = (hello(&server, &first).await, hello(&server, &second).await);
-        let ch1 = challenged(c1.request(send(1)).await);
+        let ch1 = challenged(c1.request(send(1, second.device)).await);
         // The other device is refused too, and handed its own puzzle.
-        let ch2 = challenged(c2.request(send(2)).await);
+        let ch2 = challenged(c2.request(send(2, first.device)).await);
         assert_ne!(ch1.nonce, ch2.nonce);
         for (conn, ch) in [(&c1, ch1), (&c2, ch2)] {
             let solution = challenge::solve(&ch.nonce, ch.bits, first.account);

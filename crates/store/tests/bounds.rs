@@ -100,7 +100,8 @@ async fn an_export_gives_the_size_of_queued_ciphertext_not_its_bytes() {
     let b = s.register_device(new_device(4)).await.unwrap().device;
     s.enqueue(message(1, &b, 1_234), vec![a.key]).await.unwrap();
     let tables = s.export_account(a.address.account).await.unwrap();
-    let (columns, rows) = &tables["queue"];
+    // The payload is stored once, in `payloads`, for every device it is queued for.
+    let (columns, rows) = &tables["payloads"];
     let i = columns.iter().position(|c| c == "payload").unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0][i], ExportValue::Ciphertext { bytes: 1_234 });

@@ -193,7 +193,7 @@ impl SqliteStore {
 }
 
 /// Columns holding end-to-end encrypted bytes: an export reads their size only.
-const CIPHERTEXT: &[(&str, &str)] = &[("queue", "payload")];
+const CIPHERTEXT: &[(&str, &str)] = &[("payloads", "payload")];
 
 fn blob16(v: Vec<u8>) -> rusqlite::Result<[u8; 16]> {
     v.try_into()
@@ -777,6 +777,9 @@ impl Store for SqliteStore {
             // Nothing ties a conversation to an account (its members are not stored).
             // (Always false; it names `?1` because every filter takes the account.)
             ("conversations", "?1 IS NULL".into()),
+            // A verified report's commitment hash names no account (it only makes a message
+            // count once), so none of its rows is about the account.
+            ("reported_messages", "?1 IS NULL".into()),
             ("disclosures", "account = ?1".into()),
             ("consents", "account = ?1".into()),
             ("abuse_decisions", "account = ?1".into()),
