@@ -6,7 +6,9 @@
 //! - `http`: routes (`/v1/websocket`, `/health`, `/metrics`);
 //! - `session`: one WebSocket connection (handshake, then a device session);
 //! - `service`: what requests do, independent of transport; `keydir`: the key directory and
-//!   the order of conversation commits; `link`: linking new devices;
+//!   the order of conversation commits; `link`: linking new devices; `approval`: which
+//!   devices the account's signed list approved; `reglock`: the registration lock and what
+//!   registering a number anew does;
 //! - `hub`: live sessions on this node, fed by storage commits;
 //! - `limits`: in-memory token buckets; `keys`: the server key and keyed hashes;
 //! - `verify`: verification-code senders (log for dev, webhook for an SMS gateway);
@@ -16,6 +18,7 @@
 
 pub mod abuse;
 pub mod admin;
+pub mod approval;
 pub mod config;
 mod http;
 pub mod hub;
@@ -25,6 +28,7 @@ pub mod limits;
 pub mod link;
 pub mod metrics;
 pub mod privacy;
+pub mod reglock;
 pub mod service;
 mod session;
 pub mod verify;

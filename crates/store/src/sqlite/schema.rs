@@ -174,6 +174,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE conversations_v5 RENAME TO conversations;
     CREATE INDEX conversations_by_day ON conversations (used_day);
     ",
+    // 6: the registration lock: an Argon2id hash of the account's PIN and the wrong guesses
+    // counted against it (kept across restarts, so the budget holds).
+    "
+    ALTER TABLE accounts ADD COLUMN reglock_hash TEXT;                         -- NULL: no lock
+    ALTER TABLE accounts ADD COLUMN reglock_failures INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 #[cfg(test)]
