@@ -320,6 +320,7 @@ pub async fn register_many(
                     .request(Request::Register {
                         phone,
                         code: "000000".into(),
+                        pin: None,
                     })
                     .await?;
                 let Response::Registered {

@@ -137,6 +137,7 @@ pub async fn sign_up(target: &Endpoint, source: IpAddr, phone: Phone, timeout: D
                 let reg = Request::Register {
                     phone,
                     code: "000000".into(),
+                    pin: None,
                 };
                 call(&mut ws, 2, reg).await?
             }

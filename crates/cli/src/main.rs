@@ -28,7 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Register this home directory as a device of a phone number's account
+    /// Register this home directory as a phone number's device. If the number already has an
+    /// account, it starts anew with this device: the old devices are signed out and contacts
+    /// see a new safety number (with the account's registration lock on, that needs its PIN).
     Register {
         /// Server base URL, e.g. http://127.0.0.1:7700
         #[arg(long)]
@@ -39,6 +41,10 @@ enum Command {
         /// Verification code; without it a code is requested (and asked for on a terminal)
         #[arg(long)]
         code: Option<String>,
+        /// The registration-lock PIN of the number's account, if it has one (or set
+        /// `$SIRR_PIN`, which other users of this machine cannot see in the process list)
+        #[arg(long)]
+        pin: Option<String>,
         /// A name for this device
         #[arg(long, default_value = "sirr-cli")]
         name: String,
@@ -152,6 +158,14 @@ enum AccountCommand {
     },
     /// Ask for a ban of this account to be reviewed, in your own words
     Appeal { text: String },
+    /// The registration lock: `lock set` (the PIN from `$SIRR_NEW_PIN` or the first line of
+    /// stdin), `lock clear`, `lock status`. While it is on, registering your number on a new
+    /// device needs the PIN; 10 wrong guesses lock the number until the account has been
+    /// inactive for 7 days.
+    Lock {
+        #[arg(value_parser = ["set", "clear", "status"])]
+        action: String,
+    },
     /// Delete the account at the server — every device, key and undelivered message — and this
     /// device's local state. Irreversible.
     Delete {
@@ -259,9 +273,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server,
             phone: number,
             code,
+            pin,
             name,
             ca_cert,
         } => {
+            let pin = pin.or_else(|| std::env::var("SIRR_PIN").ok());
             let number = phone(&number)?;
             let ca = match &ca_cert {
                 Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
@@ -282,20 +298,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     line.trim().to_owned()
                 }
             };
-            let client = Client::register(&home, &server, number, &code, &name, ca.as_deref()).await?;
+            let client = Client::register(
+                &home,
+                &server,
+                number,
+                &code,
+                pin.as_deref(),
+                &name,
+                ca.as_deref(),
+            )
+            .await?;
             let id = client.identity();
             writeln!(
                 out,
                 "Registered {} as device {} of account {}.",
                 id.phone, id.device, id.account
             )?;
-            if !client.holds_account_key() {
-                eprintln!(
-                    "sirr: warning: {} already had an account; this device was added with the phone number alone, \
-                     so your contacts' apps will not encrypt to it. Remove it and use `sirr device link` instead.",
-                    id.phone
-                );
-            }
         }
         Command::Send { to, text } => {
             let to = phone(&to)?;
@@ -569,6 +587,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let phone = client.identity().phone;
             client.delete_account().await?;
             writeln!(out, "deleted the account of {phone} and this device's data")?;
+        }
+        Command::Account(AccountCommand::Lock { action }) => {
+            let mut client = open(&home)?;
+            client.connect().await?;
+            let enabled = match action.as_str() {
+                "set" => {
+                    let pin = match std::env::var("SIRR_NEW_PIN") {
+                        Ok(p) => p,
+                        Err(_) => {
+                            let mut line = String::new();
+                            std::io::stdin().lock().read_line(&mut line)?;
+                            line.trim_end_matches(['\r', '\n']).to_owned()
+                        }
+                    };
+                    client.set_registration_lock(Some(&pin)).await?
+                }
+                "clear" => client.set_registration_lock(None).await?,
+                _ => client.registration_lock().await?,
+            };
+            client.disconnect().await;
+            if enabled {
+                writeln!(
+                    out,
+                    "registration lock: on (registering this number anew needs the PIN)"
+                )?;
+            } else {
+                writeln!(out, "registration lock: off")?;
+            }
         }
         Command::Passphrase { action } => {
             let mut client = open(&home)?;

@@ -193,9 +193,20 @@ async fn links_are_used_once_and_unknown_ones_expire() {
     );
     assert_eq!(c, ErrorCode::LinkExpired);
     let fresh = Connection::connect(&server.url, None).await.unwrap();
-    let (c, _) = code(fresh.request(Request::AwaitLink { link_id: [2; 16] }).await);
+    let (c, _) = code(
+        fresh
+            .request(Request::AwaitLink {
+                link_id: [2; 16],
+                secret: Secret([0; 32]),
+            })
+            .await,
+    );
     assert_eq!(c, ErrorCode::LinkExpired);
-    let Response::LinkCode { link_id, expires_in } = fresh
+    let Response::LinkCode {
+        link_id,
+        expires_in,
+        secret,
+    } = fresh
         .request(Request::RequestLink { public_key: [3; 32] })
         .await
         .unwrap()
@@ -203,7 +214,7 @@ async fn links_are_used_once_and_unknown_ones_expire() {
         panic!()
     };
     assert_eq!(expires_in, 600);
-    let waiter = tokio::spawn(async move { fresh.request(Request::AwaitLink { link_id }).await });
+    let waiter = tokio::spawn(async move { fresh.request(Request::AwaitLink { link_id, secret }).await });
     let r = ca
         .request(Request::ApproveLink {
             link_id,

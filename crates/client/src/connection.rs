@@ -175,6 +175,12 @@ impl Connection {
     /// Send a request and wait for its answer. Server refusals come back as
     /// [`ClientError::Server`].
     pub async fn request(&self, body: Request) -> Result<Response> {
+        self.request_within(body, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Self::request`], waiting up to `timeout` for the answer (for requests the server
+    /// holds by design, such as `AwaitLink`).
+    pub async fn request_within(&self, body: Request, timeout: Duration) -> Result<Response> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiters
@@ -182,7 +188,7 @@ impl Connection {
             .map_err(|_| ClientError::Connection("connection state poisoned".into()))?
             .insert(id, tx);
         self.send_frame(&ClientFrame::Request { id, body }).await?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Err(_) => Err(ClientError::Connection(
                 "the server did not answer in time".into(),
             )),

@@ -395,6 +395,10 @@ pub struct PendingLink {
     conn: Connection,
     device_name: String,
     link_id: [u8; 16],
+    /// Proves to the server that this device requested the link (never shown).
+    secret: sirr_proto::Secret,
+    /// How long the server keeps the link: the wait for approval lasts that long.
+    expires_in: Duration,
     link_key: LinkKey,
     identity: DeviceIdentity,
     home: PathBuf,
@@ -411,11 +415,17 @@ impl PendingLink {
 
     /// Wait for approval, then set up this home directory as the new device.
     pub async fn finish(self) -> Result<Client> {
+        // The server answers at the approval or the link's expiry, not sooner: wait as long
+        // as the link lives (and a little longer for the expiry's own answer).
         let r = self
             .conn
-            .request(Request::AwaitLink {
-                link_id: self.link_id,
-            })
+            .request_within(
+                Request::AwaitLink {
+                    link_id: self.link_id,
+                    secret: self.secret.clone(),
+                },
+                self.expires_in + Duration::from_secs(10),
+            )
             .await;
         self.conn.close().await;
         let Response::LinkApproved {
@@ -499,7 +509,12 @@ impl Client {
                 public_key: link_key.public(),
             })
             .await?;
-        let Response::LinkCode { link_id, .. } = r else {
+        let Response::LinkCode {
+            link_id,
+            expires_in,
+            secret,
+        } = r
+        else {
             return Err(unexpected(r));
         };
         let mut raw = Vec::with_capacity(CODE_LEN);
@@ -510,6 +525,8 @@ impl Client {
             conn,
             device_name: device_name.to_owned(),
             link_id,
+            secret,
+            expires_in: Duration::from_secs(expires_in.into()),
             link_key,
             identity,
             home: home.to_owned(),

@@ -9,7 +9,7 @@
 //! use sirr_client::Client;
 //! use sirr_proto::Phone;
 //! let home = std::path::Path::new("/tmp/alice");
-//! let mut alice = Client::register(home, "http://127.0.0.1:7700", Phone::parse("+15550000001").unwrap(), "000000", "laptop", None).await?;
+//! let mut alice = Client::register(home, "http://127.0.0.1:7700", Phone::parse("+15550000001").unwrap(), "000000", None, "laptop", None).await?;
 //! alice.connect().await?;
 //! alice.send_text(&Phone::parse("+15550000002").unwrap(), "hello").await?;
 //! # Ok(()) }
@@ -83,12 +83,17 @@ impl Client {
         }
     }
 
-    /// Register this home directory as a new device of `phone`'s account.
+    /// Register this home directory as `phone`'s device. A number with no account gets one; a
+    /// number that has one gets it started anew, with this device as its first (the old
+    /// devices are signed out and contacts see a new safety number), which needs `pin` if the
+    /// account has a registration lock ([`ClientError::Server`] with
+    /// `ErrorCode::RegistrationLocked` otherwise).
     pub async fn register(
         home: &Path,
         server: &str,
         phone: Phone,
         code: &str,
+        pin: Option<&str>,
         device_name: &str,
         ca: Option<&[u8]>,
     ) -> Result<Client> {
@@ -106,6 +111,7 @@ impl Client {
             .request(Request::Register {
                 phone: phone.clone(),
                 code: code.to_owned(),
+                pin: pin.map(|p| sirr_proto::Pin(p.to_owned())),
             })
             .await;
         conn.close().await;
@@ -208,6 +214,25 @@ impl Client {
             ));
         }
         self.state.set_passphrase(passphrase)
+    }
+
+    /// Turn this account's registration lock on with `pin`, or off with `None`: while on,
+    /// registering the number on a new device needs the PIN. Only a device on the account's
+    /// signed device list may change it. Returns whether the lock is now on.
+    pub async fn set_registration_lock(&self, pin: Option<&str>) -> Result<bool> {
+        let pin = pin.map(|p| sirr_proto::Pin(p.to_owned()));
+        match self.conn()?.request(Request::SetRegistrationLock { pin }).await? {
+            Response::RegistrationLock { enabled } => Ok(enabled),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Whether this account's registration lock is on.
+    pub async fn registration_lock(&self) -> Result<bool> {
+        match self.conn()?.request(Request::RegistrationLockStatus).await? {
+            Response::RegistrationLock { enabled } => Ok(enabled),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Whether this device holds the account key (it can approve and remove devices). A

@@ -7,12 +7,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Phone, Secret};
+use crate::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Phone, Pin, Secret};
 
 /// Number of [`ClientFrame`] variants; a tag at or above it is an unknown frame type.
 pub(crate) const CLIENT_FRAME_VARIANTS: u64 = 2;
 /// Number of [`Request`] variants; a tag at or above it is an unknown request type.
-pub(crate) const REQUEST_VARIANTS: u64 = 31;
+pub(crate) const REQUEST_VARIANTS: u64 = 33;
 
 /// A frame sent by a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,9 +31,17 @@ pub enum Request {
     /// Ask the server to send a verification code to `phone`. Unauthenticated.
     RequestCode { phone: Phone },
     /// Prove control of `phone` with the code and get a device credential. Creates the account
-    /// if the number has none, otherwise adds a device to it. Unauthenticated. (The device's
-    /// name is set later, sealed: [`Request::SetDeviceName`].)
-    Register { phone: Phone, code: String },
+    /// if the number has none. If it has one, the code alone does not join it: the number's old
+    /// account identity is retired (its devices signed out, its queues, keys and device list
+    /// dropped) and this device starts it anew, with a new account key its contacts see as a
+    /// safety-number change. With the account's registration lock on, that needs `pin`
+    /// ([`ErrorCode::RegistrationLocked`] otherwise). Unauthenticated. (The device's name is
+    /// set later, sealed: [`Request::SetDeviceName`].)
+    Register {
+        phone: Phone,
+        code: String,
+        pin: Option<Pin>,
+    },
     /// Authenticate this session as one device. Must be the first request of a messaging session.
     Hello {
         protocol: u16,
@@ -117,9 +125,11 @@ pub enum Request {
     /// secrets to. Answered with [`Response::LinkCode`]; the code shown to the user carries the
     /// link id and this key, so the server cannot substitute its own key.
     RequestLink { public_key: [u8; 32] },
-    /// Wait (up to the link's expiry) for the link to be approved. Answered with
-    /// [`Response::LinkApproved`], or [`ErrorCode::LinkExpired`].
-    AwaitLink { link_id: [u8; 16] },
+    /// Wait (up to the link's expiry) for the link to be approved. Only the requester can:
+    /// `secret` is the one [`Response::LinkCode`] handed it (the link id alone, which the
+    /// shown code carries, is not enough). One waiter per link; if it leaves, the link is
+    /// spent. Answered with [`Response::LinkApproved`], or [`ErrorCode::LinkExpired`].
+    AwaitLink { link_id: [u8; 16], secret: Secret },
     /// Approve a pending link from an authenticated device of the account: the server creates
     /// the device and hands it its credential and `sealed` (encrypted by the approving device
     /// to the link's public key). Answered with [`Response::Linked`].
@@ -216,6 +226,14 @@ pub enum Request {
     /// one of these, so the server cannot mark an account by issuing to it under a key of its
     /// own. Answered with [`Response::SealedTokenKeys`].
     SealedTokenKeys,
+    /// Turn this account's registration lock on with `pin`, or off with `None` (from a device
+    /// on the account's signed device list only). While on, registering the number anew needs
+    /// the PIN; the server keeps only a slow hash of it. Answered with
+    /// [`Response::RegistrationLock`].
+    SetRegistrationLock { pin: Option<Pin> },
+    /// Whether this account's registration lock is on. Answered with
+    /// [`Response::RegistrationLock`].
+    RegistrationLockStatus,
 }
 
 /// An anonymous token that pays for one sealed copy to one account: a random nonce and the
@@ -471,6 +489,8 @@ pub enum Response {
         link_id: [u8; 16],
         /// Seconds until the link expires.
         expires_in: u32,
+        /// What proves [`Request::AwaitLink`] comes from this requester; never shown.
+        secret: Secret,
     },
     LinkApproved {
         account: AccountId,
@@ -512,6 +532,9 @@ pub enum Response {
     /// The token keys the server accepts now, newest first.
     SealedTokenKeys {
         keys: Vec<TokenKey>,
+    },
+    RegistrationLock {
+        enabled: bool,
     },
 }
 
@@ -633,6 +656,12 @@ pub enum ErrorCode {
     /// A sealed send's tokens are missing, one short, issued under a key the server no longer
     /// accepts, already spent, or do not verify: get new ones or send identified.
     BadSealedToken,
+    /// The number's account has a registration lock: registering it anew needs the right PIN
+    /// (or, once its guesses are used up, the account to be inactive for a week).
+    RegistrationLocked,
+    /// Only a device on the account's signed device list may do this (remove devices, delete
+    /// the account, approve links, change the registration lock).
+    NotApproved,
 }
 
 /// A frame sent by the server.

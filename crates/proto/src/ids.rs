@@ -84,6 +84,17 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A registration-lock PIN, as the user typed it. It travels only inside the encrypted
+/// connection; the server keeps only a slow hash. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin(pub String);
+
+impl fmt::Debug for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pin(<redacted>)")
+    }
+}
+
 impl Secret {
     /// Hex form, for the client's credential file.
     pub fn to_hex(&self) -> String {

@@ -25,7 +25,7 @@ mod phone;
 
 pub use codec::{DecodeError, decode_client_frame, decode_server_frame, encode, encode_push};
 pub use frame::*;
-pub use ids::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Secret};
+pub use ids::{AccountId, ConversationId, DeviceAddress, DeviceId, MessageId, Pin, Secret};
 pub use phone::{Phone, PhoneError};
 
 /// Version of the frame format spoken by this crate. A client sends it in

@@ -160,7 +160,8 @@ impl Service {
         })
     }
 
-    /// `PublishDeviceList`: stored opaquely if newer.
+    /// `PublishDeviceList`: stored if newer, and only if it verifies under the account key of
+    /// the list stored before (see `approval.rs`).
     pub async fn publish_device_list(&self, me: Authed, version: u64, list: Vec<u8>) -> Answer {
         if list.is_empty() || list.len() > MAX_DEVICE_LIST {
             return Err(err(
@@ -168,6 +169,7 @@ impl Service {
                 format!("a device list has 1 to {MAX_DEVICE_LIST} bytes"),
             ));
         }
+        self.check_published_list(me, &list).await?;
         self.store
             .put_device_list(me.address.account, version, list)
             .await

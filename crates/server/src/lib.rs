@@ -7,7 +7,9 @@
 //!   separate admin listener);
 //! - `session`: one WebSocket connection (handshake, then a device session);
 //! - `service`: what requests do, independent of transport; `keydir`: the key directory and
-//!   the order of conversation commits; `link`: linking new devices;
+//!   the order of conversation commits; `link`: linking new devices; `approval`: which
+//!   devices the account's signed list approved; `reglock`: the registration lock and what
+//!   registering a number anew does;
 //! - `hub`: live sessions on this node, fed by storage commits;
 //! - `sealed_tokens`: anonymous tokens that pay for sealed sends (issued by standing);
 //! - `limits`: in-memory token buckets; `keys`: the server key and keyed hashes;
@@ -18,6 +20,7 @@
 
 pub mod abuse;
 pub mod admin;
+pub mod approval;
 pub mod config;
 mod http;
 pub mod hub;
@@ -27,6 +30,7 @@ pub mod limits;
 pub mod link;
 pub mod metrics;
 pub mod privacy;
+pub mod reglock;
 pub mod report;
 pub mod sealed_tokens;
 pub mod service;

@@ -72,7 +72,7 @@ pub struct Service {
     /// Admission control for registration: a surge is shed here, quickly, instead of queueing.
     registration_slots: tokio::sync::Semaphore,
     /// Device links waiting for approval (see `link.rs`).
-    pub(crate) links: DashMap<[u8; 16], Arc<crate::link::PendingLink>>,
+    pub(crate) links: crate::link::Links,
     /// The last-connection day already recorded per account, so a day costs one write.
     connection_days: DashMap<AccountId, u32>,
     /// account → the hash of its sealed-sender delivery token (`None`: it has none), filled on
@@ -137,7 +137,7 @@ impl Service {
             metrics: Metrics::default(),
             devices: DashMap::new(),
             device_generation: std::sync::atomic::AtomicU64::new(0),
-            links: DashMap::new(),
+            links: crate::link::Links::default(),
             connection_days: DashMap::new(),
             access_keys: DashMap::new(),
             abuse,
@@ -243,8 +243,16 @@ impl Service {
         })
     }
 
-    /// `Register`: check the code and create a device (and the account if new).
-    pub async fn register(&self, phone: Phone, code: String, ip: IpAddr) -> Answer {
+    /// `Register`: check the code and create a device: in a new account, or as the first of
+    /// the number's account identity started anew, once its registration lock lets it
+    /// (see `reglock.rs`).
+    pub async fn register(
+        &self,
+        phone: Phone,
+        code: String,
+        pin: Option<sirr_proto::Pin>,
+        ip: IpAddr,
+    ) -> Answer {
         let _slot = self.admit_registration()?;
         self.limits
             .registration_per_ip
@@ -273,6 +281,20 @@ impl Service {
                 ));
             }
         }
+        // A code proves the number, not the account: an existing account is never joined.
+        let (retire, keep_lock) = match self
+            .store
+            .account_by_phone(phone_key)
+            .await
+            .map_err(|e| self.store_error(e))?
+        {
+            None => (None, None),
+            Some((old, _)) => {
+                // A banned number cannot shed its ban by starting anew.
+                self.refuse_banned(old)?;
+                (Some(old), self.pass_registration_lock(old, pin.as_ref()).await?)
+            }
+        };
         let secret = random_secret();
         let mut fresh = [0u8; 16];
         rand::rng().fill(&mut fresh);
@@ -288,10 +310,21 @@ impl Service {
                 secret_hash: secret_hash(&secret),
                 day: today(),
                 consume_verification: !dev_bypass,
+                retire,
+                keep_lock,
             })
             .await
             .map_err(|e| self.store_error(e))?;
         self.devices_changed(reg.account);
+        if retire.is_some() {
+            // The old identity's devices are signed out now; its cached state goes with it.
+            for key in &reg.retired {
+                self.hub.evict(*key);
+            }
+            self.access_keys.remove(&reg.account);
+            self.connection_days.remove(&reg.account);
+            tracing::info!(account = %reg.account, signed_out = reg.retired.len(), "account identity started anew");
+        }
         self.metrics.registrations.inc();
         // A standing short of a ban (challenge, throttle) is the new account's to keep; had
         // the number been registered concurrently, the fresh id went unused and so does it.
@@ -809,6 +842,9 @@ impl Service {
     }
 
     pub async fn remove_device(&self, me: Authed, device: DeviceId) -> Answer {
+        if device != me.address.device {
+            self.require_approved(me, "remove other devices").await?;
+        }
         let address = DeviceAddress {
             account: me.address.account,
             device,
@@ -963,6 +999,7 @@ impl Service {
 
     /// `DeleteAccount`: everything tied to the account goes; its other sessions end.
     pub async fn delete_account(&self, me: Authed) -> Answer {
+        self.require_approved(me, "delete the account").await?;
         let keys = self
             .store
             .delete_account(me.address.account)

@@ -177,7 +177,7 @@ async fn handshake(
         };
         let (result, authed) = match body {
             Request::RequestCode { phone } => (svc.request_code(phone, ip).await, None),
-            Request::Register { phone, code } => (svc.register(phone, code, ip).await, None),
+            Request::Register { phone, code, pin } => (svc.register(phone, code, pin, ip).await, None),
             Request::Hello {
                 protocol,
                 account,
@@ -196,13 +196,24 @@ async fn handshake(
             } => (svc.appeal(account, device, &secret, text, ip).await, None),
             Request::Ping => (Ok(sirr_proto::Response::Pong), None),
             Request::RequestLink { public_key } => (svc.request_link(public_key, ip).await, None),
-            Request::AwaitLink { link_id } => {
-                // A long wait by design: it is not held to the handshake deadline.
-                let answer = tokio::select! {
-                    a = svc.await_link(link_id) => a,
-                    _ = shutdown.changed() => {
-                        close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
-                        return None;
+            Request::AwaitLink { link_id, secret } => {
+                // A long wait by design: it is not held to the handshake deadline. The socket is
+                // watched meanwhile: if the waiter leaves, dropping the wait spends the link, so
+                // a later approval creates no device.
+                let wait = svc.await_link(link_id, &secret, ip);
+                tokio::pin!(wait);
+                let answer = loop {
+                    tokio::select! {
+                        a = &mut wait => break a,
+                        m = stream.next() => match m {
+                            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                            // Nothing else is served while a link is awaited.
+                            Some(Ok(_)) => {}
+                        },
+                        _ = shutdown.changed() => {
+                            close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
+                            return None;
+                        }
                     }
                 };
                 deadline = tokio::time::Instant::now()
@@ -601,6 +612,12 @@ async fn request(
             Box::pin(async move { reply(svc.publish_device_list(me, version, list.into_vec()).await) })
         }
         Request::DeleteAccount => Box::pin(async move { reply(svc.delete_account(me).await) }),
+        Request::SetRegistrationLock { pin } => {
+            Box::pin(async move { reply(svc.set_registration_lock(me, pin).await) })
+        }
+        Request::RegistrationLockStatus => {
+            Box::pin(async move { reply(svc.registration_lock_status(me).await) })
+        }
         Request::ExportAccount => Box::pin(async move { reply(svc.export_account(me).await) }),
         Request::Disclosures => Box::pin(async move { reply(svc.disclosures(me).await) }),
         Request::Consents => Box::pin(async move { reply(svc.consents(me).await) }),

@@ -100,7 +100,30 @@ pub struct DeviceRecord {
 pub struct Registration {
     pub account: AccountId,
     pub device: DeviceRecord,
+    /// True when the account was created, or its old identity retired ([`NewDevice::retire`]).
     pub new_account: bool,
+    /// The storage keys of the devices a retired identity had (now gone).
+    pub retired: Vec<DeviceKey>,
+}
+
+/// An account's registration lock as stored: an Argon2id hash of the PIN (a PHC string) and
+/// the wrong guesses since the last right one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistrationLock {
+    pub pin_hash: String,
+    pub failures: u32,
+    /// The account's last active day (its last connection, else its creation): the lock
+    /// lapses after a week without activity.
+    pub active_day: u32,
+}
+
+impl std::fmt::Debug for RegistrationLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrationLock")
+            .field("failures", &self.failures)
+            .field("active_day", &self.active_day)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A new device to register.
@@ -114,6 +137,16 @@ pub struct NewDevice {
     /// Delete this verification in the same transaction; fail with [`StoreError::Conflict`] if it
     /// is already gone. `None` only in development mode (fixed code).
     pub consume_verification: bool,
+    /// Retire this account's identity first (it must still be the number's account, else
+    /// [`StoreError::Conflict`]): its devices (with their queues and KeyPackages), device list,
+    /// consents, ledger and appeals go, its delivery token is cleared, and the new device is
+    /// the first of the identity started anew under the same account id. Its abuse decisions
+    /// stay (they are the number's record). `None`: add the device to the number's account
+    /// as it is (or create it).
+    pub retire: Option<AccountId>,
+    /// With `retire`: the registration lock the new identity keeps (the PIN hash the
+    /// registrant proved it knows), its guess count reset.
+    pub keep_lock: Option<String>,
 }
 
 /// A message accepted for delivery.
@@ -348,6 +381,16 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn set_access_key_hash(&self, account: AccountId, hash: [u8; 32]) -> Result<()>;
     /// The hash of `account`'s delivery token; `None` if it has none (or does not exist).
     async fn access_key_hash(&self, account: AccountId) -> Result<Option<[u8; 32]>>;
+    /// Turn `account`'s registration lock on (`Some` PIN hash) or off, its guess count reset.
+    async fn set_registration_lock(&self, account: AccountId, pin_hash: Option<String>) -> Result<()>;
+    /// `account`'s registration lock, if it is on.
+    async fn registration_lock(&self, account: AccountId) -> Result<Option<RegistrationLock>>;
+    /// Spend one PIN guess of `account`'s lock, if it has one and fewer than `max` wrong
+    /// guesses are counted, and return the lock with `failures` counting this guess (spent
+    /// before the PIN is compared, atomically, so concurrent guesses cannot share one). `None`
+    /// when there is no lock or no guess left. A right guess is not refunded here: it retires
+    /// the identity, whose kept lock starts at zero.
+    async fn take_lock_guess(&self, account: AccountId, max: u32) -> Result<Option<RegistrationLock>>;
 
     /// Record a decision about `account`; with `drop_outgoing`, also drop every message it
     /// sent that is still queued (a ban), in the same transaction. Returns how many were dropped.

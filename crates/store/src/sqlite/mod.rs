@@ -381,6 +381,38 @@ impl AccountStore for SqliteStore {
             .await
     }
 
+    async fn set_registration_lock(&self, account: AccountId, pin_hash: Option<String>) -> Result<()> {
+        self.submit(|reply| Op::SetRegistrationLock {
+            account,
+            pin_hash,
+            reply,
+        })
+        .await
+    }
+
+    async fn registration_lock(&self, account: AccountId) -> Result<Option<RegistrationLock>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT reglock_hash, reglock_failures, COALESCE(last_seen_day, created_day)
+                 FROM accounts WHERE id = ? AND reglock_hash IS NOT NULL",
+            )?
+            .query_row([&account.0[..]], |r| {
+                Ok(RegistrationLock {
+                    pin_hash: r.get(0)?,
+                    failures: r.get(1)?,
+                    active_day: r.get(2)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn take_lock_guess(&self, account: AccountId, max: u32) -> Result<Option<RegistrationLock>> {
+        self.submit(|reply| Op::TakeLockGuess { account, max, reply })
+            .await
+    }
+
     async fn access_key_hash(&self, account: AccountId) -> Result<Option<[u8; 32]>> {
         self.read(move |c| {
             let v: Option<Option<Vec<u8>>> = c

@@ -249,6 +249,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX reported_messages_expiring ON reported_messages (expires_at);
     ",
+    // 8: the registration lock: an Argon2id hash of the account's PIN and the wrong guesses
+    // counted against it (kept across restarts, so the budget holds).
+    "
+    ALTER TABLE accounts ADD COLUMN reglock_hash TEXT;                         -- NULL: no lock
+    ALTER TABLE accounts ADD COLUMN reglock_failures INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 #[cfg(test)]

@@ -133,6 +133,16 @@ pub(super) enum Op {
         hash: [u8; 32],
         reply: Reply<()>,
     },
+    SetRegistrationLock {
+        account: AccountId,
+        pin_hash: Option<String>,
+        reply: Reply<()>,
+    },
+    TakeLockGuess {
+        account: AccountId,
+        max: u32,
+        reply: Reply<Option<RegistrationLock>>,
+    },
     RecordAbuse {
         account: AccountId,
         record: AbuseRecord,
@@ -252,7 +262,10 @@ impl Writer {
         let mut done = Vec::with_capacity(batch.len());
         // Deleting an account scrubs: freed pages are zeroed in this transaction, and the
         // write-ahead log, which still holds the old pages, is truncated after it.
-        let scrub = batch.iter().any(|op| matches!(op, Op::DeleteAccount { .. }));
+        let scrub = batch.iter().any(|op| {
+            matches!(op, Op::DeleteAccount { .. })
+                || matches!(op, Op::Register { new, .. } if new.retire.is_some())
+        });
         if scrub {
             let _ = self.conn.execute_batch("PRAGMA secure_delete = ON");
         }
@@ -353,9 +366,11 @@ impl Writer {
             Op::Expire { reply, .. } | Op::PurgeVerifications { reply, .. } => finish(reply, e()),
             Op::RecordConnection { reply, .. }
             | Op::RecordConsent { reply, .. }
-            | Op::SetAccessKeyHash { reply, .. } => finish(reply, e()),
+            | Op::SetAccessKeyHash { reply, .. }
+            | Op::SetRegistrationLock { reply, .. } => finish(reply, e()),
             Op::RecordAppeal { reply, .. } => finish(reply, e()),
             Op::RecordAbuse { reply, .. } => finish(reply, e()),
+            Op::TakeLockGuess { reply, .. } => finish(reply, e()),
             Op::Shutdown { reply } => Done::Shutdown(reply),
         }
     }
@@ -683,6 +698,30 @@ impl Writer {
                 c.prepare_cached("UPDATE accounts SET access_key_hash = ? WHERE id = ?")?
                     .execute(params![&hash[..], &account.0[..]])?;
                 Ok(())
+            }),
+            Op::SetRegistrationLock {
+                account,
+                pin_hash,
+                reply,
+            } => self.plain(reply, |c| {
+                c.prepare_cached("UPDATE accounts SET reglock_hash = ?, reglock_failures = 0 WHERE id = ?")?
+                    .execute(params![pin_hash, &account.0[..]])?;
+                Ok(())
+            }),
+            Op::TakeLockGuess { account, max, reply } => self.plain(reply, |c| {
+                c.prepare_cached(
+                    "UPDATE accounts SET reglock_failures = reglock_failures + 1
+                     WHERE id = ? AND reglock_hash IS NOT NULL AND reglock_failures < ?
+                     RETURNING reglock_hash, reglock_failures, COALESCE(last_seen_day, created_day)",
+                )?
+                .query_row(params![&account.0[..], max], |r| {
+                    Ok(RegistrationLock {
+                        pin_hash: r.get(0)?,
+                        failures: r.get(1)?,
+                        active_day: r.get(2)?,
+                    })
+                })
+                .optional()
             }),
             Op::RecordAbuse {
                 account,
@@ -1016,9 +1055,15 @@ fn register(c: &Connection, new: NewDevice) -> Result<Registration> {
                 .optional()
         })
         .map_err(backend)?;
-    let (account, device_no, new_account) = match existing {
-        Some((id, next)) => (id, next, false),
-        None => {
+    let mut retired = Vec::new();
+    let (account, device_no, new_account) = match (existing, new.retire) {
+        (Some((id, next)), Some(old)) if id[..] == old.0[..] => {
+            retired = retire_identity(c, old, new.day, new.keep_lock.as_deref())?;
+            (id, next, true)
+        }
+        (_, Some(_)) => return Err(StoreError::Conflict("the number's account changed meanwhile")),
+        (Some((id, next)), None) => (id, next, false),
+        (None, None) => {
             c.execute(
                 "INSERT INTO accounts (id, phone_key, created_day, next_device) VALUES (?, ?, ?, 1)",
                 params![&new.fresh_account_id.0[..], &new.phone_key.0[..], new.day],
@@ -1032,7 +1077,41 @@ fn register(c: &Connection, new: NewDevice) -> Result<Registration> {
         account: device.address.account,
         device,
         new_account,
+        retired,
     })
+}
+
+/// Retire `account`'s identity in place (see [`NewDevice::retire`]): device ids keep growing,
+/// so nothing addressed to an old device can reach a new one. Returns the old devices' keys.
+fn retire_identity(
+    c: &Connection,
+    account: AccountId,
+    day: u32,
+    keep_lock: Option<&str>,
+) -> Result<Vec<DeviceKey>> {
+    let id = &account.0[..];
+    let run = |sql: &str| c.execute(sql, [id]).map_err(backend);
+    let keys: Vec<DeviceKey> = c
+        .prepare("SELECT key FROM devices WHERE account = ?")
+        .and_then(|mut s| s.query_map([id], |r| Ok(DeviceKey(r.get(0)?)))?.collect())
+        .map_err(backend)?;
+    // The old devices' queues are not handed over. What the old identity sent stays queued
+    // for its recipients: it was sent before the number changed hands.
+    run("DELETE FROM queue WHERE device IN (SELECT key FROM devices WHERE account = ?)")?;
+    // Devices cascade to their KeyPackages.
+    run("DELETE FROM devices WHERE account = ?")?;
+    run("DELETE FROM device_lists WHERE account = ?")?;
+    run("DELETE FROM consents WHERE account = ?")?;
+    run("DELETE FROM disclosures WHERE account = ?")?;
+    run("DELETE FROM appeals WHERE account = ?")?;
+    c.execute(
+        "UPDATE accounts SET created_day = ?, last_seen_day = NULL, access_key_hash = NULL,
+             reglock_hash = ?, reglock_failures = 0
+         WHERE id = ?",
+        params![day, keep_lock, id],
+    )
+    .map_err(backend)?;
+    Ok(keys)
 }
 
 /// Add device number `device_no` to `account` (which must have room).
