@@ -56,6 +56,7 @@ async fn register_raw(server: &Server, phone: &str) -> Raw {
         .request(Request::Register {
             phone: Phone::parse(phone).unwrap(),
             code: "000000".into(),
+            pin: None,
         })
         .await
         .unwrap();

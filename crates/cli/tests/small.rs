@@ -62,6 +62,7 @@ async fn register_raw(server: &Server, phone: &str) -> Raw {
         .request(Request::Register {
             phone: Phone::parse(phone).unwrap(),
             code: "000000".into(),
+            pin: None,
         })
         .await
         .unwrap();
@@ -251,6 +252,7 @@ fn a_registration_farm_ban_refuses_the_registration_that_tipped_it() {
                 .request(Request::Register {
                     phone: Phone::parse(&phone).unwrap(),
                     code: "000000".into(),
+                    pin: None,
                 })
                 .await;
             conn.close().await;

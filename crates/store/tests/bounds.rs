@@ -25,6 +25,8 @@ fn new_device(phone: u8) -> NewDevice {
         secret_hash: [9; 32],
         day: 20_000,
         consume_verification: false,
+        retire: None,
+        keep_lock: None,
     }
 }
 

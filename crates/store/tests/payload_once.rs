@@ -38,6 +38,8 @@ async fn a_message_to_many_devices_is_written_once() {
                 secret_hash: [1; 32],
                 day: 20_000,
                 consume_verification: false,
+                retire: None,
+                keep_lock: None,
             })
             .await
             .unwrap();
