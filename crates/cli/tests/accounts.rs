@@ -59,32 +59,6 @@ async fn hello(
     }
 }
 
-/// A device linked to `approver`'s account over raw frames; the approver does not sign it
-/// into the account's device list.
-async fn link_unlisted(server: &Server, approver: &Connection) -> (AccountId, DeviceId, Secret) {
-    let fresh = Connection::connect(&server.url, None).await.unwrap();
-    let (link_id, secret) = request_link(&fresh).await;
-    let waiter = tokio::spawn(async move { fresh.request(Request::AwaitLink { link_id, secret }).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = approver
-        .request(Request::ApproveLink {
-            link_id,
-            sealed: vec![7; 40].into(),
-        })
-        .await
-        .unwrap();
-    assert!(matches!(r, Response::Linked { .. }), "{r:?}");
-    match waiter.await.unwrap().unwrap() {
-        Response::LinkApproved {
-            account,
-            device,
-            secret,
-            ..
-        } => (account, device, secret),
-        other => panic!("{other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_requester_can_await_a_link_and_only_once() {
     let server = Server::dev();
@@ -235,7 +209,7 @@ async fn a_device_not_on_the_signed_list_cannot_remove_devices_or_delete_the_acc
     let a = dir.path().join("a");
     register(&server, &a, "+15550400031");
     let (first, me) = session_as(&server, &a).await;
-    let (account, device, secret) = link_unlisted(&server, &first).await;
+    let (account, device, secret) = link_device_raw(&server, &first).await;
     let other = hello(&server, account, device, secret).await.unwrap();
 
     for (what, req) in [
@@ -272,6 +246,28 @@ async fn a_device_not_on_the_signed_list_cannot_remove_devices_or_delete_the_acc
             .await,
     );
     assert_eq!(e.code, ErrorCode::NotApproved, "{e}");
+    // Whoever put it there (a server in the middle, say) can offer its KeyPackages to the
+    // account's contacts, and their clients refuse to encrypt to it.
+    let mls = sirr_crypto::MlsStore::new();
+    let id = sirr_crypto::DeviceIdentity::generate(account, device, &mut rand::rng());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let kps = sirr_crypto::KeyPackages::generate(&mls, &id, 2, now, 3600).unwrap();
+    let r = other
+        .request(Request::UploadKeyPackages {
+            one_time: kps.one_time.into_iter().map(Into::into).collect(),
+            last_resort: Some(kps.last_resort.into()),
+        })
+        .await;
+    assert!(matches!(r, Ok(Response::KeyStock { .. })), "{r:?}");
+    let contact = dir.path().join("contact");
+    register(&server, &contact, "+15550400032");
+    let out = sirr(&contact, &["send", "+15550400031", "who reads this?"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("never approved"), "{err}");
     // Everything of the approved device is still there, and it may remove the unlisted one.
     assert_eq!(device_count(&first).await, 2);
     assert!(matches!(
@@ -279,6 +275,12 @@ async fn a_device_not_on_the_signed_list_cannot_remove_devices_or_delete_the_acc
         Ok(Response::Done)
     ));
     sirr_ok(&a, &["whoami"]);
+    sirr_ok(
+        &contact,
+        &["send", "+15550400031", "now it reaches only listed devices"],
+    );
+    let got = recv_json(&a, "5");
+    assert_eq!(got[0]["text"], "now it reaches only listed devices", "{got:?}");
 }
 
 fn registers(

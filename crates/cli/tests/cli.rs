@@ -125,7 +125,7 @@ fn failures_exit_non_zero_with_a_clear_reason() {
 
     // A revoked device's credential stops working.
     let second = dir.path().join("a2");
-    register(&server, &second, "+15550000021");
+    link_ok(&server, &second, &alice);
     sirr_ok(&alice, &["device", "remove", "2"]);
     let out = sirr(&second, &["recv"]);
     assert!(!out.status.success());
@@ -137,7 +137,7 @@ fn failures_exit_non_zero_with_a_clear_reason() {
 
     // A device can remove itself; its session ends and its credential is gone.
     let third = dir.path().join("a3");
-    register(&server, &third, "+15550000021");
+    link_ok(&server, &third, &alice);
     assert!(sirr_ok(&third, &["device", "remove", "3"]).contains("removed device 3"));
     let out = sirr(&third, &["recv"]);
     assert!(!out.status.success());
@@ -155,7 +155,8 @@ fn an_account_has_at_most_five_devices_which_all_see_every_message() {
     for h in &homes[1..5] {
         link_ok(&server, h, &homes[0]);
     }
-    // A sixth is refused, by link and by phone registration alike.
+    // A sixth is refused. (Registering the number by phone does not add a device: it starts
+    // the account anew, `accounts::a_sim_swapper_without_a_pin_starts_anew_and_contacts_see_the_key_change`.)
     let l = link(&server, &homes[5], &homes[0]);
     assert!(!l.approve.status.success() && !l.link.status.success());
     assert!(
@@ -163,20 +164,6 @@ fn an_account_has_at_most_five_devices_which_all_see_every_message() {
         "{}",
         String::from_utf8_lossy(&l.approve.stderr)
     );
-    let out = sirr(
-        &homes[5],
-        &[
-            "register",
-            "--server",
-            &server.url,
-            "--phone",
-            "+15550000031",
-            "--code",
-            "000000",
-        ],
-    );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already has 5 devices"));
 
     let devices = sirr_ok(&homes[0], &["devices", "--json"]);
     assert_eq!(devices.lines().count(), 5);

@@ -325,30 +325,7 @@ fn bad_input_is_refused_and_shown_never_crashing_anyone() {
     sirr_ok(&bob, &["send", ALICE, "yes"]);
     assert_eq!(texts(&recv_json(&alice, "5")), ["yes"]);
 
-    // A device the account never approved (added by phone number alone) is refused.
-    let rogue = dir.path().join("rogue");
-    let out = sirr(
-        &rogue,
-        &[
-            "register",
-            "--server",
-            &server.url,
-            "--phone",
-            BOB,
-            "--code",
-            "000000",
-        ],
-    );
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("warning"));
-    let out = sirr(&alice, &["send", BOB, "who reads this?"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("never approved"), "{err}");
-    // Bob removes it, and the conversation goes on without it.
-    sirr_ok(&bob, &["device", "remove", "2"]);
-    sirr_ok(&alice, &["send", BOB, "after the removal"]);
-    assert_eq!(texts(&recv_json(&bob, "5")), ["after the removal"]);
+    // A device the account never approved is refused too: `accounts::a_device_not_on_the_signed_list_cannot_remove_devices_or_delete_the_account`.
 }
 
 #[test]

@@ -48,6 +48,17 @@ async fn register_raw(server: &Server, phone: &str) -> Raw {
     }
 }
 
+/// A second device of `approver`'s account (registering the number again would start the
+/// account anew instead).
+async fn link_raw(server: &Server, approver: &Connection) -> Raw {
+    let (account, device, secret) = link_device_raw(server, approver).await;
+    Raw {
+        account,
+        device,
+        secret,
+    }
+}
+
 async fn hello(server: &Server, r: &Raw) -> Connection {
     let conn = Connection::connect(&server.url, None).await.unwrap();
     conn.request(Request::Hello {
@@ -114,9 +125,9 @@ fn a_commitment_naming_the_victim_verifies_nothing_and_leaves_no_ledger_entry() 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let verified = rt.block_on(async {
         let a1 = register_raw(&server, "+15550700002").await;
-        let a2 = register_raw(&server, "+15550700002").await;
-        assert_eq!(a1.account, a2.account, "one attacker account, two devices");
         let sender = hello(&server, &a1).await;
+        let a2 = link_raw(&server, &sender).await;
+        assert_eq!(a1.account, a2.account, "one attacker account, two devices");
         let mut reporter = hello(&server, &a2).await;
         let key = [7u8; 32];
         let plaintext = b"something the victim never wrote".to_vec();

@@ -115,7 +115,13 @@ fn two_devices_of_a_challenged_account_each_solve_their_own_challenge() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let first = register_raw(&server, "+15550002001").await;
-        let second = register_raw(&server, "+15550002001").await;
+        let c1 = hello(&server, &first).await;
+        let (account, device, secret) = link_device_raw(&server, &c1).await;
+        let second = Raw {
+            account,
+            device,
+            secret,
+        };
         assert_eq!(first.account, second.account, "one account, two devices");
         assert_ne!(first.device, second.device);
         let bob = register_raw(&server, "+15550002002").await;
@@ -143,7 +149,7 @@ fn two_devices_of_a_challenged_account_each_solve_their_own_challenge() {
             }
             other => panic!("expected a challenge, got {other:?}"),
         };
-        let (c1, c2) = (hello(&server, &first).await, hello(&server, &second).await);
+        let c2 = hello(&server, &second).await;
         let ch1 = challenged(c1.request(send(1, second.device)).await);
         // The other device is refused too, and handed its own puzzle.
         let ch2 = challenged(c2.request(send(2, first.device)).await);

@@ -49,7 +49,7 @@ impl Service {
                 ),
             )),
             Err(e) => {
-                tracing::error!(account = %me.address.account, error = %e, "stored device list does not verify");
+                tracing::error!(account = %self.key.log_tag(&me.address.account), error = %e, "stored device list does not verify");
                 Err(err(ErrorCode::Internal, "internal error; try again"))
             }
         }
@@ -68,7 +68,7 @@ impl Service {
             None => None,
             Some(Ok(l)) => Some(l.account_key),
             Some(Err(e)) => {
-                tracing::error!(%account, error = %e, "stored device list does not verify");
+                tracing::error!(account = %self.key.log_tag(&account), error = %e, "stored device list does not verify");
                 return Err(err(ErrorCode::Internal, "internal error; try again"));
             }
         };

@@ -121,7 +121,7 @@ impl Service {
             .map_err(|_| err(ErrorCode::Internal, "internal error; try again"))?;
         if !right {
             let left = MAX_PIN_GUESSES.saturating_sub(guess.failures);
-            tracing::info!(%account, left, "wrong registration-lock PIN");
+            tracing::info!(account = %self.key.log_tag(&account), left, "wrong registration-lock PIN");
             return Err(locked(format!("wrong PIN; {left} guesses left")));
         }
         Ok(Some(guess.pin_hash))
@@ -149,7 +149,7 @@ impl Service {
             .set_registration_lock(me.address.account, hash)
             .await
             .map_err(|e| self.store_error(e))?;
-        tracing::info!(account = %me.address.account, enabled, "registration lock changed");
+        tracing::info!(account = %self.key.log_tag(&me.address.account), enabled, "registration lock changed");
         Ok(Response::RegistrationLock { enabled })
     }
 

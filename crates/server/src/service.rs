@@ -323,7 +323,7 @@ impl Service {
             }
             self.access_keys.remove(&reg.account);
             self.connection_days.remove(&reg.account);
-            tracing::info!(account = %reg.account, signed_out = reg.retired.len(), "account identity started anew");
+            tracing::info!(account = %self.key.log_tag(&reg.account), signed_out = reg.retired.len(), "account identity started anew");
         }
         self.metrics.registrations.inc();
         // A standing short of a ban (challenge, throttle) is the new account's to keep; had

@@ -809,3 +809,108 @@ async fn shared_payloads_go_with_their_last_copy_whatever_removes_it() {
     assert_eq!(s.queued_total().await.unwrap(), 0);
     assert_eq!(s.stored_payloads().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn retiring_an_identity_keeps_the_account_id_and_drops_everything_of_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open(&dir);
+    let old = s.register_device(new_device(91)).await.unwrap();
+    let old2 = s.register_device(new_device(91)).await.unwrap();
+    let peer = s.register_device(new_device(92)).await.unwrap();
+    let account = old.account;
+    s.put_device_list(account, 1, vec![1, 1]).await.unwrap();
+    s.set_access_key_hash(account, [7; 32]).await.unwrap();
+    s.record_consent(
+        account,
+        ConsentRecord {
+            purpose: "last-seen".into(),
+            granted: true,
+            at_ms: 5,
+        },
+    )
+    .await
+    .unwrap();
+    s.set_registration_lock(account, Some("$argon2id$old".into()))
+        .await
+        .unwrap();
+    // Messages queued for the old devices, and one the old identity sent to the peer.
+    s.enqueue(
+        message(1, peer.device.address),
+        vec![old.device.key, old2.device.key],
+    )
+    .await
+    .unwrap();
+    s.enqueue(message(2, old.device.address), vec![peer.device.key])
+        .await
+        .unwrap();
+
+    // Retiring names the number's current account; anything else is a conflict, changing nothing.
+    let mut wrong = new_device(91);
+    wrong.retire = Some(peer.account);
+    assert!(matches!(
+        s.register_device(wrong).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.devices(account).await.unwrap().len(), 2);
+
+    let mut anew = new_device(91);
+    anew.retire = Some(account);
+    anew.keep_lock = Some("$argon2id$kept".into());
+    let r = s.register_device(anew).await.unwrap();
+    assert_eq!(r.account, account, "the account id stays");
+    assert!(r.new_account, "a new identity");
+    let mut retired = r.retired.clone();
+    retired.sort();
+    let mut want = vec![old.device.key, old2.device.key];
+    want.sort();
+    assert_eq!(retired, want);
+    let devices = s.devices(account).await.unwrap();
+    assert_eq!(devices.len(), 1, "only the new device");
+    assert!(devices[0].key > old2.device.key, "storage keys are not reused");
+    assert_eq!(s.queue_len(old.device.key).await.unwrap(), 0);
+    assert_eq!(s.queue_len(old2.device.key).await.unwrap(), 0);
+    assert_eq!(s.device_list(account).await.unwrap(), None);
+    assert_eq!(s.access_key_hash(account).await.unwrap(), None);
+    assert_eq!(s.consents(account).await.unwrap(), vec![]);
+    let lock = s.registration_lock(account).await.unwrap().unwrap();
+    assert_eq!(lock.pin_hash, "$argon2id$kept");
+    assert_eq!(lock.failures, 0);
+    // What the old identity already sent to others is theirs: it stays queued for them.
+    assert_eq!(s.queue_len(peer.device.key).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn lock_guesses_are_spent_once_each_up_to_the_budget_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = {
+        let (s, _) = open(&dir);
+        let a = s.register_device(new_device(93)).await.unwrap().account;
+        assert!(
+            s.take_lock_guess(a, 3).await.unwrap().is_none(),
+            "no lock, no guess"
+        );
+        s.set_registration_lock(a, Some("$argon2id$x".into()))
+            .await
+            .unwrap();
+        // Concurrent guesses never share one.
+        let (g1, g2) = tokio::join!(s.take_lock_guess(a, 3), s.take_lock_guess(a, 3));
+        let mut counts = vec![g1.unwrap().unwrap().failures, g2.unwrap().unwrap().failures];
+        counts.sort();
+        assert_eq!(counts, vec![1, 2]);
+        a
+    };
+    let (s, _) = open(&dir);
+    assert_eq!(s.take_lock_guess(account, 3).await.unwrap().unwrap().failures, 3);
+    assert!(
+        s.take_lock_guess(account, 3).await.unwrap().is_none(),
+        "budget spent"
+    );
+    assert_eq!(s.registration_lock(account).await.unwrap().unwrap().failures, 3);
+    // Turning the lock off and on again resets the count.
+    s.set_registration_lock(account, None).await.unwrap();
+    assert!(s.registration_lock(account).await.unwrap().is_none());
+    s.set_registration_lock(account, Some("$argon2id$y".into()))
+        .await
+        .unwrap();
+    assert_eq!(s.registration_lock(account).await.unwrap().unwrap().failures, 0);
+}

@@ -387,3 +387,40 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A new device linked to `approver`'s account over raw frames (the approver does not sign it
+/// into the account's device list): its account, device and secret. Registering a number that
+/// has an account starts the account anew, so linking is how a second device is made.
+pub async fn link_device_raw(
+    server: &Server,
+    approver: &sirr_client::Connection,
+) -> (sirr_proto::AccountId, sirr_proto::DeviceId, sirr_proto::Secret) {
+    use sirr_proto::{Request, Response};
+    let fresh = sirr_client::Connection::connect(&server.url, None).await.unwrap();
+    let Response::LinkCode { link_id, secret, .. } = fresh
+        .request(Request::RequestLink { public_key: [3; 32] })
+        .await
+        .unwrap()
+    else {
+        panic!("no link code")
+    };
+    let waiter = tokio::spawn(async move { fresh.request(Request::AwaitLink { link_id, secret }).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = approver
+        .request(Request::ApproveLink {
+            link_id,
+            sealed: vec![7; 40].into(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::Linked { .. }), "{r:?}");
+    match waiter.await.unwrap().unwrap() {
+        Response::LinkApproved {
+            account,
+            device,
+            secret,
+            ..
+        } => (account, device, secret),
+        other => panic!("{other:?}"),
+    }
+}
