@@ -91,6 +91,19 @@ fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
         ],
     );
     link_ok(&server, &alice2, &alice);
+    // One row in each table that only grows with an account's life, so "as before" below
+    // checks something: a consent, a disclosure (bob reports her first message, which puts a
+    // verified entry in her ledger), and an operator's decision and an appeal (written as
+    // sirrd's own code writes them; a real appeal needs a ban, which would stop the deletion).
+    sirr_ok(&alice, &["consent", "set", "read-receipts", "on"]);
+    sirr_ok(&alice, &["send", "+15550400002", "a first word"]);
+    sirr_ok(&bob, &["recv"]);
+    sirr_ok(&bob, &["report", "+15550400001", "--last", "1"]);
+    let ledger = sirr_ok(&alice, &["account", "disclosures", "--verify"]);
+    assert!(
+        ledger.contains(": 1 entries"),
+        "the report is in her ledger: {ledger}"
+    );
     sirr_ok(&alice, &["send", "+15550400002", "hello bob"]);
     // A long one too: its ciphertext spills into overflow pages, which a plain delete frees
     // without overwriting.
@@ -99,7 +112,33 @@ fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
     sirr_ok(&alice, &["group", "send", "pair", "in the group"]);
     let who: serde_json::Value = serde_json::from_str(&sirr_ok(&alice, &["whoami", "--json"])).unwrap();
     let account: sirr_proto::AccountId = who["account"].as_str().unwrap().parse().unwrap();
+    {
+        let db = rusqlite::Connection::open(server.data.join("sirr.db")).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        db.execute(
+            "INSERT INTO abuse_decisions (account, at_ms, action, reasons, by) VALUES (?, 1, 'allow', '[]', 'operator')",
+            [&account.0[..]],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO appeals (account, at_ms, text) VALUES (?, 1, 'it was not me')",
+            [&account.0[..]],
+        )
+        .unwrap();
+    }
     let during = snapshot(&server.data);
+    for table in [
+        "consents",
+        "disclosures",
+        "abuse_decisions",
+        "appeals",
+        "reported_messages",
+    ] {
+        assert!(
+            during[table].len() > before[table].len(),
+            "control: {table} holds a row of hers before the deletion"
+        );
+    }
     let sent = blobs(
         &server,
         "SELECT payload FROM payloads WHERE sender_account = ?",
@@ -169,6 +208,12 @@ fn deleting_an_account_leaves_no_row_and_no_trace_on_disk() {
         }
         if table == "conversations" {
             assert_eq!(rows, &during[table], "bob's conversations stay as they were");
+            continue;
+        }
+        if table == "reported_messages" {
+            // A keyed hash of the reported message's commitment and an expiry: it names
+            // nobody, and must outlive the account so the message cannot be counted twice.
+            assert_eq!(rows, &during[table], "the reported message stays counted");
             continue;
         }
         assert_eq!(

@@ -521,6 +521,11 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
         t.await.unwrap();
     }
     let acked: Vec<MessageId> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() < 2000,
+        "the kill must land mid-load: all {} sends were acknowledged before it",
+        acked.len()
+    );
     server.restart();
 
     let mut bob_client = Client::open(&b).unwrap();

@@ -3,35 +3,34 @@
 //!
 //! # Construction
 //!
-//! For each account, its *identity keys* are the Ed25519 signature public keys of all its
-//! devices, sorted bytewise and deduplicated; `keys` is their concatenation. Then
+//! Safety numbers cover *account keys*, not device keys: the account key signs the account's
+//! device list, so linking or removing a device leaves the number unchanged, while a new account
+//! identity (a re-registration that retired the old one) changes it. For each account, with
+//! `key` its 32-byte Ed25519 account public key,
 //!
 //! ```text
-//! h_0     = SHA-256("sirr-safety-number-v1" || account id (16) || device count (u32 BE) || keys)
-//! h_{i+1} = SHA-256(h_i || keys)            for i in 0 .. 5200
+//! h_0     = SHA-256("sirr-safety-number-v1" || account id (16) || 1 (u32 BE) || key)
+//! h_{i+1} = SHA-256(h_i || key)              for i in 0 .. 5200
 //! digits  = for each of the first six 5-byte chunks c of h_5200:
 //!           format("{:05}", u40_be(c) mod 100000)            -> 30 digits
 //! ```
 //!
-//! The safety number is the two accounts' 30-digit strings concatenated in the order of their
-//! account ids (so both sides compute the same string whichever is "local"), shown as 12
-//! groups of 5 digits separated by spaces. The iterations (as in Signal's numeric
-//! fingerprints) make a brute-force search for colliding key sets about 5200 times more costly.
-//!
-//! Any change of any device key of either account changes the number; adding or removing a
-//! device changes it too, which is intended: users should re-verify when a device appears.
+//! (The `1` is the number of keys hashed: the format was first written for a set of keys and
+//! keeps that field so numbers stay stable.) The safety number is the two accounts' 30-digit
+//! strings concatenated in the order of their account ids (so both sides compute the same
+//! string whichever is "local"), shown as 12 groups of 5 digits separated by spaces. The
+//! iterations (as in Signal's numeric fingerprints) make a brute-force search for a colliding
+//! key about 5200 times more costly. The known-answer tests below were computed from this text
+//! by an independent implementation (Python's `hashlib`), not by this code.
 
 use sha2::{Digest, Sha256};
 use sirr_proto::AccountId;
-
-use crate::error::{CryptoError, Result};
-use crate::identity::DevicePublic;
 
 const DOMAIN: &[u8] = b"sirr-safety-number-v1";
 /// Number of hash iterations.
 pub const ITERATIONS: usize = 5200;
 
-/// All device identity keys of one account, as published in the server's directory.
+/// The key a safety number covers for one account: its account key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevicePublicSet {
     account: AccountId,
@@ -39,23 +38,6 @@ pub struct DevicePublicSet {
 }
 
 impl DevicePublicSet {
-    /// Builds the set from the account's devices. Fails unless there is at least one device
-    /// and every device belongs to `account`. Order does not matter; duplicates collapse.
-    pub fn new(account: AccountId, devices: &[DevicePublic]) -> Result<Self> {
-        if devices.is_empty() {
-            return Err(CryptoError::Rejected("account has no device".into()));
-        }
-        if devices.iter().any(|d| d.account != account) {
-            return Err(CryptoError::InvalidCredential(
-                "device of another account in the set",
-            ));
-        }
-        let mut keys: Vec<[u8; 32]> = devices.iter().map(|d| d.signature_key).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        Ok(Self { account, keys })
-    }
-
     /// The set of one account key (Sirr's safety numbers cover account keys, so linking a
     /// device does not change them; the account key signs the device list).
     pub fn from_account_key(account: AccountId, key: [u8; 32]) -> Self {
@@ -109,28 +91,32 @@ pub fn safety_number(a: &DevicePublicSet, b: &DevicePublicSet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sirr_proto::DeviceId;
 
-    fn dev(account: u8, device: u32, key: u8) -> DevicePublic {
-        DevicePublic {
-            account: AccountId([account; 16]),
-            device: DeviceId(device),
-            signature_key: [key; 32],
-        }
+    fn key(account: u8, key: u8) -> DevicePublicSet {
+        DevicePublicSet::from_account_key(AccountId([account; 16]), [key; 32])
     }
 
-    fn set(account: u8, devs: &[DevicePublic]) -> DevicePublicSet {
-        DevicePublicSet::new(AccountId([account; 16]), devs).unwrap()
+    /// Computed with Python's hashlib from the construction in the module documentation.
+    #[test]
+    fn known_answers() {
+        assert_eq!(
+            safety_number(&key(1, 0xa1), &key(2, 0xb2)),
+            "57560 87598 26534 80387 98434 20285 18003 15451 87567 56445 74574 64741"
+        );
+        let counting = |from: u8| -> [u8; 32] { std::array::from_fn(|i| from + i as u8) };
+        let a = DevicePublicSet::from_account_key(AccountId(std::array::from_fn(|i| i as u8)), counting(0));
+        let b =
+            DevicePublicSet::from_account_key(AccountId(std::array::from_fn(|i| 16 + i as u8)), counting(32));
+        assert_eq!(
+            safety_number(&a, &b),
+            "29934 65892 07459 16464 77837 23947 08003 11831 82310 47896 06947 57523"
+        );
     }
 
     #[test]
-    fn format_symmetry_and_order_independence() {
-        let a = set(1, &[dev(1, 1, 10), dev(1, 2, 11)]);
-        let a_rev = set(1, &[dev(1, 2, 11), dev(1, 1, 10)]);
-        let b = set(2, &[dev(2, 1, 20)]);
-        let n = safety_number(&a, &b);
-        assert_eq!(n, safety_number(&b, &a));
-        assert_eq!(n, safety_number(&a_rev, &b));
+    fn format_and_symmetry() {
+        let n = safety_number(&key(1, 10), &key(2, 20));
+        assert_eq!(n, safety_number(&key(2, 20), &key(1, 10)));
         assert_eq!(n.len(), 60 + 11);
         let groups: Vec<&str> = n.split(' ').collect();
         assert_eq!(groups.len(), 12);
@@ -142,43 +128,23 @@ mod tests {
     }
 
     #[test]
-    fn every_key_matters() {
-        let base = safety_number(
-            &set(1, &[dev(1, 1, 10), dev(1, 2, 11)]),
-            &set(2, &[dev(2, 1, 20)]),
-        );
-        let variants = [
-            safety_number(
-                &set(1, &[dev(1, 1, 12), dev(1, 2, 11)]),
-                &set(2, &[dev(2, 1, 20)]),
-            ),
-            safety_number(
-                &set(1, &[dev(1, 1, 10), dev(1, 2, 13)]),
-                &set(2, &[dev(2, 1, 20)]),
-            ),
-            safety_number(
-                &set(1, &[dev(1, 1, 10), dev(1, 2, 11)]),
-                &set(2, &[dev(2, 1, 21)]),
-            ),
-            safety_number(&set(1, &[dev(1, 1, 10)]), &set(2, &[dev(2, 1, 20)])),
-            safety_number(
-                &set(3, &[dev(3, 1, 10), dev(3, 2, 11)]),
-                &set(2, &[dev(2, 1, 20)]),
-            ),
-        ];
-        for v in &variants {
-            assert_ne!(v, &base);
+    fn every_key_and_account_matters() {
+        let base = safety_number(&key(1, 10), &key(2, 20));
+        for v in [
+            safety_number(&key(1, 11), &key(2, 20)),
+            safety_number(&key(1, 10), &key(2, 21)),
+            safety_number(&key(3, 10), &key(2, 20)),
+            safety_number(&key(1, 10), &key(4, 20)),
+        ] {
+            assert_ne!(v, base);
         }
         // A single flipped bit in one key changes the number.
-        let mut k = dev(2, 1, 20);
-        k.signature_key[31] ^= 1;
-        let flipped = safety_number(&set(1, &[dev(1, 1, 10), dev(1, 2, 11)]), &set(2, &[k]));
+        let mut k = [20u8; 32];
+        k[31] ^= 1;
+        let flipped = safety_number(
+            &key(1, 10),
+            &DevicePublicSet::from_account_key(AccountId([2; 16]), k),
+        );
         assert_ne!(flipped, base);
-    }
-
-    #[test]
-    fn set_rejects_foreign_devices_and_empty() {
-        assert!(DevicePublicSet::new(AccountId([1; 16]), &[dev(2, 1, 1)]).is_err());
-        assert!(DevicePublicSet::new(AccountId([1; 16]), &[]).is_err());
     }
 }
