@@ -203,8 +203,12 @@ fn neither_the_server_nor_the_network_sees_content() {
     getrandom(&mut raw);
     let canary = format!("CANARY{}", hex(&raw));
     sirr_ok(&alice, &["send", BOB, &format!("1:1 {canary} 1:1")]);
-    sirr_ok(&alice, &["group", "create", "g", BOB]);
-    sirr_ok(&alice, &["group", "send", "g", &canary]);
+    // The group's name is content too: it travels only inside the MLS ciphertext.
+    let mut raw_name = [0u8; 12];
+    getrandom(&mut raw_name);
+    let group = format!("GROUP{}", hex(&raw_name));
+    sirr_ok(&alice, &["group", "create", &group, BOB]);
+    sirr_ok(&alice, &["group", "send", &group, &canary]);
     let got = recv_json(&bob, "5");
     assert_eq!(texts(&got).len(), 2, "{got:?}");
     assert!(texts(&got).iter().all(|t| t.contains(&canary)));
@@ -215,7 +219,12 @@ fn neither_the_server_nor_the_network_sees_content() {
 
     let mut server = server;
     assert!(server.terminate().success());
-    let forms = forms_of(&canary);
+    let mut forms = forms_of(&canary);
+    forms.extend(
+        forms_of(&group)
+            .into_iter()
+            .map(|(what, f)| (format!("group name, {what}"), f)),
+    );
     let mut scanned = 0;
     for path in files_under(&server.data) {
         let bytes = std::fs::read(&path).unwrap();
@@ -438,6 +447,8 @@ fn hex(b: &[u8]) -> String {
 /// could give it (the stable middle of the encoding).
 fn forms_of(canary: &str) -> Vec<(String, Vec<u8>)> {
     let mut forms = vec![("UTF-8".to_owned(), canary.as_bytes().to_vec())];
+    forms.push(("hex".into(), hex(canary.as_bytes()).into_bytes()));
+    forms.push(("HEX".into(), hex(canary.as_bytes()).to_uppercase().into_bytes()));
     let le: Vec<u8> = canary.encode_utf16().flat_map(u16::to_le_bytes).collect();
     let be: Vec<u8> = canary.encode_utf16().flat_map(u16::to_be_bytes).collect();
     forms.push(("UTF-16LE".into(), le));
@@ -465,6 +476,8 @@ struct Tap {
     url: String,
     /// Per relayed connection: client-to-server and server-to-client bytes.
     streams: Arc<Mutex<Vec<(Recording, Recording)>>>,
+    /// Relay threads still running (two per connection); zero once every connection closed.
+    open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 type Recording = Arc<Mutex<Vec<u8>>>;
@@ -474,46 +487,74 @@ impl Tap {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let streams: Arc<Mutex<Vec<_>>> = Arc::default();
-        let s = streams.clone();
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, o) = (streams.clone(), open.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
                 let upstream = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
                 let (up, down): (Recording, Recording) = Default::default();
+                // Counted before the connection is visible, so `frames` never sees a stream
+                // whose relay has not started.
+                o.fetch_add(2, std::sync::atomic::Ordering::SeqCst);
                 s.lock().unwrap().push((up.clone(), down.clone()));
-                pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap(), up);
-                pipe(upstream, client, down);
+                pipe(
+                    client.try_clone().unwrap(),
+                    upstream.try_clone().unwrap(),
+                    up,
+                    o.clone(),
+                );
+                pipe(upstream, client, down, o.clone());
             }
         });
-        Tap { url, streams }
+        Tap { url, streams, open }
     }
 
-    /// Every WebSocket frame payload seen, unmasked.
+    /// Every WebSocket message seen (fragments joined), unmasked, once every relayed
+    /// connection has closed. Fails the test if a stream does not parse to its last byte: a
+    /// frame the parser skipped could be the one that holds the canary.
     fn frames(&self) -> Vec<Vec<u8>> {
-        std::thread::sleep(Duration::from_millis(200));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.open.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a relayed connection is still open"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let mut out = Vec::new();
-        for (up, down) in self.streams.lock().unwrap().iter() {
-            for dir in [up, down] {
-                let bytes = dir.lock().unwrap().clone();
-                out.extend(ws_frames(&bytes));
+        for (i, (up, down)) in self.streams.lock().unwrap().iter().enumerate() {
+            for (dir, rec) in [("client to server", up), ("server to client", down)] {
+                let bytes = rec.lock().unwrap().clone();
+                match ws_frames(&bytes) {
+                    Ok(messages) => out.extend(messages),
+                    Err(e) => panic!("connection {i}, {dir}: {e}"),
+                }
             }
         }
         out
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, record: Arc<Mutex<Vec<u8>>>) {
+fn pipe(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    record: Arc<Mutex<Vec<u8>>>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => {
                     let _ = to.shutdown(std::net::Shutdown::Write);
+                    open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                     return;
                 }
                 Ok(n) => {
                     record.lock().unwrap().extend_from_slice(&buf[..n]);
                     if to.write_all(&buf[..n]).is_err() {
+                        open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                         return;
                     }
                 }
@@ -522,24 +563,39 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, record: Arc<Mutex<Vec<u8>>>) {
     });
 }
 
-/// Parse a recorded byte stream: the HTTP upgrade, then RFC 6455 frames.
-fn ws_frames(stream: &[u8]) -> Vec<Vec<u8>> {
+/// Parse a recorded byte stream: the HTTP upgrade, then RFC 6455 frames, into whole messages
+/// (continuation frames joined) and control-frame payloads. Every byte must belong to a whole
+/// frame (the tap reads only after every connection closed); compressed frames (RSV1) are refused,
+/// because the canary search cannot see into them.
+fn ws_frames(stream: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let Some(head) = stream.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Vec::new();
+        return if stream.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(format!("{} bytes and no HTTP upgrade", stream.len()))
+        };
     };
     let mut b = &stream[head + 4..];
     let mut out = Vec::new();
-    while b.len() >= 2 {
+    let mut message: Option<Vec<u8>> = None;
+    while !b.is_empty() {
+        if b.len() < 2 {
+            return Err("a frame header cut short".into());
+        }
+        let (fin, rsv, opcode) = (b[0] & 0x80 != 0, b[0] & 0x70, b[0] & 0x0f);
+        if rsv != 0 {
+            return Err(format!("a frame with RSV bits {rsv:#x} (compression?)"));
+        }
         let masked = b[1] & 0x80 != 0;
         let (len, mut at) = match b[1] & 0x7f {
             126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
             127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
             n @ 0..=125 => (n as usize, 2),
-            _ => break,
+            _ => return Err("a frame length cut short".into()),
         };
         let mask = if masked {
             if b.len() < at + 4 {
-                break;
+                return Err("a frame mask cut short".into());
             }
             let m = [b[at], b[at + 1], b[at + 2], b[at + 3]];
             at += 4;
@@ -548,7 +604,7 @@ fn ws_frames(stream: &[u8]) -> Vec<Vec<u8>> {
             None
         };
         if b.len() < at + len {
-            break;
+            return Err(format!("a frame of {len} bytes with {} left", b.len() - at));
         }
         let mut payload = b[at..at + len].to_vec();
         if let Some(m) = mask {
@@ -556,10 +612,29 @@ fn ws_frames(stream: &[u8]) -> Vec<Vec<u8>> {
                 *x ^= m[i % 4];
             }
         }
-        out.push(payload);
         b = &b[at + len..];
+        match opcode {
+            // Control frames stand alone, even between the fragments of a message.
+            0x8..=0xf => out.push(payload),
+            0x0 => match message.as_mut() {
+                Some(m) => m.extend_from_slice(&payload),
+                None => return Err("a continuation frame with no message".into()),
+            },
+            _ => {
+                if message.is_some() {
+                    return Err("a new message inside a fragmented one".into());
+                }
+                message = Some(payload);
+            }
+        }
+        if fin && opcode < 0x8 {
+            out.extend(message.take());
+        }
     }
-    out
+    if message.is_some() {
+        return Err("a fragmented message never finished".into());
+    }
+    Ok(out)
 }
 
 #[test]
