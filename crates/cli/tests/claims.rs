@@ -1,10 +1,15 @@
 //! Claims the docs make that no other test held: every command `sirr --help` lists is described
 //! and answers `--help`; `--home` defaults to `$SIRR_HOME`; last-seen with consent on is still
-//! answered only to a holder of the right delivery token.
+//! answered only to a holder of the right delivery token; texts of different lengths are
+//! stored at the same size (padding); the connection cap answers 503 with Retry-After; a
+//! database written by a newer sirrd is refused, not "migrated".
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 use sirr_proto::*;
@@ -112,4 +117,127 @@ async fn last_seen_with_consent_on_needs_the_right_token() {
             "{access_key:?}"
         );
     }
+}
+
+/// The sizes of the last `n` payloads the server queued, newest first.
+fn last_payload_sizes(server: &Server, n: usize) -> Vec<i64> {
+    let db = rusqlite::Connection::open_with_flags(
+        server.data.join("sirr.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut s = db
+        .prepare("SELECT length(payload) FROM payloads ORDER BY id DESC LIMIT ?")
+        .unwrap();
+    s.query_map([n as i64], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn texts_of_different_lengths_are_stored_at_the_same_size() {
+    let server = Server::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    register(&server, &alice, "+15550700001");
+    register(&server, &bob, "+15550700002");
+    // The first message also sets the conversation up; the ones after it are plain texts.
+    sirr_ok(&alice, &["send", "+15550700002", "hello"]);
+    // The padded content (text, profile key, franking, signature: about 160 bytes besides the
+    // text) is padded to a power-of-two bucket of at least 256 bytes (`sirr_proto::padding`)
+    // before encryption, so texts whose lengths fall in one bucket share one stored size.
+    let mut sizes = Vec::new();
+    for lengths in [[1, 20, 60], [120, 200, 300]] {
+        for n in lengths {
+            sirr_ok(&alice, &["send", "+15550700002", &"x".repeat(n)]);
+        }
+        let got = last_payload_sizes(&server, lengths.len());
+        assert!(
+            got.iter().all(|s| *s == got[0]),
+            "texts of {lengths:?} characters stored at {got:?} bytes (newest first)"
+        );
+        sizes.push(got[0]);
+    }
+    assert!(sizes[1] > sizes[0], "the two buckets differ: {sizes:?}");
+    // Control: the measurement can tell sizes apart when the padding bucket changes.
+    sirr_ok(&alice, &["send", "+15550700002", &"y".repeat(3_000)]);
+    let bigger = last_payload_sizes(&server, 1)[0];
+    assert!(
+        bigger > sizes[1],
+        "3,000 characters: {bigger} bytes, 300: {} bytes",
+        sizes[1]
+    );
+}
+
+/// Send a WebSocket upgrade for `/v1/websocket` and return the raw response head, keeping the
+/// socket open (a 101 holds a connection slot for as long as the stream lives).
+fn upgrade(port: u16) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /v1/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    (s, String::from_utf8_lossy(&head).into_owned())
+}
+
+#[test]
+fn the_connection_cap_answers_503_with_retry_after() {
+    let server = Server::start(&["--dev"], &[("SIRR_DELIVERY__MAX_CONNECTIONS", "2")]);
+    let (_a, first) = upgrade(server.port);
+    let (_b, second) = upgrade(server.port);
+    assert!(first.starts_with("HTTP/1.1 101"), "{first}");
+    assert!(second.starts_with("HTTP/1.1 101"), "{second}");
+    // The count is taken when a session starts; give the two a moment to be counted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let (_c, third) = upgrade(server.port);
+        if third.starts_with("HTTP/1.1 503") || std::time::Instant::now() > deadline {
+            break third;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after: 5"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_database_from_a_newer_sirrd_is_refused() {
+    let mut server = Server::dev();
+    assert!(server.terminate().success());
+    let db = rusqlite::Connection::open(server.data.join("sirr.db")).unwrap();
+    let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    db.pragma_update(None, "user_version", version + 1).unwrap();
+    drop(db);
+    let out = Command::new(bin("sirrd"))
+        .args(["--dev", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data")
+        .arg(&server.data)
+        .env_remove("SIRR_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "sirrd started on a newer database");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("newer than this sirrd"), "{err}");
+    // And it left the file as it found it.
+    let db = rusqlite::Connection::open(server.data.join("sirr.db")).unwrap();
+    let after: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(after, version + 1);
 }
