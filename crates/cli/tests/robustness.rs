@@ -429,6 +429,81 @@ fn verification_codes_expire_allow_few_attempts_and_are_rate_limited() {
     }
 }
 
+/// Outside development mode, even at debug level, the log names no phone number, account id,
+/// device secret, message text or ciphertext: only keyed log tags and counts.
+#[test]
+fn the_log_holds_no_number_id_secret_or_payload_outside_dev_mode() {
+    let (url, got) = webhook();
+    let server = Server::start(
+        &[],
+        &[
+            ("SIRR_VERIFICATION__WEBHOOK_URL", url.as_str()),
+            ("SIRR_LOG", "debug"),
+        ],
+    );
+    assert!(!server.log().contains("DEVELOPMENT MODE"));
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    let phones = ["+15550000211", "+15550000212"];
+    for (home, phone) in [(&alice, phones[0]), (&bob, phones[1])] {
+        let reg = |code: Option<&str>| {
+            let mut args = vec!["register", "--server", server.url.as_str(), "--phone", phone];
+            if let Some(c) = code {
+                args.extend(["--code", c]);
+            }
+            sirr(home, &args)
+        };
+        assert!(reg(None).status.success());
+        let code = last_code(&got, phone);
+        let out = reg(Some(&code));
+        assert!(out.status.success(), "{out:?}");
+    }
+    let canary = format!("logcanary{:x}", std::process::id() as u64 * 104_729);
+    sirr_ok(&alice, &["send", phones[1], &canary]);
+    sirr_ok(&bob, &["recv"]);
+    sirr_ok(&bob, &["send", phones[0], &canary]);
+    // And one left queued, whose ciphertext sits in the store while the server runs.
+    sirr_ok(&alice, &["send", phones[1], &canary]);
+    let db = rusqlite::Connection::open_with_flags(
+        server.data.join("sirr.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let payload: Vec<u8> = db
+        .query_row("SELECT payload FROM payloads ORDER BY id DESC LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut needles: Vec<(String, String)> = vec![
+        ("message text".into(), canary.clone()),
+        (
+            "ciphertext (hex)".into(),
+            hex(&payload[payload.len() / 2..][..16]),
+        ),
+    ];
+    for home in [&alice, &bob] {
+        let creds: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(home.join("credentials.json")).unwrap()).unwrap();
+        needles.push((
+            "device secret".into(),
+            creds["secret"].as_str().unwrap().to_owned(),
+        ));
+        let who: serde_json::Value = serde_json::from_str(&sirr_ok(home, &["whoami", "--json"])).unwrap();
+        needles.push(("account id".into(), who["account"].as_str().unwrap().to_owned()));
+    }
+    for p in phones {
+        needles.push(("phone number".into(), p.trim_start_matches('+').to_owned()));
+    }
+    let log = server.log();
+    assert!(log.lines().count() > 10, "the log is not empty:\n{log}");
+    assert!(log.contains("DEBUG"), "debug level is on:\n{log}");
+    for (what, needle) in &needles {
+        assert!(needle.len() >= 8, "{what} needle too short to mean anything");
+        assert!(!log.contains(needle.as_str()), "the log names a {what}:\n{log}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registration_surge_is_shed_at_once_with_retry_after() {
     let (url, got) = slow_webhook(Duration::from_millis(1500));
