@@ -2,7 +2,8 @@
 //! and answers `--help`; `--home` defaults to `$SIRR_HOME`; last-seen with consent on is still
 //! answered only to a holder of the right delivery token; texts of different lengths are
 //! stored at the same size (padding); the connection cap answers 503 with Retry-After; a
-//! database written by a newer sirrd is refused, not "migrated".
+//! database written by a newer sirrd is refused, not "migrated"; a region's shorter retention
+//! drops undelivered messages the default would keep.
 
 mod common;
 
@@ -240,4 +241,59 @@ fn a_database_from_a_newer_sirrd_is_refused() {
     let db = rusqlite::Connection::open(server.data.join("sirr.db")).unwrap();
     let after: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(after, version + 1);
+}
+
+/// Undelivered payloads in the server's store.
+fn payload_count(server: &Server) -> i64 {
+    let db = rusqlite::Connection::open_with_flags(
+        server.data.join("sirr.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    db.query_row("SELECT count(*) FROM payloads", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A message left undelivered for 20 days: the default region keeps it (30 days), the `eu`
+/// region's 14-day ceiling drops it at the next retention run.
+#[test]
+fn a_regions_shorter_retention_drops_what_the_default_keeps() {
+    for (region, kept) in [("default", true), ("eu", false)] {
+        let mut server = Server::dev();
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+        register(&server, &alice, "+15550700101");
+        register(&server, &bob, "+15550700102");
+        sirr_ok(&alice, &["send", "+15550700102", "are you there?"]);
+        assert!(server.terminate().success());
+        let queued = payload_count(&server);
+        assert!(queued > 0, "the message waits for bob");
+        let db = rusqlite::Connection::open(server.data.join("sirr.db")).unwrap();
+        let twenty_days_ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 20 * 86_400_000;
+        db.execute("UPDATE payloads SET server_ts = ?", [twenty_days_ago])
+            .unwrap();
+        drop(db);
+        server.set_env("SIRR_PRIVACY__REGION", region);
+        server.set_env("SIRR_DELIVERY__HOUSEKEEPING_SECS", "1");
+        server.restart();
+        if kept {
+            // Three retention runs at one a second.
+            std::thread::sleep(Duration::from_millis(3_000));
+            assert_eq!(
+                payload_count(&server),
+                queued,
+                "region {region} keeps 20-day-old mail"
+            );
+        } else {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while payload_count(&server) > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert_eq!(payload_count(&server), 0, "region {region} drops 20-day-old mail");
+        }
+    }
 }
