@@ -153,7 +153,11 @@ fn a_blaster_is_banned_its_queue_dropped_and_an_operator_reviews_the_appeal() {
                 r = conn.request(send).await;
             }
             match r {
-                Ok(_) => sent += 1,
+                Ok(_) => {
+                    sent += 1;
+                    // Nobody reads: what it sent waits in their queues, for the ban to drop.
+                    assert!(queued_from(&server, blaster.account) > 0, "its message is queued");
+                }
                 Err(ClientError::Server(e)) if e.code == ErrorCode::Banned => {
                     refusal = Some(e);
                     break;
@@ -165,7 +169,26 @@ fn a_blaster_is_banned_its_queue_dropped_and_an_operator_reviews_the_appeal() {
             }
         }
         let refusal = refusal.expect("the blaster is banned before it reaches everyone");
-        assert!(sent < 60, "banned after {sent} strangers");
+        assert!(sent > 0 && sent < 60, "banned after {sent} strangers");
+        // The session it is signed in on sends no more, whatever it sends.
+        let again = conn
+            .request(Request::Send {
+                message_id: MessageId(rand_id()),
+                to: vec![Recipient {
+                    account: people[59].account,
+                    devices: vec![people[59].device],
+                }],
+                payload: vec![0x42; 256],
+                epoch: None,
+                ttl_secs: None,
+                franking: None,
+            })
+            .await;
+        assert!(
+            matches!(&again, Err(ClientError::Server(e)) if e.code == ErrorCode::Banned)
+                || matches!(&again, Err(ClientError::Connection(_))),
+            "the banned session sent again: {again:?}"
+        );
         assert!(
             refusal.message.contains("appeal"),
             "the ban says what to do: {refusal}"
@@ -189,6 +212,18 @@ fn a_blaster_is_banned_its_queue_dropped_and_an_operator_reviews_the_appeal() {
             Err(ClientError::Server(e)) => assert_eq!(e.code, ErrorCode::Banned),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("a banned account signed in"),
+        }
+        blaster
+    });
+
+    // The ban is stored: it holds across a restart.
+    server.terminate();
+    server.restart();
+    let blaster = rt.block_on(async {
+        match hello(&server, &blaster).await {
+            Err(ClientError::Server(e)) => assert_eq!(e.code, ErrorCode::Banned, "after a restart"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a restart lifted the ban"),
         }
 
         // It appeals with its credential; a wrong credential cannot appeal for it.
