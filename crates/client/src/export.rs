@@ -49,6 +49,85 @@ const KNOWN: &[&str] = &[
     "disclosures",
 ];
 
+/// The order the page shows tables in, and each table's columns in: what a person looks for
+/// first (their account, devices, consents, disclosures, standing) before the machinery. A table
+/// or column not listed follows the listed ones, in the order the export has it.
+const ORDER: &[(&str, &[&str])] = &[
+    (
+        "accounts",
+        &[
+            "id",
+            "created_day",
+            "last_seen_day",
+            "next_device",
+            "phone_key",
+            "access_key_hash",
+            "reglock_hash",
+            "reglock_failures",
+        ],
+    ),
+    (
+        "devices",
+        &[
+            "device",
+            "created_day",
+            "sealed_name",
+            "secret_hash",
+            "key",
+            "account",
+        ],
+    ),
+    ("consents", &["seq", "at_ms", "purpose", "granted", "account"]),
+    (
+        "disclosures",
+        &[
+            "seq",
+            "at_ms",
+            "recipient",
+            "what",
+            "prev_hash",
+            "hash",
+            "account",
+        ],
+    ),
+    (
+        "abuse_decisions",
+        &["id", "at_ms", "action", "by", "reasons", "account"],
+    ),
+    ("appeals", &["id", "at_ms", "text", "account"]),
+    ("queue", &["seq", "device", "payload_id"]),
+    (
+        "payloads",
+        &[
+            "id",
+            "message_id",
+            "server_ts",
+            "expires_at",
+            "sender_account",
+            "sender_device",
+            "payload",
+            "franking",
+        ],
+    ),
+    (
+        "key_packages",
+        &["id", "device", "last_resort", "expires_at", "bytes"],
+    ),
+    ("device_lists", &["version", "list", "account"]),
+    ("conversations", &["id", "epoch", "used_day", "member_hash"]),
+    (
+        "verifications",
+        &["phone_key", "expires_at", "attempts", "code_hash"],
+    ),
+    ("reported_messages", &["hash", "expires_at"]),
+];
+
+/// Where `name` goes in `order` (unlisted names last, keeping their own order under a stable
+/// sort).
+fn rank(order: impl IntoIterator<Item = &'static str>, name: &str) -> usize {
+    order.into_iter().position(|n| n == name).unwrap_or(usize::MAX)
+}
+
 /// Values longer than this (hex, base64) are folded.
 const FOLD_OVER: usize = 24;
 /// How much of a folded value stays visible.
@@ -278,6 +357,8 @@ fn tables(out: &mut String, export: &Value, local: &Local<'_>) {
         out.push_str("</section>\n");
         return;
     };
+    let mut tables: Vec<(&String, &Value)> = tables.iter().collect();
+    tables.sort_by_key(|(name, _)| rank(ORDER.iter().map(|(t, _)| *t), name));
     for (name, t) in tables {
         let _ = writeln!(
             out,
@@ -305,6 +386,8 @@ fn tables(out: &mut String, export: &Value, local: &Local<'_>) {
                 }
             }
         }
+        let listed = ORDER.iter().find(|(t, _)| t == name).map_or(&[][..], |(_, c)| *c);
+        columns.sort_by_key(|c| rank(listed.iter().copied(), c));
         if !rows.is_empty() {
             out.push_str("<div class=\"scroll\"><table><thead><tr>");
             for col in &columns {
@@ -556,7 +639,7 @@ fn value_html(table: &str, column: &str, v: &Value, lang: Lang) -> String {
                     .iter()
                     .map(|n| format!("<code dir=\"ltr\">{}</code>", esc(n)))
                     .collect();
-                return list.join(", ");
+                return list.join(s.list_sep);
             }
         }
         Kind::Plain => {}
@@ -844,6 +927,19 @@ mod tests {
         assert!(s.contains("No decision about your account"), "{s}");
         assert!(!s.contains("Appeals"), "no appeals, no line");
         assert!(p.contains("120</bdi> bytes of end-to-end encrypted ciphertext"));
+    }
+
+    #[test]
+    fn tables_and_columns_come_in_reading_order() {
+        let p = page(&sample(), Lang::En, &[]);
+        let at = |needle: &str| p.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        // The export has them alphabetically; the page puts the account first.
+        assert!(at("id=\"table-accounts\"") < at("id=\"table-abuse_decisions\""));
+        assert!(at("id=\"table-devices\"") < at("id=\"table-consents\""));
+        assert!(at("id=\"table-consents\"") < at("id=\"table-queue\""));
+        let accounts = &p[at("id=\"table-accounts\"")..];
+        let col = |c: &str| accounts.find(&format!("data-column=\"{c}\"")).unwrap();
+        assert!(col("id") < col("created_day") && col("created_day") < col("reglock_hash"));
     }
 
     #[test]

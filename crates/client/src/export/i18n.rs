@@ -115,6 +115,8 @@ pub(super) struct Strings {
     pub months: [&'static str; 12],
     /// Between a date and its time of day.
     pub date_time_sep: &'static str,
+    /// Between the items of a list.
+    pub list_sep: &'static str,
     pub summary: &'static str,
     pub phone: &'static str,
     pub account: &'static str,
@@ -170,6 +172,7 @@ const EN: Strings = Strings {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ],
     date_time_sep: ", ",
+    list_sep: ", ",
     summary: "Summary",
     phone: "Phone number",
     account: "Account identifier",
@@ -235,6 +238,7 @@ const AR: Strings = Strings {
         "ديسمبر",
     ],
     date_time_sep: "، ",
+    list_sep: "، ",
     summary: "ملخّص",
     phone: "رقم الهاتف",
     account: "معرّف الحساب",
@@ -300,6 +304,7 @@ const MS: Strings = Strings {
         "Disember",
     ],
     date_time_sep: ", ",
+    list_sep: ", ",
     summary: "Ringkasan",
     phone: "Nombor telefon",
     account: "Pengecam akaun",
