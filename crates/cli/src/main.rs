@@ -155,6 +155,10 @@ enum AccountCommand {
     Export {
         #[arg(long)]
         out: PathBuf,
+        /// The readable page's language: en, ar or ms (default: from `LANG` if it starts with
+        /// ar or ms, else en)
+        #[arg(long, value_parser = ["en", "ar", "ms"])]
+        lang: Option<String>,
     },
     /// Ask for a ban of this account to be reviewed, in your own words
     Appeal { text: String },
@@ -553,7 +557,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Account(AccountCommand::Export { out: path }) => {
+        Command::Account(AccountCommand::Export { out: path, lang }) => {
+            let lang = match lang {
+                Some(code) => code.parse()?,
+                None => sirr_client::export::Lang::from_locale(std::env::var("LANG").ok().as_deref()),
+            };
             let mut client = open(&home)?;
             client.connect().await?;
             let export = client.export_account().await?;
@@ -567,7 +575,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::write(&path, serde_json::to_string_pretty(&export)?)
                 .with_context(|| format!("writing {}", path.display()))?;
             let html = path.with_extension("html");
-            std::fs::write(&html, sirr_client::export::html(&export, &names))
+            let generated_at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let me = client.identity();
+            let local = sirr_client::export::Local {
+                phone: &me.phone,
+                device_names: &names,
+                lang,
+                generated_at_ms,
+            };
+            std::fs::write(&html, sirr_client::export::html(&export, &local))
                 .with_context(|| format!("writing {}", html.display()))?;
             writeln!(out, "wrote {} and {}", path.display(), html.display())?;
         }

@@ -267,7 +267,17 @@ fn the_export_holds_every_declared_field_about_the_account() {
     sirr_ok(&alice, &["consent", "set", "last-seen", "on"]);
     sirr_ok(&alice, &["consent", "set", "last-seen", "off"]);
     let file = dir.path().join("export.json");
-    let printed = sirr_ok(&alice, &["account", "export", "--out", file.to_str().unwrap()]);
+    let printed = sirr_ok(
+        &alice,
+        &[
+            "account",
+            "export",
+            "--out",
+            file.to_str().unwrap(),
+            "--lang",
+            "en",
+        ],
+    );
     assert!(printed.contains("export.html"));
     let export: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     let who: serde_json::Value = serde_json::from_str(&sirr_ok(&alice, &["whoami", "--json"])).unwrap();
@@ -326,6 +336,63 @@ fn the_export_holds_every_declared_field_about_the_account() {
     assert!(tables["devices"]["rows"][0]["sealed_name"]["value"].is_string());
     assert!(!text.contains("alice-phone"), "not in what the server sent");
     assert!(html.contains("opens on your devices as &quot;alice-phone&quot;"));
+
+    // A page a person can read: the summary first, with what only her device knows.
+    let summary = html.find("<section id=\"summary\">").expect("a summary");
+    assert!(
+        summary < html.find("<section id=\"tables\">").unwrap(),
+        "the summary comes first"
+    );
+    assert!(
+        html.contains("<bdi dir=\"ltr\">+15550400011</bdi>"),
+        "her number, left to right"
+    );
+    assert!(html.contains("Device <bdi dir=\"ltr\">1</bdi>: <bdi>alice-phone</bdi>"));
+    assert!(html.contains("Last seen: Off since <time datetime="));
+    // Every top-level part and every table is on the page.
+    for key in export.as_object().unwrap().keys() {
+        assert!(
+            html.contains(&format!("id=\"{key}\"")),
+            "{key} is not on the page"
+        );
+    }
+    for name in tables.keys() {
+        assert!(
+            html.contains(&format!("id=\"table-{name}\"")),
+            "table {name} is not on the page"
+        );
+    }
+    // Times read as dates, never as milliseconds.
+    let mut instants = vec![export["exported_at_ms"].as_u64().unwrap()];
+    for (table, col) in [
+        ("consents", "at_ms"),
+        ("payloads", "server_ts"),
+        ("key_packages", "expires_at"),
+    ] {
+        for row in tables[table]["rows"].as_array().unwrap() {
+            instants.extend(row[col]["value"].as_u64());
+        }
+    }
+    assert!(instants.len() >= 5, "{instants:?}");
+    for ms in instants {
+        assert!(!html.contains(&ms.to_string()), "{ms} is shown raw");
+    }
+    let created = tables["accounts"]["rows"][0]["created_day"]["value"]
+        .as_i64()
+        .unwrap();
+    assert!(created > 19_000, "a day number: {created}");
+    assert!(html.contains("<time datetime=\""), "times are <time> elements");
+
+    // In Arabic the page runs right to left, the number still left to right.
+    let ar = dir.path().join("export-ar.json");
+    sirr_ok(
+        &alice,
+        &["account", "export", "--out", ar.to_str().unwrap(), "--lang", "ar"],
+    );
+    let html = std::fs::read_to_string(dir.path().join("export-ar.html")).unwrap();
+    assert!(html.contains("<html lang=\"ar\" dir=\"rtl\">"));
+    assert!(html.contains("<bdi dir=\"ltr\">+15550400011</bdi>"));
+    assert!(html.contains("رقم الهاتف"));
 }
 
 #[test]

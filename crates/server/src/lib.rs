@@ -232,6 +232,13 @@ pub async fn run(
         Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),
         Err(e) => tracing::error!(error = %e, "server task failed"),
     }
+    // Upgraded WebSocket sessions are no longer the HTTP server's connections, so its graceful
+    // shutdown does not wait for them: wait here until each has said why it ends and lingered
+    // for the client's Close (bounded), or ending the runtime would cut them off mid-close.
+    let deadline = tokio::time::Instant::now() + session::SHUTDOWN_GRACE;
+    while svc.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let _ = housekeeping.await;
     let _ = admin.await;
     store.close().await?;

@@ -87,6 +87,35 @@ async fn close(sink: &mut Sink, body: ErrorBody, code: u16) {
     .await;
 }
 
+/// How long a session closed for shutdown waits for the client's Close.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// How long the server waits at shutdown for its sessions to end: the `Closing` frame, the Close
+/// and the [`LINGER`] take well under this unless a client stops reading, and such a session is
+/// then cut off rather than holding the exit.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Close for shutdown, then linger: read and discard until the client's Close arrives, for at
+/// most [`LINGER`]. Dropping the socket with the client's bytes still unread would make the
+/// kernel answer with a reset, and the client could then lose the `Closing` frame that says why
+/// the session ended; after its Close, the close is clean.
+async fn close_for_shutdown(sink: &mut Sink, stream: &mut Stream) {
+    close(
+        sink,
+        ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000),
+        1001,
+    )
+    .await;
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// What one incoming WebSocket message turned out to be.
 // One per received message, moved straight into its handler: boxing the frame would add an
 // allocation per request to save a copy of ~200 bytes.
@@ -157,7 +186,7 @@ async fn handshake(
                 return None;
             }
             _ = shutdown.changed() => {
-                close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
+                close_for_shutdown(sink, stream).await;
                 return None;
             }
         };
@@ -211,7 +240,7 @@ async fn handshake(
                             Some(Ok(_)) => {}
                         },
                         _ = shutdown.changed() => {
-                            close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
+                            close_for_shutdown(sink, stream).await;
                             return None;
                         }
                     }
@@ -263,7 +292,7 @@ async fn sealed_session(
         let ok = tokio::select! {
             biased;
             _ = &mut shutting_down => {
-                close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
+                close_for_shutdown(sink, stream).await;
                 break;
             }
             _ = &mut idle_timer, if work.is_empty() && !dirty => {
@@ -397,7 +426,7 @@ async fn device_session(
             // else is ready and a whole burst of frames leaves in one write.
             biased;
             _ = &mut shutting_down => {
-                close(sink, ErrorBody::new(ErrorCode::Overloaded, "server is shutting down").retry_after(1000), 1001).await;
+                close_for_shutdown(sink, stream).await;
                 break;
             }
             _ = &mut evicted => {

@@ -42,6 +42,9 @@ pub struct Server {
     pub data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub log: Arc<Mutex<String>>,
+    /// The thread copying the server's stderr into `log`; it ends when the process has exited
+    /// and its last line is in, so [`Server::terminate`] joins it before the log is read.
+    log_reader: Option<std::thread::JoinHandle<()>>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     /// Start with the binary's own defaults (no raised limits, abuse engine on).
@@ -75,6 +78,7 @@ impl Server {
             data,
             _tmp: Some(tmp),
             log: Arc::default(),
+            log_reader: None,
             args: args.iter().map(|s| s.to_string()).collect(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             stock,
@@ -133,12 +137,13 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn sirrd");
         let stderr = child.stderr.take().unwrap();
         let log = self.log.clone();
-        std::thread::spawn(move || {
+        self.log_reader = Some(std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&line);
-                log.lock().unwrap().push('\n');
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
             }
-        });
+        }));
         self.child = Some(child);
         self.url = format!("{}://127.0.0.1:{}", self.scheme(), self.port);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -181,6 +186,10 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(s) = c.try_wait().unwrap() {
+                // The exit can be seen before the last lines are read from the pipe.
+                if let Some(reader) = self.log_reader.take() {
+                    let _ = reader.join();
+                }
                 return s;
             }
             assert!(Instant::now() < deadline, "sirrd did not exit after SIGTERM");
