@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use sirr_client::{Chat, Client};
+use sirr_client::state::State;
+use sirr_client::{Chat, Client, Platform};
 use sirr_proto::{DeviceId, Phone, Purpose};
 
 #[derive(Parser)]
@@ -260,9 +261,9 @@ fn home_dir(home: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 /// Open the home directory, unlocking it with `$SIRR_PASSPHRASE` if that is set.
-fn open(home: &std::path::Path) -> anyhow::Result<Client> {
+async fn open(home: &std::path::Path) -> anyhow::Result<Client> {
     let passphrase = std::env::var("SIRR_PASSPHRASE").ok();
-    Ok(Client::open_with(home, passphrase.as_deref())?)
+    Ok(Client::open_with(home, passphrase.as_deref()).await?)
 }
 
 fn phone(s: &str) -> anyhow::Result<Phone> {
@@ -290,7 +291,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let code = match code {
                 Some(c) => c,
                 None => {
-                    let ttl = Client::request_code(&server, &number, ca.as_deref()).await?;
+                    let ttl =
+                        Client::request_code(&Platform::native(), &server, &number, ca.as_deref()).await?;
                     if !std::io::stdin().is_terminal() {
                         writeln!(out, "A verification code was sent to {number} (valid {ttl} s).")?;
                         writeln!(out, "Run again with --code CODE to finish registering.")?;
@@ -303,7 +305,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let client = Client::register(
-                &home,
+                Platform::native(),
+                State::open(&home)?,
                 &server,
                 number,
                 &code,
@@ -321,7 +324,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Send { to, text } => {
             let to = phone(&to)?;
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             let id = client.send_text(&to, &text).await?;
             client.disconnect().await;
@@ -331,10 +334,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !(0.0..=86_400.0).contains(&wait) {
                 bail!("--wait must be between 0 and 86400 seconds");
             }
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             client.receive(Duration::from_secs_f64(wait)).await?;
-            let shown = client.take_unread()?;
+            let shown = client.take_unread().await?;
             // Shown means read: senders hear of it only if read receipts are on.
             client.send_read_receipts(&shown).await?;
             client.disconnect().await;
@@ -383,7 +386,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Whoami { json } => {
-            let id = open(&home)?.identity();
+            let id = open(&home).await?.identity();
             if json {
                 writeln!(out, "{}", serde_json::to_string(&id)?)?;
             } else {
@@ -395,7 +398,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Devices { json } | Command::Device(DeviceCommand::List { json }) => {
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             let me = client.identity().device;
             let devices = client.devices().await?;
@@ -418,14 +421,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Device(DeviceCommand::Remove { id }) => {
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             client.remove_device(DeviceId(id)).await?;
             client.disconnect().await;
             writeln!(out, "removed device {id}")?;
         }
         Command::Device(DeviceCommand::Rename { name }) => {
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             client.set_device_name(&name).await?;
             client.disconnect().await;
@@ -440,7 +443,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
                 None => None,
             };
-            let pending = Client::start_link(&home, &server, &name, ca.as_deref()).await?;
+            let pending = Client::start_link(
+                Platform::native(),
+                State::open(&home)?,
+                &server,
+                &name,
+                ca.as_deref(),
+            )
+            .await?;
             writeln!(
                 out,
                 "On a device of your account, run:\n  sirr device approve {}",
@@ -461,7 +471,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Command::Device(DeviceCommand::Approve { code }) => {
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             client.receive(Duration::ZERO).await?;
             let device = client.approve_link(&code).await?;
@@ -469,7 +479,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "approved device {}", device.0)?;
         }
         Command::Group(cmd) => {
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             // Catch up first, so the operation starts from the group's latest state.
             client.receive(Duration::ZERO).await?;
@@ -503,7 +513,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     writeln!(out, "left {name}")?;
                 }
                 GroupCommand::List { json } => {
-                    for (row, epoch, devices) in client.conversations()? {
+                    for (row, epoch, devices) in client.conversations().await? {
                         if json {
                             let v = serde_json::json!({
                                 "id": row.id.to_string(),
@@ -532,7 +542,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.disconnect().await;
         }
         Command::Account(AccountCommand::Disclosures { verify, json }) => {
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             let entries = client.disclosures().await?;
             client.disconnect().await;
@@ -562,7 +572,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(code) => code.parse()?,
                 None => sirr_client::export::Lang::from_locale(std::env::var("LANG").ok().as_deref()),
             };
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             let export = client.export_account().await?;
             let names: Vec<(u32, String)> = client
@@ -590,7 +600,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "wrote {} and {}", path.display(), html.display())?;
         }
         Command::Account(AccountCommand::Appeal { text }) => {
-            let client = open(&home)?;
+            let client = open(&home).await?;
             client.appeal(&text).await?;
             writeln!(out, "appeal sent; an operator will review the ban")?;
         }
@@ -600,14 +610,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "this deletes your account and all its devices for good; run again with --yes to confirm"
                 );
             }
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             let phone = client.identity().phone;
             client.delete_account().await?;
             writeln!(out, "deleted the account of {phone} and this device's data")?;
         }
         Command::Account(AccountCommand::Lock { action }) => {
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             let enabled = match action.as_str() {
                 "set" => {
@@ -635,7 +645,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Passphrase { action } => {
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             if action == "set" {
                 let new = match std::env::var("SIRR_NEW_PASSPHRASE") {
                     Ok(p) => p,
@@ -645,16 +655,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         line.trim_end_matches(['\r', '\n']).to_owned()
                     }
                 };
-                client.set_passphrase(Some(&new))?;
+                client.set_passphrase(Some(&new)).await?;
                 writeln!(out, "this device's keys are now locked with your passphrase")?;
             } else {
-                client.set_passphrase(None)?;
+                client.set_passphrase(None).await?;
                 writeln!(out, "this device's keys are no longer locked with a passphrase")?;
             }
         }
         Command::Safety { phone: p } => {
             let p = phone(&p)?;
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             client.receive(Duration::ZERO).await?;
             let number = client.safety_number(&p).await?;
@@ -662,7 +672,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "{number}")?;
         }
         Command::Consent(cmd) => {
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             let (region, consents) = match cmd {
                 ConsentCommand::List { json } => {
@@ -709,7 +719,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Block { phone: p } => {
             let p = phone(&p)?;
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             client.block(&p).await?;
             client.disconnect().await;
@@ -717,7 +727,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Report { phone: p, last } => {
             let p = phone(&p)?;
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             client.receive(Duration::ZERO).await?;
             let (sent, verified) = client.report(&p, last).await?;
@@ -729,7 +739,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::LastSeen { phone: p } => {
             let p = phone(&p)?;
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             let day = client.last_seen(&p).await?;
             client.disconnect().await;
@@ -749,7 +759,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => bail!("name either a phone number or --group NAME"),
             };
             let seconds = parse_duration(&duration)?;
-            let mut client = open(&home)?;
+            let mut client = open(&home).await?;
             client.connect().await?;
             client.receive(Duration::ZERO).await?;
             client.set_timer(&chat, seconds).await?;

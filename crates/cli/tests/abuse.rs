@@ -319,12 +319,12 @@ fn reports_are_verified_by_franking_and_blocks_hide_messages() {
     sirr_ok(&alice, &["account", "disclosures", "--verify"]);
 
     // A report that changes the text, the time or the key verifies nothing.
-    let client = sirr_client::Client::open(&bob).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(sirr_client::Client::open(&bob)).unwrap();
     let creds = client.state().credentials().unwrap();
     let alice_id: AccountId = account_of(&alice).parse().unwrap();
-    let franked = client.state().franked_from(alice_id, 5).unwrap();
+    let franked = rt.block_on(client.state().franked_from(alice_id, 5)).unwrap();
     assert_eq!(franked.len(), 2);
-    let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let raw = Raw {
             account: creds.account,

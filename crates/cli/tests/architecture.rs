@@ -216,3 +216,34 @@ fn protocol_crypto_and_the_abuse_core_do_no_io() {
     // Positive control.
     assert!(!offending("client", IO).is_empty());
 }
+
+/// What reaching past the client's platform seams looks like: the clock, tasks, sockets and
+/// SQLite of one platform. Only the native implementations may.
+const PLATFORM: &[&str] = &[
+    "SystemTime::now",
+    "Instant::now",
+    "tokio::spawn",
+    "tokio::time",
+    "tokio::task",
+    "spawn_blocking",
+    "tokio::net",
+    "tokio_tungstenite",
+    "rusqlite",
+];
+
+#[test]
+fn the_shared_client_code_uses_only_its_platform_seams() {
+    // `native/` and the SQLite store are the native platform; everything else runs in the
+    // browser too and reaches time, tasks, sockets and storage through `platform` and `store`.
+    let native = |h: &String| h.contains("/src/native/") || h.contains("/src/store/sqlite.rs:");
+    let hits: Vec<String> = offending("client", PLATFORM)
+        .into_iter()
+        .filter(|h| !native(h))
+        .collect();
+    assert!(
+        hits.is_empty(),
+        "shared client code reaches past its seams: {hits:?}"
+    );
+    // Positive control: the native implementations are caught by the same search.
+    assert!(offending("client", PLATFORM).iter().any(native));
+}

@@ -254,7 +254,8 @@ fn alice_and_bob(server: &Server, dir: &Path, n: u32) -> (std::path::PathBuf, st
 /// The one reportable message `home` holds from `from`.
 fn opening(home: &Path, from: AccountId) -> ReportedMessage {
     let state = sirr_client::state::State::open(home).unwrap();
-    let mut kept = state.franked_from(from, 10).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut kept = rt.block_on(state.franked_from(from, 10)).unwrap();
     assert_eq!(kept.len(), 1);
     kept.remove(0).opening
 }
@@ -325,7 +326,7 @@ fn a_message_whose_franking_does_not_verify_is_refused() {
     let (alice, bob) = alice_and_bob(&server, dir.path(), 30);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut client = sirr_client::Client::open(&alice).unwrap();
+        let mut client = sirr_client::Client::open(&alice).await.unwrap();
         client.connect().await.unwrap();
         let bob_phone = Phone::parse("+1555070302").unwrap();
         let mut requests = Vec::new();
@@ -374,7 +375,11 @@ fn a_message_whose_franking_does_not_verify_is_refused() {
     let alice_id = account_of(&alice);
     let state = sirr_client::state::State::open(&bob).unwrap();
     assert_eq!(
-        state.franked_from(alice_id, 10).unwrap().len(),
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(state.franked_from(alice_id, 10))
+            .unwrap()
+            .len(),
         1,
         "only the genuine one is kept"
     );

@@ -24,7 +24,7 @@ async fn encrypted(
     to: &str,
     texts: impl IntoIterator<Item = String>,
 ) -> Vec<Request> {
-    let mut client = Client::open(home).unwrap();
+    let mut client = Client::open(home).await.unwrap();
     client.connect().await.unwrap();
     let mut out = Vec::new();
     for t in texts {
@@ -42,6 +42,7 @@ async fn receive_numbers(client: &mut Client, texts: &mut Vec<u32>, n: usize) {
         texts.extend(
             client
                 .take_unread()
+                .await
                 .unwrap()
                 .into_iter()
                 .map(|m| m.text.parse::<u32>().unwrap()),
@@ -266,12 +267,12 @@ async fn credentials_recipients_and_sizes_are_checked() {
     assert!(status.contains("200"));
 
     // Nothing rejected was stored: bob has exactly the one good message.
-    let mut bob_client = Client::open(&b).unwrap();
+    let mut bob_client = Client::open(&b).await.unwrap();
     bob_client.connect().await.unwrap();
     bob_client.receive(Duration::from_millis(200)).await.unwrap();
     // Its payload is not valid content: the client shows that (a notice, not a message), and
     // it was delivered and acknowledged: the server queue is empty afterwards.
-    let rows = bob_client.take_unread().unwrap();
+    let rows = bob_client.take_unread().await.unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].direction, "notice");
     assert!(rows[0].text.contains("could not be read"), "{rows:?}");
@@ -516,16 +517,29 @@ async fn a_registration_surge_is_shed_at_once_with_retry_after() {
     );
     let busy = {
         let url = server.url.clone();
-        tokio::spawn(async move { Client::request_code(&url, &phone("+15550000701"), None).await })
+        tokio::spawn(async move {
+            Client::request_code(
+                &sirr_client::Platform::native(),
+                &url,
+                &phone("+15550000701"),
+                None,
+            )
+            .await
+        })
     };
     // Wait until the first request holds the only slot (its webhook call is in progress).
     while got.lock().unwrap().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let started = std::time::Instant::now();
-    let shed = Client::request_code(&server.url, &phone("+15550000702"), None)
-        .await
-        .unwrap_err();
+    let shed = Client::request_code(
+        &sirr_client::Platform::native(),
+        &server.url,
+        &phone("+15550000702"),
+        None,
+    )
+    .await
+    .unwrap_err();
     let ClientError::Server(body) = shed else {
         panic!("expected a refusal, got {shed:?}")
     };
@@ -538,9 +552,14 @@ async fn a_registration_surge_is_shed_at_once_with_retry_after() {
     assert!(busy.await.unwrap().is_ok(), "the admitted request completes");
     // With the slot free again, the refused number gets its code.
     assert!(
-        Client::request_code(&server.url, &phone("+15550000702"), None)
-            .await
-            .is_ok()
+        Client::request_code(
+            &sirr_client::Platform::native(),
+            &server.url,
+            &phone("+15550000702"),
+            None
+        )
+        .await
+        .is_ok()
     );
 }
 
@@ -603,10 +622,10 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
     );
     server.restart();
 
-    let mut bob_client = Client::open(&b).unwrap();
+    let mut bob_client = Client::open(&b).await.unwrap();
     bob_client.connect().await.unwrap();
     bob_client.receive(Duration::from_secs(1)).await.unwrap();
-    let rows = bob_client.take_unread().unwrap();
+    let rows = bob_client.take_unread().await.unwrap();
     let unreadable: Vec<&String> = rows
         .iter()
         .filter(|m| m.direction == "notice")
@@ -631,7 +650,7 @@ async fn sigterm_drains_sessions_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     register(&server, &a, "+15550000401");
-    let mut client = Client::open(&a).unwrap();
+    let mut client = Client::open(&a).await.unwrap();
     client.connect().await.unwrap();
     let status = tokio::task::spawn_blocking(move || {
         let s = server.terminate();
@@ -717,7 +736,7 @@ async fn a_slow_receiver_gets_everything_once_and_in_order() {
         send(req).await;
     }
     // Bob takes the first 300 from storage and is then caught up, on the live path.
-    let mut bob_client = Client::open(&b).unwrap();
+    let mut bob_client = Client::open(&b).await.unwrap();
     bob_client.connect().await.unwrap();
     let mut texts = Vec::new();
     receive_numbers(&mut bob_client, &mut texts, 300).await;

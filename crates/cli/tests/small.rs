@@ -210,11 +210,22 @@ fn verification_codes_stop_at_the_global_cap_and_are_counted() {
     rt.block_on(async {
         let numbers = ["+15550003001", "+447700900301", "+33612345601", "+4915112345601"];
         for n in &numbers[..3] {
-            Client::request_code(&server.url, &Phone::parse(n).unwrap(), None)
-                .await
-                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            Client::request_code(
+                &sirr_client::Platform::native(),
+                &server.url,
+                &Phone::parse(n).unwrap(),
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{n}: {e}"));
         }
-        let refused = Client::request_code(&server.url, &Phone::parse(numbers[3]).unwrap(), None).await;
+        let refused = Client::request_code(
+            &sirr_client::Platform::native(),
+            &server.url,
+            &Phone::parse(numbers[3]).unwrap(),
+            None,
+        )
+        .await;
         match refused {
             Err(ClientError::Server(e)) => {
                 assert_eq!(e.code, ErrorCode::RateLimited, "{e:?}");
@@ -319,7 +330,7 @@ fn a_batch_that_fails_part_way_loses_no_message() {
     register(&server, &carol, "+15550004003");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut a = Client::open(&alice).unwrap();
+        let mut a = Client::open(&alice).await.unwrap();
         a.connect().await.unwrap();
         // Alice learns Bob (her one lookup) from his first message.
         sirr_ok(&bob, &["send", "+15550004001", "b1"]);
@@ -339,7 +350,7 @@ fn a_batch_that_fails_part_way_loses_no_message() {
         a.disconnect().await;
         a.connect().await.unwrap();
         a.receive(Duration::from_secs(10)).await.unwrap();
-        let got = a.take_unread().unwrap();
+        let got = a.take_unread().await.unwrap();
         let notices: Vec<&str> = got
             .iter()
             .filter(|m| m.direction == "notice")
@@ -355,7 +366,7 @@ fn a_batch_that_fails_part_way_loses_no_message() {
         assert_eq!(texts, ["b1", "b2", "c1"], "each message exactly once");
         // And a fresh process sees the same, with nothing left to deliver.
         drop(a);
-        let mut again = Client::open(&alice).unwrap();
+        let mut again = Client::open(&alice).await.unwrap();
         again.connect().await.unwrap();
         assert_eq!(again.receive(Duration::from_secs(1)).await.unwrap(), 0);
     });

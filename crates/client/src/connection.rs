@@ -8,24 +8,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::future::AbortHandle;
 use sirr_proto::{
     ClientFrame, Envelope, ErrorBody, Request, Response, ServerFrame, decode_server_frame, encode,
 };
-use tokio::net::TcpStream;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::{ClientError, Result};
+use crate::platform::{FrameSink, Platform};
 
 /// Largest frame this client accepts from a server.
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Waiters = Arc<Mutex<HashMap<u32, oneshot::Sender<Result<Response, ErrorBody>>>>>;
 
 /// Something the server pushed.
@@ -41,11 +36,13 @@ pub enum Event {
 }
 
 pub struct Connection {
-    sink: AsyncMutex<SplitSink<Ws, Message>>,
+    platform: Platform,
+    sink: AsyncMutex<Box<dyn FrameSink>>,
     next_id: AtomicU32,
     waiters: Waiters,
     events: mpsc::UnboundedReceiver<Event>,
-    reader: tokio::task::JoinHandle<()>,
+    /// Stops the reader task (spawned with the platform's spawner) on [`Connection::close`].
+    reader: AbortHandle,
 }
 
 /// The WebSocket URL for a server base URL (`http(s)://host:port` or `ws(s)://...`).
@@ -69,63 +66,34 @@ pub fn websocket_url(server: &str) -> Result<String> {
     })
 }
 
-/// TLS settings: Mozilla's roots, plus an extra CA (PEM) if the server uses a private one.
-pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(pem) = extra_ca_pem {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| ClientError::Invalid(format!("CA certificate: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| ClientError::Invalid(format!("CA certificate: {e}")))?;
-        }
-    }
-    Ok(
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::Invalid(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
 impl Connection {
+    /// Connect with the native platform ([`Platform::native`]).
+    #[cfg(feature = "native")]
     pub async fn connect(server: &str, extra_ca_pem: Option<&[u8]>) -> Result<Connection> {
+        Connection::open(&Platform::native(), server, extra_ca_pem).await
+    }
+
+    /// Connect to `server` through `platform`'s connector, and start reading in a task of its
+    /// spawner.
+    pub async fn open(platform: &Platform, server: &str, extra_ca_pem: Option<&[u8]>) -> Result<Connection> {
         let url = websocket_url(server)?;
-        let connector = if url.starts_with("wss://") {
-            Some(Connector::Rustls(Arc::new(tls_config(extra_ca_pem)?)))
-        } else {
-            None
-        };
-        // A small read buffer: tungstenite zero-fills a buffer-sized chunk on every read.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(16 * 1024)
-            .max_message_size(Some(MAX_FRAME))
-            .max_frame_size(Some(MAX_FRAME));
-        let (ws, _) = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            tokio_tungstenite::connect_async_tls_with_config(&url, Some(config), true, connector),
-        )
-        .await
-        .map_err(|_| ClientError::Connection(format!("timed out connecting to {url}")))?
-        .map_err(|e| ClientError::Connection(format!("cannot connect to {url}: {e}")))?;
-        let (sink, mut stream) = ws.split();
+        let (sink, mut stream) = platform
+            .timeout(
+                REQUEST_TIMEOUT.as_millis() as u64,
+                platform.connector.connect(&url, extra_ca_pem),
+            )
+            .await
+            .ok_or_else(|| ClientError::Connection(format!("timed out connecting to {url}")))?
+            .map_err(|e| ClientError::Connection(e.to_string()))?;
         let waiters: Waiters = Arc::default();
         let (tx, events) = mpsc::unbounded_channel();
         let reader = {
             let waiters = waiters.clone();
-            tokio::spawn(async move {
+            async move {
                 let why = loop {
                     let bytes = match stream.next().await {
-                        Some(Ok(Message::Binary(b))) => b,
-                        Some(Ok(Message::Close(_))) | None => {
-                            break "server closed the connection".to_owned();
-                        }
-                        Some(Ok(_)) => continue,
+                        Some(Ok(b)) => b,
+                        None => break "server closed the connection".to_owned(),
                         Some(Err(e)) => break e.to_string(),
                     };
                     match decode_server_frame(&bytes, MAX_FRAME) {
@@ -152,14 +120,19 @@ impl Connection {
                     w.clear();
                 }
                 let _ = tx.send(Event::Disconnected(why));
-            })
+            }
         };
+        let (reader, handle) = futures_util::future::abortable(reader);
+        platform.spawner.spawn(Box::pin(async move {
+            let _ = reader.await;
+        }));
         Ok(Connection {
+            platform: platform.clone(),
             sink: AsyncMutex::new(sink),
             next_id: AtomicU32::new(1),
             waiters,
             events,
-            reader,
+            reader: handle,
         })
     }
 
@@ -167,7 +140,7 @@ impl Connection {
         self.sink
             .lock()
             .await
-            .send(Message::Binary(encode(frame).into()))
+            .send(encode(frame))
             .await
             .map_err(|e| ClientError::Connection(e.to_string()))
     }
@@ -188,15 +161,15 @@ impl Connection {
             .map_err(|_| ClientError::Connection("connection state poisoned".into()))?
             .insert(id, tx);
         self.send_frame(&ClientFrame::Request { id, body }).await?;
-        match tokio::time::timeout(timeout, rx).await {
-            Err(_) => Err(ClientError::Connection(
+        match self.platform.timeout(timeout.as_millis() as u64, rx).await {
+            None => Err(ClientError::Connection(
                 "the server did not answer in time".into(),
             )),
-            Ok(Err(_)) => Err(ClientError::Connection(
+            Some(Err(_)) => Err(ClientError::Connection(
                 "connection lost before the answer".into(),
             )),
-            Ok(Ok(Ok(r))) => Ok(r),
-            Ok(Ok(Err(e))) => Err(ClientError::Server(e)),
+            Some(Ok(Ok(r))) => Ok(r),
+            Some(Ok(Err(e))) => Err(ClientError::Server(e)),
         }
     }
 
@@ -210,15 +183,15 @@ impl Connection {
 
     /// The next push or notice; `None` after `timeout`.
     pub async fn next_event(&mut self, timeout: Duration) -> Option<Event> {
-        tokio::time::timeout(timeout, self.events.recv())
+        self.platform
+            .timeout(timeout.as_millis() as u64, self.events.recv())
             .await
-            .ok()
             .flatten()
     }
 
     /// Close politely.
     pub async fn close(self) {
-        let _ = self.sink.lock().await.close().await;
+        self.sink.lock().await.close().await;
         self.reader.abort();
     }
 }

@@ -26,7 +26,7 @@ use sirr_proto::{
 use crate::error::{ClientError, Result};
 use crate::receive::Changes;
 use crate::state::{self, ConversationRow, StoredMessage};
-use crate::{Client, Connection, now_ms, unexpected};
+use crate::{Client, Connection, unexpected};
 
 /// How many one-time KeyPackages to keep at the server; refill below [`KEY_PACKAGES_LOW`].
 pub(crate) const KEY_PACKAGE_BATCH: usize = 50;
@@ -42,10 +42,6 @@ fn random_id() -> MessageId {
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
     MessageId(id)
-}
-
-fn now_unix() -> u64 {
-    now_ms() / 1000
 }
 
 /// Group devices by account, as `Send` and `Commit` want them.
@@ -145,10 +141,10 @@ impl Client {
             &self.keys.store,
             &self.keys.identity,
             KEY_PACKAGE_BATCH,
-            now_unix(),
+            self.now_ms() / 1000,
             KEY_PACKAGE_LIFETIME_SECS,
         )?;
-        self.keys.save(&self.state)?;
+        self.keys.save(&self.state).await?;
         let r = self
             .conn()?
             .request(Request::UploadKeyPackages {
@@ -192,14 +188,19 @@ impl Client {
                 account,
                 device: p.device,
             };
-            let kp =
-                sirr_crypto::KeyPackages::validate(&self.keys.store, &p.key_package, address, now_unix())
-                    .map_err(|e| {
-                        ClientError::Invalid(format!("device {address} offered an invalid key package: {e}"))
-                    })?;
+            let kp = sirr_crypto::KeyPackages::validate(
+                &self.keys.store,
+                &p.key_package,
+                address,
+                self.now_ms() / 1000,
+            )
+            .map_err(|e| {
+                ClientError::Invalid(format!("device {address} offered an invalid key package: {e}"))
+            })?;
             out.push(kp);
         }
-        self.check_approved(account, device_list.as_deref().map(|b| &b[..]), &out)?;
+        self.check_approved(account, device_list.as_deref().map(|b| &b[..]), &out)
+            .await?;
         Ok(out)
     }
 
@@ -216,7 +217,7 @@ impl Client {
         let next = conv
             .pending_membership_token()
             .ok_or_else(|| ClientError::Protocol("no staged commit to order".into()))?;
-        self.keys.save(&self.state)?;
+        self.keys.save(&self.state).await?;
         let r = self
             .conn()?
             .request(Request::Commit {
@@ -250,13 +251,13 @@ impl Client {
         match r {
             Ok(Response::Committed { .. }) => {
                 conv.merge_pending_commit(&self.keys.store)?;
-                self.keys.save(&self.state)?;
+                self.keys.save(&self.state).await?;
                 Ok(true)
             }
             Ok(other) => Err(unexpected(other)),
             Err(ClientError::Server(e)) if e.code == ErrorCode::StaleEpoch => {
                 conv.clear_pending_commit(&self.keys.store)?;
-                self.keys.save(&self.state)?;
+                self.keys.save(&self.state).await?;
                 Ok(false)
             }
             Err(e) => {
@@ -264,7 +265,7 @@ impl Client {
                 // refused; if it accepted, the next send is refused as stale and catching up
                 // cannot decrypt our own commit, which is the one known gap (see ARCHITECTURE).
                 conv.clear_pending_commit(&self.keys.store)?;
-                self.keys.save(&self.state)?;
+                self.keys.save(&self.state).await?;
                 Err(e)
             }
         }
@@ -286,7 +287,7 @@ impl Client {
                 }
                 // A local attempt that never got ordered, or a conversation we were removed from.
                 c.delete(&self.keys.store)?;
-                self.keys.save(&self.state)?;
+                self.keys.save(&self.state).await?;
             }
             let me = self.me();
             let mut kps = Vec::new();
@@ -303,7 +304,8 @@ impl Client {
             // This account's other devices (the server's StaleDevices answer corrects a stale list).
             let own: Vec<DeviceId> = self
                 .state
-                .own_devices()?
+                .own_devices()
+                .await?
                 .into_iter()
                 .filter(|d| *d != me.device)
                 .collect();
@@ -341,14 +343,14 @@ impl Client {
                     members: members.clone(),
                     active: true,
                 };
-                self.state.save_conversation(&row)?;
+                self.state.save_conversation(&row).await?;
                 self.send_content(id, Body::Info { name, members }).await?;
                 return Ok(());
             }
             // Someone created it first: drop ours, take their Welcome from the queue.
             if let Some(c) = Conversation::load(&self.keys.store, id.0)? {
                 c.delete(&self.keys.store)?;
-                self.keys.save(&self.state)?;
+                self.keys.save(&self.state).await?;
             }
             Box::pin(self.receive(CATCH_UP)).await?;
         }
@@ -378,7 +380,7 @@ impl Client {
             }
             // Only messages people write disappear; control messages (receipts, timer, details) do not.
             let timer = match body {
-                Body::Text(_) => self.state.timer(id)?,
+                Body::Text(_) => self.state.timer(id).await?,
                 _ => None,
             };
             // What this account writes carries its profile key, so the people it writes to (in
@@ -388,7 +390,7 @@ impl Client {
             // to someone the user never answered.
             let content = Content {
                 from: self.creds.phone.clone(),
-                sent_at: now_ms(),
+                sent_at: self.now_ms(),
                 body: body.clone(),
                 disappears_after_secs: timer,
                 profile_key: matches!(body, Body::Text(_))
@@ -401,7 +403,7 @@ impl Client {
             let plaintext = content.seal();
             let ciphertext = conv.encrypt(&self.keys.store, &self.keys.identity, &plaintext)?;
             // The sender ratchet moved: persist before the ciphertext leaves the device.
-            self.keys.save(&self.state)?;
+            self.keys.save(&self.state).await?;
             let me = self.me();
             let to = recipients(conv.members().into_iter().filter(|d| *d != me));
             let outgoing = Outgoing {
@@ -422,7 +424,7 @@ impl Client {
             match r {
                 Ok(Response::Sent { .. }) => {
                     if let Body::Text(text) = &content.body {
-                        let row = self.state.conversation(id)?;
+                        let row = self.state.conversation(id).await?;
                         let to = row
                             .as_ref()
                             .and_then(|r| r.peer.clone().or_else(|| r.name.clone()))
@@ -437,12 +439,12 @@ impl Client {
                             text: text.clone(),
                             group: None,
                             sent_at: content.sent_at,
-                            received_at: now_ms(),
+                            received_at: self.now_ms(),
                             verified: true,
-                            expires_at: timer.map(|t| now_ms() + u64::from(t) * 1000),
+                            expires_at: timer.map(|t| self.now_ms() + u64::from(t) * 1000),
                         };
-                        self.state.store_messages(&[(message_id, stored, id.0)])?;
-                        self.state.mark_printed(&message_id)?;
+                        self.state.store_messages(&[(message_id, stored, id.0)]).await?;
+                        self.state.mark_printed(&message_id).await?;
                     }
                     return Ok(message_id);
                 }
@@ -476,7 +478,9 @@ impl Client {
     ) -> Result<Response> {
         if out.to.is_empty() {
             // Everyone else left: no one to deliver to, only the local copy to keep.
-            return Ok(Response::Sent { server_ts: now_ms() });
+            return Ok(Response::Sent {
+                server_ts: self.now_ms(),
+            });
         }
         let mut sealed = Vec::new();
         let mut identified = Vec::new();
@@ -485,7 +489,8 @@ impl Client {
                 None
             } else {
                 self.state
-                    .profile_key(r.account)?
+                    .profile_key(r.account)
+                    .await?
                     .map(|k| ProfileKey(k).access_key())
             };
             match token {
@@ -534,7 +539,7 @@ impl Client {
                     // restarted): start a fresh wallet once, then go identified.
                     Err(ClientError::Server(e)) if e.code == ErrorCode::BadSealedToken && !retried => {
                         retried = true;
-                        self.drop_sealed_tokens()?;
+                        self.drop_sealed_tokens().await?;
                         match self.take_sealed_tokens(sealed.len()).await? {
                             Some(fresh) => paid = fresh,
                             None => break Err(ClientError::Server(e)),
@@ -559,7 +564,7 @@ impl Client {
                     // accounts; all of them if it did not) and write to everyone identified.
                     for r in &sealed {
                         if e.devices.is_empty() || e.devices.iter().any(|d| d.account == r.account) {
-                            self.state.set_profile_key(r.account, None)?;
+                            self.state.set_profile_key(r.account, None).await?;
                         }
                     }
                     identified.extend(sealed.into_iter().map(|r| Recipient {
@@ -584,7 +589,9 @@ impl Client {
             }
         }
         if identified.is_empty() {
-            return Ok(Response::Sent { server_ts: now_ms() });
+            return Ok(Response::Sent {
+                server_ts: self.now_ms(),
+            });
         }
         let copy = Outgoing {
             // The sealed copies already used the message's id.
@@ -622,11 +629,10 @@ impl Client {
                     return Err(ClientError::Server(e));
                 };
                 let account = self.creds.account;
-                let solution = tokio::task::spawn_blocking(move || {
-                    sirr_proto::challenge::solve(&ch.nonce, ch.bits, account)
-                })
-                .await
-                .map_err(|e| ClientError::State(format!("challenge solver failed: {e}")))?;
+                let solution = self
+                    .platform
+                    .blocking(move || sirr_proto::challenge::solve(&ch.nonce, ch.bits, account))
+                    .await?;
                 match self
                     .conn()?
                     .request(Request::SolveChallenge {
@@ -646,7 +652,12 @@ impl Client {
     /// The sealed-sender connection: unauthenticated, opened on first use.
     pub(crate) async fn anon(&mut self) -> Result<&Connection> {
         if self.anon.is_none() {
-            let c = Connection::connect(&self.creds.server, self.state.server_ca().as_deref()).await?;
+            let c = Connection::open(
+                &self.platform,
+                &self.creds.server,
+                self.state.server_ca().as_deref(),
+            )
+            .await?;
             match c.request(Request::SealedSession).await? {
                 Response::Done => {}
                 other => return Err(unexpected(other)),
@@ -665,7 +676,7 @@ impl Client {
             account: self.creds.account,
             devices: own_devices,
         }];
-        for row in self.state.conversations()? {
+        for row in self.state.conversations().await? {
             if row.active && Conversation::load(&self.keys.store, row.id.0)?.is_some_and(|c| c.is_active()) {
                 self.reconcile(row.id, &current).await?;
             }
@@ -731,7 +742,7 @@ impl Client {
 
     /// Tell the conversation (and its newest devices) its name and members again.
     async fn resend_info(&mut self, id: ConversationId) -> Result<()> {
-        if let Some(row) = self.state.conversation(id)? {
+        if let Some(row) = self.state.conversation(id).await? {
             self.send_content(
                 id,
                 Body::Info {
@@ -758,7 +769,7 @@ impl Client {
     /// other's; both then write in the one with the lower id (and still read both).
     pub(crate) async fn open_direct(&mut self, to: &Phone) -> Result<ConversationId> {
         let account = self.account_of(to).await?;
-        for id in self.state.direct_conversations(&to.to_string())? {
+        for id in self.state.direct_conversations(&to.to_string()).await? {
             if Conversation::load(&self.keys.store, id.0)?.is_some_and(|c| c.is_active() && c.epoch() > 0) {
                 return Ok(id);
             }
@@ -781,10 +792,10 @@ impl Client {
         crate::check_text(text)?;
         let id = self.open_direct(to).await?;
         let mut conv = self.load_active(id)?;
-        let timer = self.state.timer(id)?;
+        let timer = self.state.timer(id).await?;
         let content = Content {
             from: self.creds.phone.clone(),
-            sent_at: now_ms(),
+            sent_at: self.now_ms(),
             body: Body::Text(text.to_owned()),
             disappears_after_secs: timer,
             profile_key: None,
@@ -793,7 +804,7 @@ impl Client {
         };
         let (content, commitment) = frank(content, &self.keys.identity, id);
         let ciphertext = conv.encrypt(&self.keys.store, &self.keys.identity, &content.seal())?;
-        self.keys.save(&self.state)?;
+        self.keys.save(&self.state).await?;
         let me = self.me();
         Ok(Request::Send {
             message_id: random_id(),
@@ -815,7 +826,7 @@ impl Client {
 
     /// The account behind `phone` (from contacts, else the directory).
     pub(crate) async fn account_of(&self, phone: &Phone) -> Result<AccountId> {
-        if let Some((a, _)) = self.state.contact(phone)? {
+        if let Some((a, _)) = self.state.contact(phone).await? {
             return Ok(a);
         }
         self.lookup(phone)
@@ -824,9 +835,10 @@ impl Client {
             .ok_or_else(|| ClientError::NotOnSirr(phone.to_string()))
     }
 
-    pub(crate) fn group(&self, name: &str) -> Result<ConversationRow> {
+    pub(crate) async fn group(&self, name: &str) -> Result<ConversationRow> {
         self.state
-            .group_named(name)?
+            .group_named(name)
+            .await?
             .ok_or_else(|| ClientError::Invalid(format!("no group named {name:?} on this device")))
     }
 
@@ -835,7 +847,7 @@ impl Client {
         if name.trim().is_empty() || name.len() > 100 {
             return Err(ClientError::Invalid("a group name has 1 to 100 bytes".into()));
         }
-        if self.state.group_named(name)?.is_some() {
+        if self.state.group_named(name).await?.is_some() {
             return Err(ClientError::Invalid(format!(
                 "a group named {name:?} already exists"
             )));
@@ -862,13 +874,13 @@ impl Client {
 
     pub async fn group_send(&mut self, name: &str, text: &str) -> Result<MessageId> {
         crate::check_text(text)?;
-        let id = self.group(name)?.id;
+        let id = self.group(name).await?.id;
         self.send_content(id, Body::Text(text.to_owned())).await
     }
 
     /// Add `phone`'s devices to the group.
     pub async fn group_add(&mut self, name: &str, phone: &Phone) -> Result<()> {
-        let row = self.group(name)?;
+        let row = self.group(name).await?;
         let account = self.account_of(phone).await?;
         let me = self.me();
         for _ in 0..ATTEMPTS {
@@ -889,13 +901,13 @@ impl Client {
                 .order_commit(&mut conv, added.commit, to, Some((added.welcome, welcome_to)))
                 .await?
             {
-                let mut row = self.state.conversation(row.id)?.unwrap_or(row);
+                let mut row = self.state.conversation(row.id).await?.unwrap_or(row);
                 row.members.retain(|m| m.account != account);
                 row.members.push(Member {
                     phone: phone.clone(),
                     account,
                 });
-                self.state.save_conversation(&row)?;
+                self.state.save_conversation(&row).await?;
                 return self.resend_info(row.id).await;
             }
             Box::pin(self.receive(CATCH_UP)).await?;
@@ -905,7 +917,7 @@ impl Client {
 
     /// Remove `phone`'s devices from the group. From the next epoch on they cannot decrypt.
     pub async fn group_remove(&mut self, name: &str, phone: &Phone) -> Result<()> {
-        let row = self.group(name)?;
+        let row = self.group(name).await?;
         let account = self.account_of(phone).await?;
         if account == self.creds.account {
             return Err(ClientError::Invalid("to leave a group, use `group leave`".into()));
@@ -922,9 +934,9 @@ impl Client {
             // The removed devices get the commit too, so they learn they were removed.
             let to = recipients(leaves.into_iter().filter(|d| *d != me));
             if self.order_commit(&mut conv, commit, to, None).await? {
-                let mut row = self.state.conversation(row.id)?.unwrap_or(row);
+                let mut row = self.state.conversation(row.id).await?.unwrap_or(row);
                 row.members.retain(|m| m.account != account);
-                self.state.save_conversation(&row)?;
+                self.state.save_conversation(&row).await?;
                 return self.resend_info(row.id).await;
             }
             Box::pin(self.receive(CATCH_UP)).await?;
@@ -937,12 +949,12 @@ impl Client {
         if new_name.trim().is_empty() || new_name.len() > 100 {
             return Err(ClientError::Invalid("a group name has 1 to 100 bytes".into()));
         }
-        if self.state.group_named(new_name)?.is_some() {
+        if self.state.group_named(new_name).await?.is_some() {
             return Err(ClientError::Invalid(format!(
                 "a group named {new_name:?} already exists"
             )));
         }
-        let mut row = self.group(name)?;
+        let mut row = self.group(name).await?;
         row.name = Some(new_name.to_owned());
         self.send_content(
             row.id,
@@ -952,16 +964,16 @@ impl Client {
             },
         )
         .await?;
-        self.state.save_conversation(&row)
+        self.state.save_conversation(&row).await
     }
 
     /// Leave the group: send a proposal removing this device (a member commits it); this
     /// account's other devices follow when they see it.
     pub async fn group_leave(&mut self, name: &str) -> Result<()> {
-        let mut row = self.group(name)?;
+        let mut row = self.group(name).await?;
         self.leave(row.id).await?;
         row.active = false;
-        self.state.save_conversation(&row)?;
+        self.state.save_conversation(&row).await?;
         Ok(())
     }
 
@@ -970,7 +982,7 @@ impl Client {
         for _ in 0..ATTEMPTS {
             let mut conv = self.load_active(id)?;
             let proposal = conv.leave(&self.keys.store, &self.keys.identity)?;
-            self.keys.save(&self.state)?;
+            self.keys.save(&self.state).await?;
             let to = recipients(conv.members().into_iter().filter(|d| *d != me));
             let r = self
                 .conn()?
@@ -1007,9 +1019,9 @@ impl Client {
     }
 
     /// The groups and chats this device is in.
-    pub fn conversations(&self) -> Result<Vec<(ConversationRow, u64, usize)>> {
+    pub async fn conversations(&self) -> Result<Vec<(ConversationRow, u64, usize)>> {
         let mut out = Vec::new();
-        for row in self.state.conversations()? {
+        for row in self.state.conversations().await? {
             if let Some(c) = Conversation::load(&self.keys.store, row.id.0)?
                 && c.is_active()
                 && row.active
@@ -1081,8 +1093,8 @@ impl Client {
                     from_device,
                     text,
                     group: None,
-                    sent_at: now_ms(),
-                    received_at: now_ms(),
+                    sent_at: self.now_ms(),
+                    received_at: self.now_ms(),
                     verified: false,
                     expires_at: None,
                 },
@@ -1129,13 +1141,17 @@ impl Client {
                 }
                 match Conversation::join(&self.keys.store, &welcome) {
                     Ok(c) if ConversationId(c.id()) == conversation => {
-                        let mut row = self.state.conversation(conversation)?.unwrap_or(ConversationRow {
-                            id: conversation,
-                            name: None,
-                            peer: None,
-                            members: Vec::new(),
-                            active: true,
-                        });
+                        let mut row =
+                            self.state
+                                .conversation(conversation)
+                                .await?
+                                .unwrap_or(ConversationRow {
+                                    id: conversation,
+                                    name: None,
+                                    peer: None,
+                                    members: Vec::new(),
+                                    active: true,
+                                });
                         row.active = true;
                         ch.conversations.push(row);
                     }
@@ -1226,7 +1242,7 @@ impl Client {
                                 opening,
                             });
                         }
-                        if self.state.is_blocked(sender.account)? {
+                        if self.state.is_blocked(sender.account).await? {
                             return Ok(());
                         }
                         let verified = self
@@ -1241,7 +1257,7 @@ impl Client {
                         }
                         match content.body {
                             Body::Text(text) => {
-                                let row = self.state.conversation(conversation)?;
+                                let row = self.state.conversation(conversation).await?;
                                 let to = match &row {
                                     Some(r) if r.name.is_some() => r.name.clone().unwrap_or_default(),
                                     Some(r) if sender.account == me.account => {
@@ -1262,18 +1278,18 @@ impl Client {
                                         text,
                                         group: None,
                                         sent_at: content.sent_at,
-                                        received_at: now_ms(),
+                                        received_at: self.now_ms(),
                                         verified,
                                         expires_at: content
                                             .disappears_after_secs
-                                            .map(|t| now_ms() + u64::from(t) * 1000),
+                                            .map(|t| self.now_ms() + u64::from(t) * 1000),
                                     },
                                     conversation.0,
                                 ));
                             }
                             Body::Read(ids) => {
                                 // Receipts are shown only from the other party of a 1:1 chat.
-                                let row = self.state.conversation(conversation)?;
+                                let row = self.state.conversation(conversation).await?;
                                 if sender.account == me.account
                                     || row.as_ref().is_none_or(|r| r.name.is_some())
                                 {
@@ -1291,7 +1307,7 @@ impl Client {
                                         text: ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" "),
                                         group: None,
                                         sent_at: content.sent_at,
-                                        received_at: now_ms(),
+                                        received_at: self.now_ms(),
                                         verified,
                                         expires_at: None,
                                     },
@@ -1331,19 +1347,22 @@ impl Client {
                                 for m in &members {
                                     if m.account != me.account
                                         && !ch.contacts.iter().any(|(p, ..)| p == &m.phone)
-                                        && self.state.contact(&m.phone)?.is_none()
+                                        && self.state.contact(&m.phone).await?.is_none()
                                     {
                                         ch.contacts.push((m.phone.clone(), m.account, Vec::new()));
                                     }
                                 }
                                 let mut row =
-                                    self.state.conversation(conversation)?.unwrap_or(ConversationRow {
-                                        id: conversation,
-                                        name: None,
-                                        peer: None,
-                                        members: Vec::new(),
-                                        active: true,
-                                    });
+                                    self.state
+                                        .conversation(conversation)
+                                        .await?
+                                        .unwrap_or(ConversationRow {
+                                            id: conversation,
+                                            name: None,
+                                            peer: None,
+                                            members: Vec::new(),
+                                            active: true,
+                                        });
                                 row.peer = if name.is_none() {
                                     members
                                         .iter()
@@ -1353,7 +1372,7 @@ impl Client {
                                     None
                                 };
                                 row.name = match name {
-                                    Some(n) => Some(self.unique_name(conversation, n)?),
+                                    Some(n) => Some(self.unique_name(conversation, n).await?),
                                     None => None,
                                 };
                                 row.members = members;
@@ -1364,7 +1383,7 @@ impl Client {
                     Incoming::CommitApplied {
                         added, self_removed, ..
                     } => {
-                        if self_removed && let Some(mut row) = self.state.conversation(conversation)? {
+                        if self_removed && let Some(mut row) = self.state.conversation(conversation).await? {
                             row.active = false;
                             ch.conversations.push(row.clone());
                             let what = row
@@ -1379,7 +1398,7 @@ impl Client {
                             );
                         }
                         for d in added.iter().filter(|d| d.account != me.account) {
-                            if let Some(p) = self.state.contact_phone(d.account)? {
+                            if let Some(p) = self.state.contact_phone(d.account).await? {
                                 notice(
                                     rows,
                                     conversation.0,
@@ -1395,7 +1414,7 @@ impl Client {
                         if let ProposalKind::Remove(_) = proposal {
                             if sender.account == me.account && sender != me {
                                 // Follow this account's other device out, unless already leaving.
-                                if let Some(mut row) = self.state.conversation(conversation)?
+                                if let Some(mut row) = self.state.conversation(conversation).await?
                                     && row.active
                                 {
                                     followups.leave.insert(conversation);
@@ -1415,8 +1434,8 @@ impl Client {
     }
 
     /// A group name not used by another active group here (names are local labels).
-    fn unique_name(&self, id: ConversationId, name: String) -> Result<String> {
-        match self.state.group_named(&name)? {
+    async fn unique_name(&self, id: ConversationId, name: String) -> Result<String> {
+        match self.state.group_named(&name).await? {
             Some(other) if other.id != id => Ok(format!("{name} ({})", &id.to_string()[..6])),
             _ => Ok(name),
         }

@@ -10,7 +10,6 @@
 //!    then adds the new device to every conversation as soon as it has uploaded KeyPackages;
 //! 3. the new device receives its credential and the sealed bundle, opens it, and connects.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -23,8 +22,9 @@ use sirr_proto::{AccountId, ConversationId, DeviceId, MessageId, Request, Respon
 
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
+use crate::platform::Platform;
 use crate::state::{Credentials, State, StoredMessage};
-use crate::{Client, keys, now_ms, unexpected};
+use crate::{Client, keys, unexpected};
 
 const OWN_LIST: &str = "device list";
 /// Set at registration of a new account, until its first device list is published.
@@ -57,7 +57,7 @@ impl Client {
                 "this device holds no account key (it was never approved), so it cannot seal a name".into(),
             ));
         }
-        self.state.set(PENDING_NAME, name.as_bytes())?;
+        self.state.set(PENDING_NAME, name.as_bytes()).await?;
         if self.conn.is_some() {
             self.upload_device_name().await?;
         }
@@ -66,7 +66,7 @@ impl Client {
 
     /// Upload this device's pending name, sealed, if it has one and holds the account key.
     pub(crate) async fn upload_device_name(&self) -> Result<()> {
-        let (Some(name), Some(key)) = (self.state.get(PENDING_NAME)?, &self.keys.account_key) else {
+        let (Some(name), Some(key)) = (self.state.get(PENDING_NAME).await?, &self.keys.account_key) else {
             return Ok(());
         };
         let name = String::from_utf8(name).map_err(|e| ClientError::State(e.to_string()))?;
@@ -84,7 +84,7 @@ impl Client {
             })
             .await?
         {
-            Response::Done => self.state.delete(PENDING_NAME),
+            Response::Done => self.state.delete(PENDING_NAME).await,
             other => Err(unexpected(other)),
         }
     }
@@ -103,7 +103,7 @@ impl Client {
     }
 
     /// Record something the user must see that is not a message.
-    pub(crate) fn notice(&self, conversation: Option<ConversationId>, text: String) -> Result<()> {
+    pub(crate) async fn notice(&self, conversation: Option<ConversationId>, text: String) -> Result<()> {
         let mut id = [0u8; 16];
         rand::rng().fill_bytes(&mut id);
         let row = StoredMessage {
@@ -115,31 +115,33 @@ impl Client {
             from_device: 0,
             text,
             group: None,
-            sent_at: now_ms(),
-            received_at: now_ms(),
+            sent_at: self.now_ms(),
+            received_at: self.now_ms(),
             verified: false,
             expires_at: None,
         };
         self.state
-            .store_messages(&[(MessageId(id), row, conversation.map(|c| c.0).unwrap_or_default())])?;
+            .store_messages(&[(MessageId(id), row, conversation.map(|c| c.0).unwrap_or_default())])
+            .await?;
         Ok(())
     }
 
     /// How the user knows `account`.
-    pub(crate) fn label(&self, account: AccountId) -> Result<String> {
+    pub(crate) async fn label(&self, account: AccountId) -> Result<String> {
         if account == self.creds.account {
             return Ok("your own account".into());
         }
         Ok(self
             .state
-            .contact_phone(account)?
+            .contact_phone(account)
+            .await?
             .map(|p| p.to_string())
             .unwrap_or_else(|| format!("account {account}")))
     }
 
     /// The devices this account approved, from the list it last signed.
-    fn own_list(&self) -> Result<Vec<(DeviceId, [u8; 32])>> {
-        Ok(match self.state.get(OWN_LIST)? {
+    async fn own_list(&self) -> Result<Vec<(DeviceId, [u8; 32])>> {
+        Ok(match self.state.get(OWN_LIST).await? {
             Some(b) => verify_device_list(&b, self.creds.account, None)?.devices,
             None => Vec::new(),
         })
@@ -153,7 +155,7 @@ impl Client {
                     .into(),
             ));
         };
-        let version = match self.state.get(OWN_LIST)? {
+        let version = match self.state.get(OWN_LIST).await? {
             Some(b) => verify_device_list(&b, self.creds.account, None)?.version + 1,
             None => 1,
         };
@@ -164,18 +166,18 @@ impl Client {
                 list: list.clone().into(),
             })
             .await?;
-        self.state.set(OWN_LIST, &list)?;
+        self.state.set(OWN_LIST, &list).await?;
         Ok(())
     }
 
     /// The first device of a new account publishes the list naming itself (once).
     pub(crate) async fn publish_first_device_list(&mut self) -> Result<()> {
-        if self.state.get(FIRST_DEVICE)?.is_none() {
+        if self.state.get(FIRST_DEVICE).await?.is_none() {
             return Ok(());
         }
         let me = (self.creds.device, self.keys.identity.public().signature_key);
         self.publish_list(vec![me]).await?;
-        self.state.delete(FIRST_DEVICE)
+        self.state.delete(FIRST_DEVICE).await
     }
 
     /// Fetch this account's current signed list from the server (another device of the
@@ -200,12 +202,12 @@ impl Client {
             return Ok(());
         };
         let fetched = verify_device_list(&list, self.creds.account, Some(public))?;
-        let local = match self.state.get(OWN_LIST)? {
+        let local = match self.state.get(OWN_LIST).await? {
             Some(b) => verify_device_list(&b, self.creds.account, Some(public))?.version,
             None => 0,
         };
         if fetched.version > local {
-            self.state.set(OWN_LIST, &list)?;
+            self.state.set(OWN_LIST, &list).await?;
         }
         Ok(())
     }
@@ -217,7 +219,8 @@ impl Client {
         }
         self.refresh_own_list().await?;
         let devices: Vec<_> = self
-            .own_list()?
+            .own_list()
+            .await?
             .into_iter()
             .filter(|(d, _)| *d != device)
             .collect();
@@ -227,13 +230,13 @@ impl Client {
     /// Check claimed KeyPackages of `account` against its signed device list: the list must
     /// verify under the pinned account key (pinned on first sight; a change is shown to the
     /// user) and name each device with the very key its KeyPackage carries.
-    pub(crate) fn check_approved(
+    pub(crate) async fn check_approved(
         &self,
         account: AccountId,
         device_list: Option<&[u8]>,
         kps: &[ValidatedKeyPackage],
     ) -> Result<()> {
-        let label = self.label(account)?;
+        let label = self.label(account).await?;
         let Some(bytes) = device_list else {
             return Err(ClientError::Invalid(format!(
                 "{label} has no signed device list, so none of its devices can be trusted"
@@ -241,17 +244,17 @@ impl Client {
         };
         let pinned = match (&self.keys.account_key, account == self.creds.account) {
             (Some(k), true) => Some(k.public()),
-            _ => self.state.pinned_key(account)?,
+            _ => self.state.pinned_key(account).await?,
         };
         let list = match verify_device_list(bytes, account, pinned) {
             Ok(l) => l,
             Err(CryptoError::AccountKeyChanged) if account != self.creds.account => {
                 let l = verify_device_list(bytes, account, None)?;
-                self.state.pin_key(account, l.account_key)?;
+                self.state.pin_key(account, l.account_key).await?;
                 self.notice(
                     None,
                     format!("the safety number with {label} changed: their account was registered anew or someone is in the middle; compare it again with `sirr safety`"),
-                )?;
+                ).await?;
                 l
             }
             Err(e) => {
@@ -261,7 +264,7 @@ impl Client {
             }
         };
         if pinned.is_none() {
-            self.state.pin_key(account, list.account_key)?;
+            self.state.pin_key(account, list.account_key).await?;
         }
         for kp in kps {
             let address = kp.address();
@@ -301,7 +304,8 @@ impl Client {
             profile_key: self.keys.profile_key.as_ref().map(|p| p.0),
             contacts: self
                 .state
-                .contacts()?
+                .contacts()
+                .await?
                 .into_iter()
                 .map(|(phone, account)| Member { phone, account })
                 .collect(),
@@ -318,12 +322,12 @@ impl Client {
             return Err(unexpected(r));
         };
         self.refresh_own_list().await?;
-        let mut list = self.own_list()?;
+        let mut list = self.own_list().await?;
         list.push((device, identity_key));
         self.publish_list(list).await?;
         self.refresh_own_devices().await?;
         // Wait for the new device to upload its keys, then add it everywhere.
-        let deadline = tokio::time::Instant::now() + NEW_DEVICE_WAIT;
+        let deadline = self.now_ms() + NEW_DEVICE_WAIT.as_millis() as u64;
         loop {
             let r = self
                 .conn()?
@@ -338,16 +342,16 @@ impl Client {
             {
                 break;
             }
-            if tokio::time::Instant::now() >= deadline {
+            if self.now_ms() >= deadline {
                 return Err(ClientError::Connection(format!(
                     "device {device} was added to the account but did not come online within {} s; \
                      it joins your conversations the next time someone writes in them",
                     NEW_DEVICE_WAIT.as_secs()
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            self.platform.clock.sleep(200).await;
         }
-        let own = self.state.own_devices()?;
+        let own = self.state.own_devices().await?;
         self.sync_own_devices_everywhere(own).await?;
         Ok(device)
     }
@@ -357,35 +361,38 @@ impl Client {
     /// (or someone is in the middle), not when a device is linked.
     pub async fn safety_number(&mut self, phone: &sirr_proto::Phone) -> Result<String> {
         let account = self.account_of(phone).await?;
-        let key_of = |this: &Self, account: AccountId| -> Result<[u8; 32]> {
-            if account == this.creds.account
-                && let Some(k) = &this.keys.account_key
-            {
-                return Ok(k.public());
-            }
-            this.state.pinned_key(account)?.ok_or_else(|| {
-                ClientError::Invalid(format!(
-                    "no keys known for {}; send them a message first",
-                    this.label(account).unwrap_or_default()
-                ))
-            })
-        };
-        if self.state.pinned_key(account)?.is_none() {
+        if self.state.pinned_key(account).await?.is_none() {
             // Fetch and pin their list by claiming (which checks it).
             self.claim(account, Vec::new()).await?;
         }
         if account != self.creds.account
             && self.keys.account_key.is_none()
-            && self.state.pinned_key(self.creds.account)?.is_none()
+            && self.state.pinned_key(self.creds.account).await?.is_none()
         {
             self.claim(self.creds.account, Vec::new()).await?;
         }
         let a = sirr_crypto::DevicePublicSet::from_account_key(
             self.creds.account,
-            key_of(self, self.creds.account)?,
+            self.account_key_of(self.creds.account).await?,
         );
-        let b = sirr_crypto::DevicePublicSet::from_account_key(account, key_of(self, account)?);
+        let b = sirr_crypto::DevicePublicSet::from_account_key(account, self.account_key_of(account).await?);
         Ok(sirr_crypto::safety_number(&a, &b))
+    }
+
+    /// The account key of `account`: this account's own, or the one pinned for a contact.
+    async fn account_key_of(&self, account: AccountId) -> Result<[u8; 32]> {
+        if account == self.creds.account
+            && let Some(k) = &self.keys.account_key
+        {
+            return Ok(k.public());
+        }
+        match self.state.pinned_key(account).await? {
+            Some(k) => Ok(k),
+            None => Err(ClientError::Invalid(format!(
+                "no keys known for {}; send them a message first",
+                self.label(account).await.unwrap_or_default()
+            ))),
+        }
     }
 }
 
@@ -401,7 +408,8 @@ pub struct PendingLink {
     expires_in: Duration,
     link_key: LinkKey,
     identity: DeviceIdentity,
-    home: PathBuf,
+    platform: Platform,
+    state: State,
     server: String,
     ca: Option<Vec<u8>>,
     code: String,
@@ -443,12 +451,12 @@ impl PendingLink {
             ))
         })?;
         let bundle: LinkBundle = postcard_decode(&bundle)?;
-        let state = State::open(&self.home)?;
+        let mut state = self.state;
         if let Some(pem) = &self.ca {
-            state.save_server_ca(pem)?;
+            state.save_server_ca(pem).await?;
         }
         for m in &bundle.contacts {
-            state.set_contact(&m.phone, m.account, &[])?;
+            state.set_contact(&m.phone, m.account, &[]).await?;
         }
         let account_key = bundle.account_key.map(|k| AccountKey::from_bytes(&k));
         let profile_key = bundle.profile_key.map(sirr_crypto::ProfileKey);
@@ -457,7 +465,8 @@ impl PendingLink {
             self.identity.rebind(account, device),
             account_key,
             profile_key,
-        )?;
+        )
+        .await?;
         let creds = Credentials {
             server: self.server,
             phone: bundle.phone,
@@ -466,9 +475,10 @@ impl PendingLink {
             secret: secret.to_hex(),
         };
         // Named at the first connection, sealed under the account key it just received.
-        state.set(PENDING_NAME, self.device_name.as_bytes())?;
-        state.save_credentials(&creds)?;
+        state.set(PENDING_NAME, self.device_name.as_bytes()).await?;
+        state.save_credentials(&creds).await?;
         Ok(Client {
+            platform: self.platform,
             state,
             creds,
             keys,
@@ -484,26 +494,26 @@ fn postcard_decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T> {
 }
 
 impl Client {
-    /// Start linking `home` as a new device of an existing account.
+    /// Start linking `state` (a fresh home directory or store) as a new device of an existing
+    /// account.
     pub async fn start_link(
-        home: &Path,
+        platform: Platform,
+        state: State,
         server: &str,
         device_name: &str,
         ca: Option<&[u8]>,
     ) -> Result<PendingLink> {
-        let state = State::open(home)?;
         if state.is_registered() {
-            return Err(ClientError::State(format!(
-                "{} is already registered; use another --home for another device",
-                home.display()
-            )));
+            return Err(ClientError::State(
+                "this home is already registered; use another --home for another device".into(),
+            ));
         }
         sirr_crypto::account::check_device_name(device_name)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let link_key = LinkKey::generate()?;
         // The address is filled in once the account approves; the key is what it signs.
         let identity = keys::Keys::new_identity(AccountId([0; 16]), DeviceId(0));
-        let conn = Connection::connect(server, ca).await?;
+        let conn = Connection::open(&platform, server, ca).await?;
         let r = conn
             .request(Request::RequestLink {
                 public_key: link_key.public(),
@@ -529,7 +539,8 @@ impl Client {
             expires_in: Duration::from_secs(expires_in.into()),
             link_key,
             identity,
-            home: home.to_owned(),
+            platform,
+            state,
             server: server.to_owned(),
             ca: ca.map(<[u8]>::to_vec),
             code: format!("sirr-link:{}", URL_SAFE_NO_PAD.encode(raw)),

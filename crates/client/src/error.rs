@@ -16,6 +16,9 @@ pub enum ClientError {
     /// The home directory is missing, unreadable or not registered.
     #[error("local state: {0}")]
     State(String),
+    /// The local store failed (unavailable, full, corrupt); nothing of the failed write landed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The caller asked for something invalid (a bad number, an oversize message, ...).
     #[error("{0}")]
     Invalid(String),
@@ -34,12 +37,6 @@ impl ClientError {
             ClientError::Server(e) => Some(e.code),
             _ => None,
         }
-    }
-}
-
-impl From<rusqlite::Error> for ClientError {
-    fn from(e: rusqlite::Error) -> Self {
-        ClientError::State(e.to_string())
     }
 }
 

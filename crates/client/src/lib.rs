@@ -1,15 +1,21 @@
 //! The Sirr client SDK.
 //!
-//! [`Client`] is one registered device with its home directory. It talks to `sirrd` only through
+//! [`Client`] is one registered device with its local state. It talks to `sirrd` only through
 //! the wire protocol in `sirr-proto` (it never depends on the server crate), and keeps its state
-//! in the home directory (see [`state`]).
+//! in a [`store::Store`] (see [`state`]).
+//!
+//! The same code runs natively and in the browser (wasm32-unknown-unknown): everything it needs
+//! from where it runs comes through [`platform`] (clock, spawner, WebSocket connector) and the
+//! store. The `native` feature (default) provides tokio, tokio-tungstenite and SQLite
+//! implementations ([`Platform::native`], [`store::SqliteStore`]); the `wasm` feature makes the
+//! crypto core build for the browser.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sirr_client::ClientError> {
-//! use sirr_client::Client;
+//! use sirr_client::{Client, Platform, state::State};
 //! use sirr_proto::Phone;
-//! let home = std::path::Path::new("/tmp/alice");
-//! let mut alice = Client::register(home, "http://127.0.0.1:7700", Phone::parse("+15550000001").unwrap(), "000000", None, "laptop", None).await?;
+//! let state = State::open(std::path::Path::new("/tmp/alice"))?;
+//! let mut alice = Client::register(Platform::native(), state, "http://127.0.0.1:7700", Phone::parse("+15550000001").unwrap(), "000000", None, "laptop", None).await?;
 //! alice.connect().await?;
 //! alice.send_text(&Phone::parse("+15550000002").unwrap(), "hello").await?;
 //! # Ok(()) }
@@ -21,20 +27,28 @@ mod devices;
 mod error;
 pub mod export;
 mod keys;
+#[cfg(feature = "native")]
+pub mod native;
+pub mod platform;
 mod privacy;
 mod receive;
 mod reports;
 mod sealed_tokens;
 pub mod state;
+pub mod store;
 
+#[cfg(feature = "native")]
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sirr_proto::{AccountId, DeviceId, DeviceInfo, PROTOCOL_VERSION, Phone, Request, Response};
 
-pub use connection::{Connection, Event, tls_config, websocket_url};
+pub use connection::{Connection, Event, websocket_url};
 pub use devices::{Device, PendingLink};
 pub use error::{ClientError, Result};
+#[cfg(feature = "native")]
+pub use native::ws::tls_config;
+pub use platform::Platform;
 pub use privacy::Chat;
 use state::{Credentials, State, StoredMessage};
 
@@ -42,13 +56,6 @@ use state::{Credentials, State, StoredMessage};
 pub const MAX_TEXT: usize = 64 * 1024;
 /// How long `receive` keeps reading after the last message before it returns.
 const IDLE: Duration = Duration::from_millis(250);
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Who this client is.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -61,6 +68,8 @@ pub struct Identity {
 
 /// One device's client.
 pub struct Client {
+    /// Clock, spawner and connector: everything platform-specific besides the store.
+    platform: Platform,
     state: State,
     creds: Credentials,
     keys: keys::Keys,
@@ -73,8 +82,13 @@ pub struct Client {
 
 impl Client {
     /// Ask the server to send a verification code to `phone`. Returns seconds until it expires.
-    pub async fn request_code(server: &str, phone: &Phone, ca: Option<&[u8]>) -> Result<u32> {
-        let conn = Connection::connect(server, ca).await?;
+    pub async fn request_code(
+        platform: &Platform,
+        server: &str,
+        phone: &Phone,
+        ca: Option<&[u8]>,
+    ) -> Result<u32> {
+        let conn = Connection::open(platform, server, ca).await?;
         let r = conn.request(Request::RequestCode { phone: phone.clone() }).await;
         conn.close().await;
         match r? {
@@ -83,13 +97,15 @@ impl Client {
         }
     }
 
-    /// Register this home directory as `phone`'s device. A number with no account gets one; a
+    /// Register `state` (a fresh home directory or store) as `phone`'s device. A number with no account gets one; a
     /// number that has one gets it started anew, with this device as its first (the old
     /// devices are signed out and contacts see a new safety number), which needs `pin` if the
     /// account has a registration lock ([`ClientError::Server`] with
     /// `ErrorCode::RegistrationLocked` otherwise).
+    #[allow(clippy::too_many_arguments)]
     pub async fn register(
-        home: &Path,
+        platform: Platform,
+        mut state: State,
         server: &str,
         phone: Phone,
         code: &str,
@@ -97,16 +113,14 @@ impl Client {
         device_name: &str,
         ca: Option<&[u8]>,
     ) -> Result<Client> {
-        let state = State::open(home)?;
         if state.is_registered() {
-            return Err(ClientError::State(format!(
-                "{} is already registered; use another --home for another device",
-                home.display()
-            )));
+            return Err(ClientError::State(
+                "this home is already registered; use another --home for another device".into(),
+            ));
         }
         sirr_crypto::account::check_device_name(device_name)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let conn = Connection::connect(server, ca).await?;
+        let conn = Connection::open(&platform, server, ca).await?;
         let r = conn
             .request(Request::Register {
                 phone: phone.clone(),
@@ -125,7 +139,7 @@ impl Client {
             return Err(ClientError::Protocol("unexpected answer to Register".into()));
         };
         if let Some(pem) = ca {
-            state.save_server_ca(pem)?;
+            state.save_server_ca(pem).await?;
         }
         let creds = Credentials {
             server: server.to_owned(),
@@ -146,13 +160,15 @@ impl Client {
             keys::Keys::new_identity(account, device),
             account_key,
             profile_key,
-        )?;
+        )
+        .await?;
         if new_account {
-            state.set(devices::FIRST_DEVICE, b"1")?;
+            state.set(devices::FIRST_DEVICE, b"1").await?;
         }
-        state.set(devices::PENDING_NAME, device_name.as_bytes())?;
-        state.save_credentials(&creds)?;
+        state.set(devices::PENDING_NAME, device_name.as_bytes()).await?;
+        state.save_credentials(&creds).await?;
         let mut client = Client {
+            platform,
             state,
             creds,
             keys,
@@ -175,7 +191,7 @@ impl Client {
             other => return Err(unexpected(other)),
         }
         self.disconnect().await;
-        self.state.wipe()
+        self.state.wipe().await
     }
 
     /// Everything the server holds about this account, as the server's JSON document.
@@ -197,23 +213,23 @@ impl Client {
             Response::Disclosures { entries } => entries,
             other => return Err(unexpected(other)),
         };
-        verify_ledger(&entries, self.state.get(LEDGER_HEAD)?.as_deref())?;
+        verify_ledger(&entries, self.state.get(LEDGER_HEAD).await?.as_deref())?;
         if let Some(last) = entries.last() {
             let mut head = last.seq.to_be_bytes().to_vec();
             head.extend_from_slice(&last.hash);
-            self.state.set(LEDGER_HEAD, &head)?;
+            self.state.set(LEDGER_HEAD, &head).await?;
         }
         Ok(entries)
     }
 
     /// Lock this device's keys with a passphrase (or remove it with `None`).
-    pub fn set_passphrase(&mut self, passphrase: Option<&str>) -> Result<()> {
+    pub async fn set_passphrase(&mut self, passphrase: Option<&str>) -> Result<()> {
         if passphrase.is_some_and(|p| p.chars().count() < 8) {
             return Err(ClientError::Invalid(
                 "a passphrase has at least 8 characters".into(),
             ));
         }
-        self.state.set_passphrase(passphrase)
+        self.state.set_passphrase(passphrase).await
     }
 
     /// Turn this account's registration lock on with `pin`, or off with `None`: while on,
@@ -241,13 +257,16 @@ impl Client {
         self.keys.account_key.is_some()
     }
 
-    /// Open an already registered home directory.
-    pub fn open(home: &Path) -> Result<Client> {
-        Self::open_with(home, None)
+    /// Open an already registered home directory with the native platform.
+    #[cfg(feature = "native")]
+    pub async fn open(home: &Path) -> Result<Client> {
+        Self::open_with(home, None).await
     }
 
-    /// Open a home directory whose key is locked with `passphrase` (if `Some`).
-    pub fn open_with(home: &Path, passphrase: Option<&str>) -> Result<Client> {
+    /// Open a home directory whose key is locked with `passphrase` (if `Some`), with the
+    /// native platform.
+    #[cfg(feature = "native")]
+    pub async fn open_with(home: &Path, passphrase: Option<&str>) -> Result<Client> {
         if !home.join("credentials.json").exists() {
             return Err(ClientError::State(format!(
                 "{} is not registered; run `sirr --home {} register ...` first",
@@ -259,11 +278,18 @@ impl Client {
         if let Some(p) = passphrase {
             state.unlock(p);
         }
+        Self::load(Platform::native(), state).await
+    }
+
+    /// A client for the registered `state` (unlocked with [`State::unlock`] first if its key
+    /// has a passphrase), running on `platform`.
+    pub async fn load(platform: Platform, state: State) -> Result<Client> {
         let creds = state.credentials()?;
-        let keys = keys::Keys::load(&state)?;
+        let keys = keys::Keys::load(&state).await?;
         // Disappeared messages go before anything else can show them.
-        state.purge_expired(now_ms())?;
+        state.purge_expired(platform.now_ms()).await?;
         Ok(Client {
+            platform,
             state,
             creds,
             keys,
@@ -271,6 +297,16 @@ impl Client {
             anon: None,
             drained: false,
         })
+    }
+
+    /// The platform this client runs on.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// Milliseconds since the Unix epoch, by the platform's clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.platform.now_ms()
     }
 
     pub fn identity(&self) -> Identity {
@@ -288,7 +324,12 @@ impl Client {
 
     /// Open an authenticated session. The server starts pushing queued messages at once.
     pub async fn connect(&mut self) -> Result<()> {
-        let conn = Connection::connect(&self.creds.server, self.state.server_ca().as_deref()).await?;
+        let conn = Connection::open(
+            &self.platform,
+            &self.creds.server,
+            self.state.server_ca().as_deref(),
+        )
+        .await?;
         let r = conn
             .request(Request::Hello {
                 protocol: PROTOCOL_VERSION,
@@ -348,7 +389,7 @@ impl Client {
 
     async fn refresh_own_devices(&self) -> Result<()> {
         let ids: Vec<DeviceId> = self.listed_devices().await?.into_iter().map(|d| d.id).collect();
-        self.state.set_own_devices(&ids)
+        self.state.set_own_devices(&ids).await
     }
 
     /// Remove one of this account's devices. Removing this very device ends the session: its
@@ -361,7 +402,7 @@ impl Client {
         }
         self.refresh_own_devices().await?;
         self.unlist_device(device).await?;
-        let own = self.state.own_devices()?;
+        let own = self.state.own_devices().await?;
         self.sync_own_devices_everywhere(own).await
     }
 
@@ -369,7 +410,7 @@ impl Client {
     async fn lookup(&self, phone: &Phone) -> Result<Option<(AccountId, Vec<DeviceId>)>> {
         let found = self.directory(phone).await?;
         if let Some((account, devices)) = &found {
-            self.state.set_contact(phone, *account, devices)?;
+            self.state.set_contact(phone, *account, devices).await?;
         }
         Ok(found)
     }
@@ -395,7 +436,9 @@ impl Client {
     /// acknowledge it. Waits up to `wait` for a first message if none is queued, then drains what
     /// keeps arriving until the stream is idle. Returns how many new messages were stored.
     pub async fn receive(&mut self, wait: Duration) -> Result<usize> {
-        let deadline = tokio::time::Instant::now() + wait;
+        // A handle of its own: `self.conn` is borrowed mutably while the clock is read.
+        let clock = self.platform.clock.clone();
+        let deadline = clock.now_ms().saturating_add(wait.as_millis() as u64);
         let mut queue_empty = self.drained;
         let mut new = 0;
         let mut got_any = false;
@@ -405,9 +448,7 @@ impl Client {
             } else if got_any {
                 IDLE
             } else {
-                deadline
-                    .saturating_duration_since(tokio::time::Instant::now())
-                    .max(Duration::from_millis(1))
+                Duration::from_millis(deadline.saturating_sub(clock.now_ms()).max(1))
             };
             let conn = self
                 .conn
@@ -419,12 +460,12 @@ impl Client {
                         "the server did not deliver the queue in time".into(),
                     ));
                 }
-                if got_any || tokio::time::Instant::now() >= deadline {
+                if got_any || clock.now_ms() >= deadline {
                     return Ok(new);
                 }
                 continue;
             };
-            // Take everything already buffered, store the messages in one transaction, ack them,
+            // Take everything already buffered, file the messages (one store commit each), ack them,
             // then act on any notice that came in between.
             let mut batch = Vec::new();
             let mut notice = None;
@@ -460,9 +501,9 @@ impl Client {
     }
 
     /// Messages stored but not yet shown, oldest first; they are marked shown.
-    pub fn take_unread(&self) -> Result<Vec<StoredMessage>> {
-        self.state.purge_expired(now_ms())?;
-        self.state.take_unprinted()
+    pub async fn take_unread(&self) -> Result<Vec<StoredMessage>> {
+        self.state.purge_expired(self.now_ms()).await?;
+        self.state.take_unprinted().await
     }
 }
 

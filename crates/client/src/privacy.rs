@@ -26,7 +26,7 @@ impl Client {
             return Ok(());
         };
         let token = p.access_key();
-        if self.state.get(ACCESS_KEY)?.as_deref() == Some(&token[..]) {
+        if self.state.get(ACCESS_KEY).await?.as_deref() == Some(&token[..]) {
             return Ok(());
         }
         match self
@@ -34,7 +34,7 @@ impl Client {
             .request(Request::SetAccessKey { access_key: token })
             .await?
         {
-            Response::Done => self.state.set(ACCESS_KEY, &token),
+            Response::Done => self.state.set(ACCESS_KEY, &token).await,
             other => Err(unexpected(other)),
         }
     }
@@ -75,7 +75,8 @@ impl Client {
         let account = self.account_of(phone).await?;
         let access_key = self
             .state
-            .profile_key(account)?
+            .profile_key(account)
+            .await?
             .map(|k| sirr_crypto::ProfileKey(k).access_key());
         match self
             .conn()?
@@ -124,9 +125,9 @@ impl Client {
         }
         let id = match chat {
             Chat::Direct(phone) => self.open_direct(phone).await?,
-            Chat::Group(name) => self.group(name)?.id,
+            Chat::Group(name) => self.group(name).await?.id,
         };
         self.send_content(id, Body::Timer(seconds)).await?;
-        self.state.set_timer(id, seconds)
+        self.state.set_timer(id, seconds).await
     }
 }

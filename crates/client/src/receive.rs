@@ -1,9 +1,9 @@
 //! Filing pushed envelopes: decide, then apply, one envelope at a time.
 //!
 //! Each envelope goes through two steps. [`Client::classify`] decrypts it and decides what it
-//! changes, collecting every change into [`Changes`] without writing to `state.db`; then
+//! changes, collecting every change into [`Changes`] without writing to the store; then
 //! [`Client::apply`] writes all of them — content, contacts, conversation rows, the sealed MLS
-//! state and the envelope's seen mark — in one SQLite transaction. OpenMLS writes its state
+//! state and the envelope's seen mark — as one [`Batch`] in one store commit. OpenMLS writes its state
 //! into the in-memory store as it goes, and those writes are not transactional, so the store is
 //! exported after every applied envelope and, if a later envelope fails before its changes are
 //! applied (a rate-limited or timed-out lookup, a broken connection), the store is reloaded
@@ -16,9 +16,10 @@ use crate::Client;
 use crate::conversations::Followups;
 use crate::error::Result;
 use crate::state::{self, ConversationRow, StoredMessage};
+use crate::store::Batch;
 
 /// Everything one envelope changes locally, decided by [`Client::classify`] and written by
-/// [`Client::apply`] in one transaction.
+/// [`Client::apply`] in one store commit.
 #[derive(Default)]
 pub(crate) struct Changes {
     /// Messages and notices to store.
@@ -49,14 +50,14 @@ impl Client {
         let mut filed = self.keys.store.export()?;
         for env in batch {
             // A redelivery after a crash between our commit and the ack: already filed.
-            if self.state.seen(&env.message_id)? {
+            if self.state.seen(&env.message_id).await? {
                 done.push(env.seq);
                 continue;
             }
             let mut ch = Changes::default();
             let mut wants = Followups::default();
             let outcome = match self.classify(&env, &mut ch, &mut wants).await {
-                Ok(()) => self.apply(&env.message_id, &ch),
+                Ok(()) => self.apply(&env.message_id, &ch).await,
                 Err(e) => Err(e),
             };
             match outcome {
@@ -91,29 +92,29 @@ impl Client {
     }
 
     /// Write everything `ch` holds for envelope `id`, with the current MLS state and the seen
-    /// mark, in one transaction. Returns how many messages were new and the MLS state written.
-    fn apply(&self, id: &MessageId, ch: &Changes) -> Result<(usize, Vec<u8>)> {
+    /// mark, in one store commit. Returns how many messages were new and the MLS state written.
+    async fn apply(&self, id: &MessageId, ch: &Changes) -> Result<(usize, Vec<u8>)> {
         let mls = self.keys.store.export()?;
-        let new = self.state.tx(|| {
-            self.keys.save_exported(&self.state, &mls)?;
-            for (phone, account, devices) in &ch.contacts {
-                self.state.set_contact(phone, *account, devices)?;
-            }
-            for (account, key) in &ch.profile_keys {
-                self.state.set_profile_key(*account, Some(*key))?;
-            }
-            for f in &ch.franked {
-                self.state.keep_franking(f)?;
-            }
-            for row in &ch.conversations {
-                self.state.save_conversation(row)?;
-            }
-            for (conversation, seconds) in &ch.timers {
-                self.state.set_timer(*conversation, *seconds)?;
-            }
-            self.state.mark_seen(id)?;
-            self.state.store_messages(&ch.rows)
-        })?;
+        let mut b = Batch::new();
+        self.keys.stage_exported(&self.state, &mut b, &mls)?;
+        for (phone, account, devices) in &ch.contacts {
+            self.state.stage_contact(&mut b, phone, *account, devices).await?;
+        }
+        for (account, key) in &ch.profile_keys {
+            self.state.stage_profile_key(&mut b, *account, Some(*key));
+        }
+        for f in &ch.franked {
+            self.state.stage_franking(&mut b, f).await?;
+        }
+        for row in &ch.conversations {
+            self.state.stage_conversation(&mut b, row).await?;
+        }
+        for (conversation, seconds) in &ch.timers {
+            self.state.stage_timer(&mut b, *conversation, *seconds);
+        }
+        self.state.stage_seen(&mut b, id);
+        let new = self.state.stage_messages(&mut b, &ch.rows).await?;
+        self.state.commit(b).await?;
         Ok((new, mls))
     }
 
@@ -128,7 +129,7 @@ impl Client {
         if claimed == &self.creds.phone {
             return Ok(account == self.creds.account);
         }
-        if let Some((a, _)) = self.state.contact(claimed)?
+        if let Some((a, _)) = self.state.contact(claimed).await?
             && a == account
         {
             return Ok(true);

@@ -11,7 +11,7 @@ impl Client {
     /// that account; the server keeps no block list).
     pub async fn block(&self, phone: &Phone) -> Result<()> {
         let account = self.account_of(phone).await?;
-        self.state.block(account)?;
+        self.state.block(account).await?;
         match self.conn()?.request(Request::Block { account }).await? {
             Response::Done => Ok(()),
             other => Err(unexpected(other)),
@@ -23,7 +23,7 @@ impl Client {
     /// verify as really sent by that account.
     pub async fn report(&self, phone: &Phone, n: usize) -> Result<(usize, u32)> {
         let account = self.account_of(phone).await?;
-        let franked = self.state.franked_from(account, n.clamp(1, 50))?;
+        let franked = self.state.franked_from(account, n.clamp(1, 50)).await?;
         if franked.is_empty() {
             return Err(ClientError::Invalid(format!(
                 "no message from {phone} on this device to report"
@@ -44,7 +44,12 @@ impl Client {
     /// Ask for this (banned) account's ban to be reviewed. Uses the device credential on an
     /// unauthenticated connection, since a banned device can no longer sign in.
     pub async fn appeal(&self, text: &str) -> Result<()> {
-        let conn = Connection::connect(&self.creds.server, self.state.server_ca().as_deref()).await?;
+        let conn = Connection::open(
+            &self.platform,
+            &self.creds.server,
+            self.state.server_ca().as_deref(),
+        )
+        .await?;
         let r = conn
             .request(Request::Appeal {
                 account: self.creds.account,

@@ -3,7 +3,7 @@
 //! Every sealed copy (one per recipient account) costs one token. Tokens are fetched in
 //! batches over this device's authenticated connection, blinded, so the server cannot tie a
 //! token it is later handed on the anonymous connection to this account; the wallet keeps
-//! them in `state.db` between runs, so most sealed sends are not preceded by a fetch (a fetch
+//! them in the local store between runs, so most sealed sends are not preceded by a fetch (a fetch
 //! right before every send would let the server link the two by time). Before keeping a
 //! batch the client checks that its key is one the server lists to anonymous connections, so
 //! the server cannot single this account out with a key of its own.
@@ -17,7 +17,7 @@ use sirr_proto::{ErrorCode, Request, Response, SealedToken, TokenKey};
 use crate::error::{ClientError, Result};
 use crate::{Client, unexpected};
 
-/// Key of the wallet in `state.db`'s key-value table (postcard-encoded tokens).
+/// Key of the wallet in the store's `Kv` table (postcard-encoded tokens).
 const WALLET: &str = "sealed_tokens";
 /// Tokens asked for at once when the wallet runs short (the server's default cap is 100).
 const BATCH: usize = 50;
@@ -29,13 +29,13 @@ impl Client {
     /// are returned, so none is ever offered twice), fetching more if it is short. `None`
     /// when the server will not issue enough now: send identified instead.
     pub(crate) async fn take_sealed_tokens(&mut self, n: usize) -> Result<Option<Vec<SealedToken>>> {
-        let mut wallet = self.wallet()?;
+        let mut wallet = self.wallet().await?;
         if wallet.len() < n {
             let (more, live, refusal) = self.fetch_sealed_tokens(n - wallet.len()).await?;
             // Tokens under keys the server no longer shows would only be refused.
             wallet.retain(|t| live.iter().any(|k| k.id == t.key_id));
             wallet.extend(more);
-            self.save_wallet(&wallet)?;
+            self.save_wallet(&wallet).await?;
             if let Some(e) = refusal {
                 if e.code == ErrorCode::Banned {
                     return Err(ClientError::Server(e));
@@ -47,18 +47,18 @@ impl Client {
             }
         }
         let taken = wallet.split_off(wallet.len() - n);
-        self.save_wallet(&wallet)?;
+        self.save_wallet(&wallet).await?;
         Ok(Some(taken))
     }
 
     /// Forget every token (the server refused one: its key expired, e.g. after a restart).
-    pub(crate) fn drop_sealed_tokens(&self) -> Result<()> {
-        self.state.delete(WALLET)
+    pub(crate) async fn drop_sealed_tokens(&self) -> Result<()> {
+        self.state.delete(WALLET).await
     }
 
     /// Tokens in the wallet.
-    pub fn sealed_tokens_held(&self) -> Result<usize> {
-        Ok(self.wallet()?.len())
+    pub async fn sealed_tokens_held(&self) -> Result<usize> {
+        Ok(self.wallet().await?.len())
     }
 
     /// Fetch at least `need` tokens (a batch at least). Returns what it got, the keys the
@@ -95,17 +95,17 @@ impl Client {
         Ok((out, live, None))
     }
 
-    fn wallet(&self) -> Result<Vec<SealedToken>> {
-        match self.state.get(WALLET)? {
+    async fn wallet(&self) -> Result<Vec<SealedToken>> {
+        match self.state.get(WALLET).await? {
             None => Ok(Vec::new()),
             // A wallet that does not decode is dropped: tokens are cheap to fetch again.
             Some(bytes) => Ok(postcard::from_bytes(&bytes).unwrap_or_default()),
         }
     }
 
-    fn save_wallet(&self, wallet: &[SealedToken]) -> Result<()> {
+    async fn save_wallet(&self, wallet: &[SealedToken]) -> Result<()> {
         let bytes = postcard::to_allocvec(wallet).map_err(|e| ClientError::State(e.to_string()))?;
-        self.state.set(WALLET, &bytes)
+        self.state.set(WALLET, &bytes).await
     }
 }
 
