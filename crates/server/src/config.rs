@@ -33,6 +33,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
+    /// The built web client (`web/dist`, made by `scripts/build-web`), served at `/` on
+    /// `listen` beside the WebSocket. Default none: no web routes at all. A directory that is
+    /// missing or has no `index.html` stops the start.
+    pub web_dir: Option<PathBuf>,
     pub delivery: DeliveryConfig,
     pub verification: VerificationConfig,
     pub limits: LimitsConfig,
@@ -333,6 +337,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             log_format: LogFormat::Text,
+            web_dir: None,
             delivery: DeliveryConfig::default(),
             verification: VerificationConfig::default(),
             limits: LimitsConfig::default(),
@@ -430,6 +435,9 @@ pub struct Flags {
     /// PEM private key for TLS
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve the built web client from this directory (e.g. web/dist) [default: none]
+    #[arg(long)]
+    pub web_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -447,6 +455,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "tls_cert",
     "tls_key",
     "log_format",
+    "web_dir",
     "delivery",
     "verification",
     "limits",
@@ -497,6 +506,9 @@ impl Config {
         }
         if let Some(v) = &flags.tls_key {
             fig = fig.merge(("tls_key", v));
+        }
+        if let Some(v) = &flags.web_dir {
+            fig = fig.merge(("web_dir", v));
         }
         let config: Config = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
@@ -641,6 +653,7 @@ mod tests {
             assert_eq!(c.limits.send.burst, 5);
             assert_eq!(c.delivery.retention_days, 7);
             assert_eq!(c.delivery.max_payload, 256 * 1024, "untouched default");
+            assert_eq!(c.web_dir, None, "no web client unless asked for");
             let flags = Flags {
                 listen: Some("127.0.0.1:9002".parse().unwrap()),
                 ..flags

@@ -1,5 +1,6 @@
-//! The HTTP surface: the WebSocket endpoint and health for clients; metrics (and health) on
-//! the operator's separate admin listener, never on the clients' one.
+//! The HTTP surface: the WebSocket endpoint and health for clients, and (with `web_dir`) the web
+//! client's files behind them (see `web.rs`); metrics (and health) on the operator's separate
+//! admin listener, never on the clients' one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,12 +20,17 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// The clients' listener (`listen`).
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The clients' listener (`listen`). `web`, when configured, answers every path the API
+/// routes do not (GET `/` is the web client's `index.html`).
+pub fn router(state: AppState, web: Option<Router>) -> Router {
+    let api = Router::new()
         .route("/v1/websocket", get(websocket))
         .route("/health", get(health))
-        .with_state(state)
+        .with_state(state);
+    match web {
+        Some(web) => api.fallback_service(web),
+        None => api,
+    }
 }
 
 /// The operator's listener (`admin_listen`): how busy the server is, and when, is not for

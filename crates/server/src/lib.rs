@@ -4,7 +4,8 @@
 //! Module map:
 //! - `config`: the one configuration struct and its layered loading;
 //! - `http`: routes (`/v1/websocket` and `/health` for clients; `/metrics` and `/health` on the
-//!   separate admin listener);
+//!   separate admin listener); `web`: the web client's files (`web_dir`) behind the clients'
+//!   routes, with their security headers;
 //! - `session`: one WebSocket connection (handshake, then a device session);
 //! - `service`: what requests do, independent of transport; `keydir`: the key directory and
 //!   the order of conversation commits; `link`: linking new devices; `approval`: which
@@ -36,6 +37,7 @@ pub mod sealed_tokens;
 pub mod service;
 mod session;
 pub mod verify;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +65,8 @@ pub enum ServerError {
     },
     #[error("verification sender: {0}")]
     Sender(#[from] verify::SendError),
+    #[error(transparent)]
+    Web(#[from] web::WebError),
 }
 
 /// Install the process-wide rustls crypto provider (ring). Idempotent.
@@ -77,6 +81,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     install_crypto_provider();
+    // Checked before anything else is opened: a wrong path should not leave a fresh database.
+    let web = config.web_dir.as_deref().map(web::routes).transpose()?;
     let data = config.data.clone();
     let data_err = |source| ServerError::DataDir {
         path: data.display().to_string(),
@@ -125,7 +131,10 @@ pub async fn run(
         svc: svc.clone(),
         shutdown: stop_rx.clone(),
     };
-    let app = http::router(state.clone());
+    if let Some(dir) = &config.web_dir {
+        tracing::info!(dir = %dir.display(), "serving the web client at /");
+    }
+    let app = http::router(state.clone(), web);
     let admin_app = http::admin_router(state);
 
     let housekeeping = {

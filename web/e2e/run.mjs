@@ -1,0 +1,251 @@
+// End-to-end tests of the web client in Chromium against a real sirrd on 127.0.0.1.
+//
+//   node e2e/run.mjs --sirrd PATH/TO/sirrd [--dist web/dist] [--chromium /usr/bin/chromium]
+//
+// Starts sirrd (development mode, its own temporary data directory, random free ports,
+// --web-dir DIST), then runs each check below in order in one browser and prints one line per
+// check and a closing "e2e: N passed, N failed"; exits 1 if any failed. The browser is the
+// system Chromium (Playwright cannot download its own here).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, createWriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { AxeBuilder } from '@axe-core/playwright';
+import { chromium } from 'playwright-core';
+
+const { values: opts } = parseArgs({
+  options: {
+    sirrd: { type: 'string' },
+    dist: { type: 'string', default: resolve(import.meta.dirname, '../dist') },
+    chromium: { type: 'string', default: '/usr/bin/chromium' },
+  },
+});
+if (!opts.sirrd) {
+  console.error('usage: node e2e/run.mjs --sirrd PATH [--dist DIR] [--chromium PATH]');
+  process.exit(2);
+}
+
+const EN_TITLE = 'This server was built without the web client core';
+const AR_TITLE = 'بُني هذا الخادم بدون نواة عميل الويب';
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+async function startSirrd() {
+  const [port, admin] = [await freePort(), await freePort()];
+  const data = mkdtempSync(join(tmpdir(), 'sirr-e2e-'));
+  const logPath = join(data, 'sirrd.log');
+  const log = createWriteStream(logPath);
+  const child = spawn(
+    opts.sirrd,
+    ['--dev', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`,
+      '--data', join(data, 'data'), '--web-dir', resolve(opts.dist)],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SIRR_LOG: 'info', NO_COLOR: '1' } },
+  );
+  child.stderr.pipe(log);
+  let exited = null;
+  child.once('exit', (code) => (exited = code));
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exited !== null) throw new Error(`sirrd exited with ${exited} before listening; log: ${logPath}`);
+    try {
+      if ((await fetch(`${base}/health`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`sirrd did not answer /health in 30 s; log: ${logPath}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    base,
+    logPath,
+    stop: async () => {
+      if (exited === null) {
+        const done = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await done;
+      }
+      log.end();
+      if (process.exitCode !== 1) rmSync(data, { recursive: true, force: true });
+    },
+  };
+}
+
+const server = await startSirrd();
+const browser = await chromium.launch({ executablePath: opts.chromium, args: ['--no-sandbox'] });
+const context = await browser.newContext({ locale: 'en-US' });
+const page = await context.newPage();
+
+// What every check relies on being true throughout: requests stay on this machine, the CSP is
+// never violated, and the page throws nothing.
+const offHost = [];
+const violations = [];
+const pageErrors = [];
+context.on('request', (r) => {
+  const url = new URL(r.url());
+  if (url.protocol === 'data:' || url.protocol === 'blob:') return;
+  if (url.hostname !== '127.0.0.1') offHost.push(r.url());
+});
+page.on('console', (m) => {
+  if (/Content Security Policy|Content-Security-Policy/i.test(m.text())) violations.push(m.text());
+});
+page.on('pageerror', (e) => pageErrors.push(String(e)));
+await context.addInitScript(() => {
+  document.addEventListener('securitypolicyviolation', (e) => {
+    (window.__cspViolations ??= []).push(`${e.violatedDirective} ${e.blockedURI}`);
+  });
+});
+
+const h1 = () => page.locator('h1').first().textContent();
+const html = () =>
+  page.evaluate(() => ({
+    lang: document.documentElement.lang,
+    dir: document.documentElement.dir,
+    bodyDirection: getComputedStyle(document.body).direction,
+  }));
+
+/** Presses Tab until the element matching `selector` has focus (at most 30 times). */
+async function tabTo(selector) {
+  for (let i = 0; i < 30; i++) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector)) return;
+  }
+  throw new Error(`Tab never reached ${selector}`);
+}
+
+async function axe(label) {
+  const result = await new AxeBuilder({ page }).analyze();
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert(
+    bad.length === 0,
+    `${label}: axe found ${bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`).join('; ')}`,
+  );
+  assert(result.passes.length > 0, `${label}: axe checked nothing`);
+}
+
+const checks = [
+  ['the page loads with the security headers', async () => {
+    const response = await page.goto(server.base + '/', { waitUntil: 'load' });
+    assert(response?.status() === 200, `GET / gave ${response?.status()}`);
+    const h = response.headers();
+    const csp = h['content-security-policy'] ?? '';
+    for (const d of ["default-src 'none'", "script-src 'self' 'wasm-unsafe-eval'", "style-src 'self'",
+      "connect-src 'self'", "frame-ancestors 'none'", "base-uri 'none'"]) {
+      assert(csp.includes(d), `CSP lacks ${d}: ${csp}`);
+    }
+    assert(!csp.includes('unsafe-inline'), 'CSP allows inline code');
+    assert(h['x-content-type-options'] === 'nosniff', 'no nosniff');
+    assert(h['referrer-policy'] === 'no-referrer', 'no Referrer-Policy');
+    assert(h['cache-control'] === 'no-cache', `index.html Cache-Control: ${h['cache-control']}`);
+  }],
+  ['without the wasm core the honest screen shows, in English', async () => {
+    await page.waitForSelector('h1');
+    assert((await h1()) === EN_TITLE, `h1 is ${await h1()}`);
+    const d = await html();
+    assert(d.lang === 'en' && d.dir === 'ltr' && d.bodyDirection === 'ltr', JSON.stringify(d));
+    // It looked for the core and found it absent (not an error screen).
+    const probe = await fetch(server.base + '/pkg/sirr_web.js', { method: 'HEAD' });
+    assert(probe.status === 404, `/pkg/sirr_web.js gave ${probe.status}`);
+  }],
+  ['axe finds no serious or critical violation (English)', () => axe('en')],
+  ['the language switcher works from the keyboard: Arabic is right to left', async () => {
+    await tabTo('button[data-lang=ar]');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((t) => document.querySelector('h1')?.textContent === t, AR_TITLE);
+    const d = await html();
+    assert(d.lang === 'ar' && d.dir === 'rtl', JSON.stringify(d));
+    assert(d.bodyDirection === 'rtl', `computed body direction ${d.bodyDirection}`);
+    assert((await page.getAttribute('button[data-lang=ar]', 'aria-pressed')) === 'true', 'not pressed');
+    // Focus stays visible on the switcher (an outline is drawn).
+    const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    assert(outline !== 'none', 'no visible focus');
+  }],
+  ['the choice is remembered across a reload', async () => {
+    await page.reload({ waitUntil: 'load' });
+    await page.waitForFunction((t) => document.querySelector('h1')?.textContent === t, AR_TITLE);
+    assert((await html()).dir === 'rtl', 'not rtl after reload');
+  }],
+  ['axe finds no serious or critical violation (Arabic)', () => axe('ar')],
+  ['Malay is chosen with Space', async () => {
+    await tabTo('button[data-lang=ms]');
+    await page.keyboard.press('Space');
+    await page.waitForFunction(() => document.documentElement.lang === 'ms');
+    assert((await h1()) === 'Pelayan ini dibina tanpa teras klien web', `h1 is ${await h1()}`);
+    assert((await html()).dir === 'ltr', 'Malay is not ltr');
+  }],
+  ['the manifest is served with its content type and its icons exist', async () => {
+    const r = await page.request.get(server.base + '/manifest.webmanifest');
+    assert(r.status() === 200, `manifest: ${r.status()}`);
+    assert(r.headers()['content-type'] === 'application/manifest+json', `type ${r.headers()['content-type']}`);
+    const m = await r.json();
+    assert(m.name === 'Sirr' && m.display === 'standalone' && m.start_url === '/', JSON.stringify(m));
+    for (const icon of m.icons) {
+      const i = await page.request.get(server.base + icon.src);
+      assert(i.status() === 200 && i.headers()['content-type'] === icon.type, `${icon.src}: ${i.status()} ${i.headers()['content-type']}`);
+    }
+    const linked = await page.getAttribute('link[rel=manifest]', 'href');
+    assert(linked === '/manifest.webmanifest', `link rel=manifest is ${linked}`);
+  }],
+  ['the service worker registers and caches the app shell only', async () => {
+    const sw = await page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.ready;
+      const names = await caches.keys();
+      const urls = [];
+      for (const n of names) for (const k of await (await caches.open(n)).keys()) urls.push(new URL(k.url).pathname);
+      return { script: reg.active?.scriptURL, names, urls };
+    });
+    assert(sw.script === server.base + '/sw.js', `active worker: ${sw.script}`);
+    assert(sw.names.length === 1 && sw.names[0].startsWith('sirr-shell-'), `caches: ${sw.names}`);
+    assert(sw.urls.includes('/') && sw.urls.some((u) => u.endsWith('.js')), `cached: ${sw.urls}`);
+    const allowed = /^\/($|assets\/|icons\/|pkg\/|manifest\.webmanifest$|sw\.js$)/;
+    const other = sw.urls.filter((u) => !allowed.test(u));
+    assert(other.length === 0, `cached outside the shell: ${other}`);
+    const r = await page.request.get(server.base + '/sw.js');
+    assert(r.headers()['cache-control'] === 'no-cache', `sw.js Cache-Control: ${r.headers()['cache-control']}`);
+  }],
+  ['no CSP violation, no page error, no request off 127.0.0.1', async () => {
+    const reported = await page.evaluate(() => window.__cspViolations ?? []);
+    assert(reported.length === 0 && violations.length === 0, `CSP violations: ${[...reported, ...violations]}`);
+    assert(pageErrors.length === 0, `page errors: ${pageErrors}`);
+    assert(offHost.length === 0, `requests off this machine: ${offHost}`);
+  }],
+];
+
+let passed = 0;
+let failed = 0;
+try {
+  for (const [name, check] of checks) {
+    const started = Date.now();
+    try {
+      await check();
+      passed++;
+      console.log(`ok   ${name} (${Date.now() - started} ms)`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL ${name}\n     ${e instanceof Error ? e.message : e}`);
+    }
+  }
+} finally {
+  await browser.close();
+  if (failed) {
+    process.exitCode = 1;
+    console.log(`sirrd's log: ${server.logPath}`);
+  }
+  await server.stop();
+}
+console.log(`e2e: ${passed} passed, ${failed} failed`);
