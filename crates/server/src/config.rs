@@ -654,6 +654,19 @@ mod tests {
             assert_eq!(c.delivery.retention_days, 7);
             assert_eq!(c.delivery.max_payload, 256 * 1024, "untouched default");
             assert_eq!(c.web_dir, None, "no web client unless asked for");
+            jail.set_env("SIRR_WEB_DIR", "/srv/sirr-web");
+            let c = Config::load(&flags).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.web_dir,
+                Some(PathBuf::from("/srv/sirr-web")),
+                "env sets web_dir"
+            );
+            let with_flag = Flags {
+                web_dir: Some("web/dist".into()),
+                ..flags.clone()
+            };
+            let c = Config::load(&with_flag).map_err(|e| e.to_string())?;
+            assert_eq!(c.web_dir, Some(PathBuf::from("web/dist")), "flag beats env");
             let flags = Flags {
                 listen: Some("127.0.0.1:9002".parse().unwrap()),
                 ..flags
