@@ -1,7 +1,10 @@
 //! One WebSocket session with a server: request/response matching and the stream of pushes.
 //!
-//! A background task owns the socket's read half. Responses are routed to the waiting request by
-//! id; pushes and notices go to an event channel the caller drains with [`Connection::next_event`].
+//! The socket comes from the platform's [`Connector`](crate::platform::Connector), so this code
+//! is the same natively and in the browser. A task started with the platform's
+//! [`Spawner`](crate::platform::Spawner) owns the read half. Responses are routed to the waiting
+//! request by id; pushes and notices go to an event channel the caller drains with
+//! [`Connection::next_event`]. Timeouts are the platform's [`Clock`](crate::platform::Clock).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

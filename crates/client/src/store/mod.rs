@@ -267,6 +267,9 @@ pub enum StoreError {
     /// The store's files or records are damaged.
     #[error("the local store is corrupt: {0}")]
     Corrupt(String),
+    /// The store holds data in a format this version does not read (older or newer).
+    #[error("the local store is in another format: {0}")]
+    Incompatible(String),
     /// The caller asked for something no backend accepts (an empty key).
     #[error("invalid store operation: {0}")]
     Invalid(String),

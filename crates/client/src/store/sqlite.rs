@@ -9,6 +9,10 @@ use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::{Batch, Direction, KeyRange, Op, Store, StoreError, Table, check_key};
 
+/// The layout this code writes, kept in SQLite's `user_version`: one `key`/`value` table per
+/// [`Table`]. Raise it (with a migration) whenever the layout or a record's encoding changes.
+const FORMAT: u32 = 1;
+
 /// One connection behind a mutex. Calls run on the caller's thread: the client's statements are
 /// point reads, short scans and one small transaction per commit, and a commit's `fsync` is the
 /// durability the caller waits for anyway.
@@ -19,7 +23,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Open (creating) the store at `path`: WAL with `synchronous = FULL` (a commit that
     /// returned survives power loss), `secure_delete` (deleted values are overwritten, not left
-    /// in free pages), and every table of [`Table::ALL`].
+    /// in free pages), and every table of [`Table::ALL`]. A file in another format (a `state.db`
+    /// from before this store, or from a newer version) is refused with
+    /// [`StoreError::Incompatible`], never read as this one.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let db = Connection::open(path).map_err(error)?;
         db.execute_batch(
@@ -27,6 +33,36 @@ impl SqliteStore {
              PRAGMA secure_delete = ON;",
         )
         .map_err(error)?;
+        let version: u32 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(error)?;
+        let tables: u32 = db
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(error)?;
+        match version {
+            FORMAT => {}
+            0 if tables == 0 => {
+                db.execute_batch(&format!("PRAGMA user_version = {FORMAT};"))
+                    .map_err(error)?;
+            }
+            0 => {
+                return Err(StoreError::Incompatible(format!(
+                    "{} is from an earlier Sirr version (SQL tables, not the key-value store); \
+                     there is no migration before release: register this home again",
+                    path.display()
+                )));
+            }
+            v => {
+                return Err(StoreError::Incompatible(format!(
+                    "{} has store format {v}; this version reads format {FORMAT}",
+                    path.display()
+                )));
+            }
+        }
         for t in Table::ALL {
             db.execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;",
@@ -221,6 +257,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_database_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        {
+            let db = Connection::open(&old).unwrap();
+            db.execute_batch("CREATE TABLE kv (name TEXT PRIMARY KEY, value BLOB NOT NULL);")
+                .unwrap();
+        }
+        assert!(matches!(
+            SqliteStore::open(&old),
+            Err(StoreError::Incompatible(_))
+        ));
+        let newer = dir.path().join("newer.db");
+        {
+            let db = Connection::open(&newer).unwrap();
+            db.execute_batch("PRAGMA user_version = 99;").unwrap();
+        }
+        assert!(matches!(
+            SqliteStore::open(&newer),
+            Err(StoreError::Incompatible(_))
+        ));
+        // Its own format opens again.
+        let own = dir.path().join("own.db");
+        drop(SqliteStore::open(&own).unwrap());
+        let store = SqliteStore::open(&own).unwrap();
+        store
+            .commit(Batch(vec![Op::Put {
+                table: Table::Kv,
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            }]))
+            .await
+            .unwrap();
     }
 
     #[test]
