@@ -85,35 +85,35 @@ fn five(server: &Server, dir: &Path) -> Vec<(std::path::PathBuf, String)> {
         .collect()
 }
 
-#[test]
-fn lookups_are_limited_per_account() {
-    let server = start(&tight("LOOKUP"));
+/// Alice writes to new contacts until the third one is refused by `bucket`, with `reason`;
+/// what lies outside the bucket (another account writing; with `existing_is_free`, alice writing
+/// in a conversation she has) still goes through.
+fn new_contacts_are_limited(bucket: &str, what: &str, reason: &str, existing_is_free: bool) {
+    let server = start(&tight(bucket));
     let dir = tempfile::tempdir().unwrap();
     let people = five(&server, dir.path());
     let (alice, others) = (&people[0].0, &people[1..]);
-    // Each first message to a new number looks it up.
     for (_, phone) in &others[..2] {
         sirr_ok(alice, &["send", phone, "hello"]);
     }
     let out = sirr(alice, &["send", &others[2].1, "hello"]);
-    assert_rate_limited(&out, "a third lookup", "too many lookups");
-    // The bucket is hers: someone else still looks numbers up.
+    assert_rate_limited(&out, what, reason);
+    if existing_is_free {
+        sirr_ok(alice, &["send", &others[0].1, "again"]);
+    }
+    // The bucket is hers: someone else still writes to someone new.
     sirr_ok(&others[3].0, &["send", &others[2].1, "hello"]);
 }
 
+/// Each first message to a new number looks it up.
+#[test]
+fn lookups_are_limited_per_account() {
+    new_contacts_are_limited("LOOKUP", "a third lookup", "too many lookups", false);
+}
+
+/// Each new one-device contact costs one claim; writing in a conversation that exists claims
+/// nothing.
 #[test]
 fn keypackage_claims_are_limited_per_account() {
-    let server = start(&tight("CLAIM"));
-    let dir = tempfile::tempdir().unwrap();
-    let people = five(&server, dir.path());
-    let (alice, others) = (&people[0].0, &people[1..]);
-    // Each new one-device contact costs one claim.
-    for (_, phone) in &others[..2] {
-        sirr_ok(alice, &["send", phone, "hello"]);
-    }
-    let out = sirr(alice, &["send", &others[2].1, "hello"]);
-    assert_rate_limited(&out, "a third claim", "too many key claims");
-    // Writing in a conversation that exists claims nothing.
-    sirr_ok(alice, &["send", &others[0].1, "again"]);
-    sirr_ok(&others[3].0, &["send", &others[2].1, "hello"]);
+    new_contacts_are_limited("CLAIM", "a third claim", "too many key claims", true);
 }

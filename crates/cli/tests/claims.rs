@@ -122,11 +122,7 @@ async fn last_seen_with_consent_on_needs_the_right_token() {
 
 /// The sizes of the last `n` payloads the server queued, newest first.
 fn last_payload_sizes(server: &Server, n: usize) -> Vec<i64> {
-    let db = rusqlite::Connection::open_with_flags(
-        server.data.join("sirr.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let db = read_db(server);
     let mut s = db
         .prepare("SELECT length(payload) FROM payloads ORDER BY id DESC LIMIT ?")
         .unwrap();
@@ -245,11 +241,7 @@ fn a_database_from_a_newer_sirrd_is_refused() {
 
 /// Undelivered payloads in the server's store.
 fn payload_count(server: &Server) -> i64 {
-    let db = rusqlite::Connection::open_with_flags(
-        server.data.join("sirr.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let db = read_db(server);
     db.query_row("SELECT count(*) FROM payloads", [], |r| r.get(0))
         .unwrap()
 }

@@ -465,11 +465,7 @@ fn the_log_holds_no_number_id_secret_or_payload_outside_dev_mode() {
     sirr_ok(&bob, &["send", phones[0], &canary]);
     // And one left queued, whose ciphertext sits in the store while the server runs.
     sirr_ok(&alice, &["send", phones[1], &canary]);
-    let db = rusqlite::Connection::open_with_flags(
-        server.data.join("sirr.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let db = read_db(&server);
     let payload: Vec<u8> = db
         .query_row("SELECT payload FROM payloads ORDER BY id DESC LIMIT 1", [], |r| {
             r.get(0)

@@ -240,6 +240,15 @@ impl Drop for Server {
     }
 }
 
+/// The server's database, read-only, beside the running server (WAL lets both work).
+pub fn read_db(server: &Server) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(
+        server.data.join("sirr.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap()
+}
+
 /// Run `sirr --home HOME ARGS...`.
 pub fn sirr(home: &Path, args: &[&str]) -> Output {
     Command::new(bin("sirr"))
