@@ -1,0 +1,44 @@
+//! `runStoreContract`: sirr-client's store contract suite, run in the page against the memory
+//! store and the IndexedDB store (the browser tests in web/e2e call it). Built only with the
+//! `contract` feature.
+#![cfg(target_arch = "wasm32")]
+
+use sirr_client::store::{Batch, MemoryStore, Store, StoreError, Table};
+use wasm_bindgen::prelude::*;
+
+use crate::IdbStore;
+
+/// A value whose bytes the browser test looks for, and must not find, in the raw database.
+const SENTINEL: &[u8] = b"sirr plaintext sentinel: this must never be stored in the clear";
+
+/// Runs the contract suite against the memory store and against a new IndexedDB database
+/// `db_name` (which must not exist), then writes [`SENTINEL`] at `kv`/`sentinel` and reads it
+/// back through a second open (the data key unwraps again; the value survived the close).
+/// Resolves to the sentinel's text; a broken promise panics, which the panic hook logs to the
+/// console and which rejects or traps the call.
+#[wasm_bindgen(js_name = runStoreContract)]
+pub async fn run_store_contract(db_name: String) -> Result<JsValue, JsValue> {
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&format!("panic: {info}").into())
+    }));
+    sirr_client::store::contract::run(&MemoryStore::new()).await;
+    let store = IdbStore::open(&db_name).await.map_err(to_js)?;
+    sirr_client::store::contract::run(&store).await;
+    drop(store);
+
+    let store = IdbStore::open(&db_name).await.map_err(to_js)?;
+    let mut b = Batch::new();
+    b.put(Table::Kv, b"sentinel".to_vec(), SENTINEL.to_vec());
+    store.commit(b).await.map_err(to_js)?;
+    drop(store);
+    let store = IdbStore::open(&db_name).await.map_err(to_js)?;
+    let got = store.get(Table::Kv, b"sentinel").await.map_err(to_js)?;
+    if got.as_deref() != Some(SENTINEL) {
+        return Err(JsValue::from_str("the sentinel did not survive a reopen"));
+    }
+    Ok(JsValue::from_str(&String::from_utf8_lossy(SENTINEL)))
+}
+
+fn to_js(e: StoreError) -> JsValue {
+    JsValue::from_str(&e.to_string())
+}
