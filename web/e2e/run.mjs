@@ -225,6 +225,34 @@ const checks = [
     assert(r.wrappedHoldsNoKey === 12 + 32 + 16, `wrapped data key: ${r.wrappedHoldsNoKey} bytes`);
     console.log(`     (the contract suite, memory and IndexedDB, ran in ${r.ms} ms)`);
   }],
+  ['the core reaches sirrd over the browser WebSocket: Ping is answered with Pong', async () => {
+    const r = await page.evaluate(async () => {
+      const mod = await import('/pkg/sirr_web.js');
+      await mod.default();
+      if (typeof mod.pingServer !== 'function') return 'built without --contract';
+      try {
+        return await mod.pingServer(location.origin);
+      } catch (e) {
+        return `pingServer failed: ${e}`;
+      }
+    });
+    assert(r === 'Pong', r);
+  }],
+  ['the browser WebSocket fails cleanly, and at once, when the server refuses it', async () => {
+    const started = Date.now();
+    const r = await page.evaluate(async () => {
+      const mod = await import('/pkg/sirr_web.js');
+      await mod.default();
+      try {
+        // Same origin (the CSP allows only that), a path with no WebSocket: sirrd answers 404.
+        return `connected: ${await mod.pingServer(location.origin + '/no-such-path')}`;
+      } catch (e) {
+        return String(e);
+      }
+    });
+    assert(/cannot connect to ws:.*no-such-path.*1006/.test(r), r);
+    assert(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+  }],
   ['axe finds no serious or critical violation (English)', () => axe('en')],
   ['the language switcher works from the keyboard: Arabic is right to left', async () => {
     await tabTo('button[data-lang=ar]');

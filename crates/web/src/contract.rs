@@ -1,9 +1,11 @@
-//! `runStoreContract`: sirr-client's store contract suite, run in the page against the memory
-//! store and the IndexedDB store (the browser tests in web/e2e call it). Built only with the
-//! `contract` feature.
+//! Test hooks the browser tests in web/e2e call, built only with the `contract` feature:
+//! `runStoreContract` (sirr-client's store contract suite in the page, against the memory store
+//! and the IndexedDB store) and `pingServer` (one request over the browser platform).
 #![cfg(target_arch = "wasm32")]
 
+use sirr_client::Connection;
 use sirr_client::store::{Batch, MemoryStore, Store, StoreError, Table};
+use sirr_proto::{Request, Response};
 use wasm_bindgen::prelude::*;
 
 use crate::IdbStore;
@@ -41,4 +43,21 @@ pub async fn run_store_contract(db_name: String) -> Result<JsValue, JsValue> {
 
 fn to_js(e: StoreError) -> JsValue {
     JsValue::from_str(&e.to_string())
+}
+
+/// Opens a [`Connection`] to `origin` (the page's sirrd) over [`crate::browser_platform`],
+/// sends `Ping` (which needs no account) and resolves to the answer's name (`"Pong"`).
+#[wasm_bindgen(js_name = pingServer)]
+pub async fn ping_server(origin: String) -> Result<JsValue, JsValue> {
+    let platform = crate::browser_platform();
+    let conn = Connection::open(&platform, &origin, None)
+        .await
+        .map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let answer = conn.request(Request::Ping).await;
+    conn.close().await;
+    match answer {
+        Ok(Response::Pong) => Ok(JsValue::from_str("Pong")),
+        Ok(other) => Err(JsValue::from_str(&format!("unexpected answer {other:?}"))),
+        Err(e) => Err(JsValue::from_str(&e.to_string())),
+    }
 }
