@@ -175,9 +175,17 @@ const checks = [
         if (typeof mod.runStoreContract !== 'function') return { error: 'built without --contract' };
         const name = 'sirr-contract-' + crypto.randomUUID();
         const started = performance.now();
-        // A panic traps the wasm and leaves the promise pending: give up after 60 s.
-        const sentinel = await Promise.race([mod.runStoreContract(name),
-          new Promise((_, no) => setTimeout(() => no(new Error('no answer in 60 s')), 60_000))]);
+        // A panic traps the wasm and leaves the promise pending; its hook sets sirrPanic.
+        const deadline = Date.now() + 60_000;
+        const watch = new Promise((_, no) => {
+          const tick = () => {
+            if (globalThis.sirrPanic) no(new Error(globalThis.sirrPanic));
+            else if (Date.now() > deadline) no(new Error('no answer in 60 s'));
+            else setTimeout(tick, 20);
+          };
+          tick();
+        });
+        const sentinel = await Promise.race([mod.runStoreContract(name), watch]);
         const ms = Math.round(performance.now() - started);
         const req = (q) => new Promise((ok, no) => { q.onsuccess = () => ok(q.result); q.onerror = () => no(q.error); });
         const db = await req(indexedDB.open(name));
@@ -209,8 +217,9 @@ const checks = [
         };
       });
     } catch (e) {
-      throw new Error(`${e instanceof Error ? e.message : e}${panics.length ? `; ${panics.join('; ')}` : ''}`,
-        { cause: e });
+      const message = e instanceof Error ? e.message : String(e);
+      const more = panics.filter((p) => !message.includes(p));
+      throw new Error(`${message}${more.length ? `; ${more.join('; ')}` : ''}`, { cause: e });
     } finally {
       page.off('console', onConsole);
     }

@@ -16,12 +16,15 @@ const SENTINEL: &[u8] = b"sirr plaintext sentinel: this must never be stored in 
 /// Runs the contract suite against the memory store and against a new IndexedDB database
 /// `db_name` (which must not exist), then writes [`SENTINEL`] at `kv`/`sentinel` and reads it
 /// back through a second open (the data key unwraps again; the value survived the close).
-/// Resolves to the sentinel's text; a broken promise panics, which the panic hook logs to the
-/// console and which rejects or traps the call.
+/// Resolves to the sentinel's text; a broken promise panics, and the panic hook reports it.
 #[wasm_bindgen(js_name = runStoreContract)]
 pub async fn run_store_contract(db_name: String) -> Result<JsValue, JsValue> {
+    // A panic traps the wasm and leaves this call's promise pending forever: say what broke on
+    // the console and in `globalThis.sirrPanic`, which the test watches.
     std::panic::set_hook(Box::new(|info| {
-        web_sys::console::error_1(&format!("panic: {info}").into())
+        let text = JsValue::from_str(&format!("panic: {info}"));
+        web_sys::console::error_1(&text);
+        let _ = js_sys::Reflect::set(&js_sys::global(), &"sirrPanic".into(), &text);
     }));
     sirr_client::store::contract::run(&MemoryStore::new()).await;
     let store = IdbStore::open(&db_name).await.map_err(to_js)?;
