@@ -194,7 +194,27 @@ const checks = [
         const values = await req(tx.objectStore('kv').getAll());
         const raw = await req(tx.objectStore('kv').get(new TextEncoder().encode('sentinel')));
         const meta = await req(tx.objectStore('_meta').get('data-key'));
+        // Sealed values are bound to their table and key: moved, or with a bit flipped, they
+        // do not open.
+        const key = (t) => new TextEncoder().encode(t);
+        const flipped = new Uint8Array(raw);
+        flipped[flipped.length - 1] ^= 1;
+        const w = db.transaction(['kv', 'sealed'], 'readwrite');
+        w.objectStore('kv').put(raw, key('moved'));
+        w.objectStore('sealed').put(raw, key('sentinel'));
+        w.objectStore('kv').put(flipped, key('flipped'));
+        await new Promise((ok, no) => { w.oncomplete = ok; w.onabort = () => no(w.error); });
         db.close();
+        const refused = async (table, k) => {
+          try {
+            return `opened: ${await mod.readValue(name, table, k)}`;
+          } catch (e) {
+            return String(e);
+          }
+        };
+        const tampered = [await refused('kv', 'moved'), await refused('sealed', 'sentinel'),
+          await refused('kv', 'flipped')];
+        const intact = await mod.readValue(name, 'kv', 'sentinel');
         await req(indexedDB.deleteDatabase(name));
         const needle = new TextEncoder().encode('plaintext sentinel');
         const holds = (hay) => {
@@ -205,14 +225,14 @@ const checks = [
           }
           return false;
         };
-        const key = meta?.wrapping;
+        const wrapping = meta?.wrapping;
         return {
-          sentinel, ms, stores,
+          sentinel, ms, stores, tampered, intact,
           rawIsBytes: raw instanceof Uint8Array || raw instanceof ArrayBuffer,
           rawLength: raw?.byteLength, plaintextFound: values.some(holds), valueCount: values.length,
-          key: key instanceof CryptoKey
-            ? { extractable: key.extractable, algorithm: key.algorithm.name, usages: key.usages }
-            : String(key),
+          key: wrapping instanceof CryptoKey
+            ? { extractable: wrapping.extractable, algorithm: wrapping.algorithm.name, usages: wrapping.usages }
+            : String(wrapping),
           wrappedHoldsNoKey: meta?.wrapped?.byteLength,
         };
       });
@@ -231,6 +251,8 @@ const checks = [
     assert(!r.plaintextFound && r.valueCount > 0, `plaintext found in IndexedDB (${r.valueCount} values)`);
     assert(typeof r.key === 'object' && r.key.extractable === false && r.key.algorithm === 'AES-GCM',
       `wrapping key: ${JSON.stringify(r.key)}`);
+    assert(r.intact === r.sentinel, `the sentinel read back as ${r.intact}`);
+    assert(r.tampered.every((t) => t.includes('corrupt')), `tampered values: ${r.tampered.join(' | ')}`);
     assert(r.wrappedHoldsNoKey === 12 + 32 + 16, `wrapped data key: ${r.wrappedHoldsNoKey} bytes`);
     console.log(`     (the contract suite, memory and IndexedDB, ran in ${r.ms} ms)`);
   }],

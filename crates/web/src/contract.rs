@@ -64,3 +64,17 @@ pub async fn ping_server(origin: String) -> Result<JsValue, JsValue> {
         Err(e) => Err(JsValue::from_str(&e.to_string())),
     }
 }
+
+/// The value at `key` (UTF-8) in the table named `table` of the IndexedDB database `db_name`,
+/// as text, or `null`; rejects with the store's error (the tests move sealed values around in
+/// the raw database and expect `Corrupt`).
+#[wasm_bindgen(js_name = readValue)]
+pub async fn read_value(db_name: String, table: String, key: String) -> Result<JsValue, JsValue> {
+    let table = Table::ALL
+        .into_iter()
+        .find(|t| t.name() == table)
+        .ok_or_else(|| JsValue::from_str(&format!("no table {table}")))?;
+    let store = IdbStore::open(&db_name).await.map_err(to_js)?;
+    let value = store.get(table, key.as_bytes()).await.map_err(to_js)?;
+    Ok(value.map_or(JsValue::NULL, |v| JsValue::from_str(&String::from_utf8_lossy(&v))))
+}
