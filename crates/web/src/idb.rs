@@ -236,7 +236,10 @@ impl Store for IdbStore {
             }
         });
         if let Err(e) = issued {
-            let _ = tx.abort();
+            // Wait for the abort: it settles `done`, which must not reject unhandled.
+            if tx.abort().is_ok() {
+                let _ = JsFuture::from(done).await;
+            }
             return Err(js_error(e));
         }
         let outcome = JsFuture::from(done).await;
@@ -498,7 +501,9 @@ async fn data_key(db: &IdbDatabase) -> Result<Vec<u8>, StoreError> {
         .object_store(META)
         .and_then(|s: IdbObjectStore| s.add_with_key(&record, &KEY_RECORD.into()));
     if let Err(e) = added {
-        let _ = tx.abort();
+        if tx.abort().is_ok() {
+            let _ = JsFuture::from(done).await;
+        }
         return Err(js_error(e));
     }
     let outcome = JsFuture::from(done).await;
