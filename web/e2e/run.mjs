@@ -153,14 +153,136 @@ const checks = [
     assert(h['referrer-policy'] === 'no-referrer', 'no Referrer-Policy');
     assert(h['cache-control'] === 'no-cache', `index.html Cache-Control: ${h['cache-control']}`);
   }],
-  ['without the wasm core the honest screen shows, in English', async () => {
+  ['a core module without open() is no core: the honest screen shows, in English', async () => {
     await page.waitForSelector('h1');
     assert((await h1()) === EN_TITLE, `h1 is ${await h1()}`);
     const d = await html();
     assert(d.lang === 'en' && d.dir === 'ltr' && d.bodyDirection === 'ltr', JSON.stringify(d));
-    // It looked for the core and found it absent (not an error screen).
+    // The module is served (scripts/build-wasm), but exports no open() yet: absent, not an error.
     const probe = await fetch(server.base + '/pkg/sirr_web.js', { method: 'HEAD' });
-    assert(probe.status === 404, `/pkg/sirr_web.js gave ${probe.status}`);
+    assert(probe.status === 200, `/pkg/sirr_web.js gave ${probe.status} (run scripts/build-wasm --contract)`);
+    assert((probe.headers.get('content-type') ?? '').includes('javascript'), 'sirr_web.js is not JavaScript');
+  }],
+  ['the store contract passes over IndexedDB in Chromium, and values are sealed at rest', async () => {
+    const panics = [];
+    const onConsole = (m) => { if (m.text().startsWith('panic:')) panics.push(m.text()); };
+    page.on('console', onConsole);
+    let r;
+    try {
+      r = await page.evaluate(async () => {
+        const mod = await import('/pkg/sirr_web.js');
+        await mod.default();
+        if (typeof mod.runStoreContract !== 'function') return { error: 'built without --contract' };
+        const name = 'sirr-contract-' + crypto.randomUUID();
+        const started = performance.now();
+        // A panic traps the wasm and leaves the promise pending; its hook sets sirrPanic.
+        const deadline = Date.now() + 60_000;
+        const watch = new Promise((_, no) => {
+          const tick = () => {
+            if (globalThis.sirrPanic) no(new Error(globalThis.sirrPanic));
+            else if (Date.now() > deadline) no(new Error('no answer in 60 s'));
+            else setTimeout(tick, 20);
+          };
+          tick();
+        });
+        const sentinel = await Promise.race([mod.runStoreContract(name), watch]);
+        const ms = Math.round(performance.now() - started);
+        const req = (q) => new Promise((ok, no) => { q.onsuccess = () => ok(q.result); q.onerror = () => no(q.error); });
+        const db = await req(indexedDB.open(name));
+        const stores = Array.from(db.objectStoreNames);
+        const tx = db.transaction(['kv', '_meta']);
+        const values = await req(tx.objectStore('kv').getAll());
+        const raw = await req(tx.objectStore('kv').get(new TextEncoder().encode('sentinel')));
+        const meta = await req(tx.objectStore('_meta').get('data-key'));
+        // Sealed values are bound to their table and key: moved, or with a bit flipped, they
+        // do not open.
+        const key = (t) => new TextEncoder().encode(t);
+        const flipped = new Uint8Array(raw);
+        flipped[flipped.length - 1] ^= 1;
+        const w = db.transaction(['kv', 'sealed'], 'readwrite');
+        w.objectStore('kv').put(raw, key('moved'));
+        w.objectStore('sealed').put(raw, key('sentinel'));
+        w.objectStore('kv').put(flipped, key('flipped'));
+        await new Promise((ok, no) => { w.oncomplete = ok; w.onabort = () => no(w.error); });
+        db.close();
+        const refused = async (table, k) => {
+          try {
+            return `opened: ${await mod.readValue(name, table, k)}`;
+          } catch (e) {
+            return String(e);
+          }
+        };
+        const tampered = [await refused('kv', 'moved'), await refused('sealed', 'sentinel'),
+          await refused('kv', 'flipped')];
+        const intact = await mod.readValue(name, 'kv', 'sentinel');
+        await req(indexedDB.deleteDatabase(name));
+        const needle = new TextEncoder().encode('plaintext sentinel');
+        const holds = (hay) => {
+          const b = new Uint8Array(hay.buffer ?? hay);
+          outer: for (let i = 0; i + needle.length <= b.length; i++) {
+            for (let j = 0; j < needle.length; j++) if (b[i + j] !== needle[j]) continue outer;
+            return true;
+          }
+          return false;
+        };
+        const wrapping = meta?.wrapping;
+        return {
+          sentinel, ms, stores, tampered, intact,
+          rawIsBytes: raw instanceof Uint8Array || raw instanceof ArrayBuffer,
+          rawLength: raw?.byteLength, plaintextFound: values.some(holds), valueCount: values.length,
+          key: wrapping instanceof CryptoKey
+            ? { extractable: wrapping.extractable, algorithm: wrapping.algorithm.name, usages: wrapping.usages }
+            : String(wrapping),
+          wrappedHoldsNoKey: meta?.wrapped?.byteLength,
+        };
+      });
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      const more = panics.filter((p) => !message.includes(p));
+      throw new Error(`${message}${more.length ? `; ${more.join('; ')}` : ''}`, { cause: e });
+    } finally {
+      page.off('console', onConsole);
+    }
+    assert(!r.error, r.error);
+    assert(panics.length === 0, panics.join('; '));
+    assert(r.sentinel.includes('plaintext sentinel'), `runStoreContract gave ${r.sentinel}`);
+    assert(r.stores.includes('_meta') && r.stores.includes('messages') && r.stores.length === 19, `stores: ${r.stores}`);
+    assert(r.rawIsBytes && r.rawLength === r.sentinel.length + 12 + 16, `sealed sentinel: ${r.rawLength} bytes`);
+    assert(!r.plaintextFound && r.valueCount > 0, `plaintext found in IndexedDB (${r.valueCount} values)`);
+    assert(typeof r.key === 'object' && r.key.extractable === false && r.key.algorithm === 'AES-GCM',
+      `wrapping key: ${JSON.stringify(r.key)}`);
+    assert(r.intact === r.sentinel, `the sentinel read back as ${r.intact}`);
+    assert(r.tampered.every((t) => t.includes('corrupt')), `tampered values: ${r.tampered.join(' | ')}`);
+    assert(r.wrappedHoldsNoKey === 12 + 32 + 16, `wrapped data key: ${r.wrappedHoldsNoKey} bytes`);
+    console.log(`     (the contract suite, memory and IndexedDB, ran in ${r.ms} ms)`);
+  }],
+  ['the core reaches sirrd over the browser WebSocket: Ping is answered with Pong', async () => {
+    const r = await page.evaluate(async () => {
+      const mod = await import('/pkg/sirr_web.js');
+      await mod.default();
+      if (typeof mod.pingServer !== 'function') return 'built without --contract';
+      try {
+        return await mod.pingServer(location.origin);
+      } catch (e) {
+        return `pingServer failed: ${e}`;
+      }
+    });
+    assert(r === 'Pong', r);
+  }],
+  ['the browser WebSocket fails cleanly, and at once, when the server refuses it', async () => {
+    const started = Date.now();
+    const r = await page.evaluate(async () => {
+      const mod = await import('/pkg/sirr_web.js');
+      await mod.default();
+      try {
+        // Same origin (the CSP allows only that), a path with no WebSocket: sirrd answers 404.
+        return `connected: ${await mod.pingServer(location.origin + '/no-such-path')}`;
+      } catch (e) {
+        return String(e);
+      }
+    });
+    assert(/cannot connect to ws:.*no-such-path.*1006/.test(r), r);
+    assert(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
   }],
   ['axe finds no serious or critical violation (English)', () => axe('en')],
   ['the language switcher works from the keyboard: Arabic is right to left', async () => {

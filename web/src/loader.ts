@@ -25,7 +25,9 @@ export async function loadCore(url: string = CORE_MODULE_URL): Promise<LoadResul
   const type = probe.headers.get('content-type') ?? '';
   if (!probe.ok || !type.includes('javascript')) return { status: 'absent' };
   try {
-    const mod = (await import(/* @vite-ignore */ url)) as CoreModule;
+    const mod = (await import(/* @vite-ignore */ url)) as Partial<CoreModule>;
+    // A core that does not export `open` yet (crates/web while it is being built) is no core.
+    if (typeof mod.open !== 'function' || typeof mod.default !== 'function') return { status: 'absent' };
     await mod.default();
     return { status: 'ready', core: await mod.open({ origin: location.origin }) };
   } catch (e) {
