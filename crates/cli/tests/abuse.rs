@@ -392,7 +392,18 @@ fn a_challenged_client_solves_the_challenge_and_its_message_goes_through() {
     let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
     register(&server, &alice, "+15550600011");
     register(&server, &bob, "+15550600012");
+    let solved = || {
+        let (status, body) = server.admin_get("/metrics");
+        assert!(status.contains("200"), "{status}");
+        body.lines()
+            .find_map(|l| l.strip_prefix("sirr_challenges_solved_total "))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+            .expect("the metric is exported")
+    };
+    assert_eq!(solved(), 0.0, "nothing solved before alice sends");
     sirr_ok(&alice, &["send", "+15550600012", "prove I am patient"]);
+    // The server challenged her send and the CLI met it: without a challenge this stays 0.
+    assert!(solved() >= 1.0, "the CLI solved no challenge");
     assert!(
         recv_json(&bob, "5")
             .iter()

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub malformed_frames: Counter,
     /// Conversation commits ordered (accepted).
     pub commits: Counter,
+    /// Proof-of-work challenges solved (the abuse engine's "challenge" met by a client).
+    pub challenges_solved: Counter,
     /// Seconds from receiving a send to it being durable.
     pub send_latency: Histogram,
     /// Seconds from acceptance to the push being written to the recipient's socket.
@@ -78,6 +80,7 @@ impl Default for Metrics {
             codes_refused: Family::default(),
             malformed_frames: Counter::default(),
             commits: Counter::default(),
+            challenges_solved: Counter::default(),
             send_latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             delivery_latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             store_backlog: Gauge::default(),
@@ -122,6 +125,11 @@ impl Default for Metrics {
             "commits",
             "Conversation commits accepted (one per epoch)",
             m.commits.clone(),
+        );
+        registry.register(
+            "challenges_solved",
+            "Proof-of-work challenges solved by clients",
+            m.challenges_solved.clone(),
         );
         registry.register(
             "send_latency_seconds",

@@ -1084,6 +1084,7 @@ impl Service {
             return Err(err(ErrorCode::BadRequest, "that does not solve the challenge"));
         }
         self.challenges.remove(&me.address);
+        self.metrics.challenges_solved.inc();
         self.abuse
             .pass(account, now_ms() + self.config.abuse.challenge_pass_secs * 1000);
         Ok(Response::Done)
