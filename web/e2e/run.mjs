@@ -1,34 +1,42 @@
 // End-to-end tests of the web client in Chromium against a real sirrd on 127.0.0.1.
 //
-//   node e2e/run.mjs --sirrd PATH/TO/sirrd [--dist web/dist] [--chromium /usr/bin/chromium]
+//   node e2e/run.mjs --sirrd PATH/TO/sirrd --sirr PATH/TO/sirr [--dist web/dist]
+//                    [--chromium /usr/bin/chromium]
 //
 // Starts sirrd (development mode, its own temporary data directory, random free ports,
 // --web-dir DIST), then runs each check below in order in one browser and prints one line per
 // check and a closing "e2e: N passed, N failed"; exits 1 if any failed. The browser is the
-// system Chromium (Playwright cannot download its own here).
-import { spawn } from 'node:child_process';
+// system Chromium (Playwright cannot download its own here). The people the web client talks
+// to are the real CLI (`sirr`), each with its own home directory.
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AxeBuilder } from '@axe-core/playwright';
+import jsQR from 'jsqr';
 import { chromium } from 'playwright-core';
 
 const { values: opts } = parseArgs({
   options: {
     sirrd: { type: 'string' },
+    sirr: { type: 'string' },
     dist: { type: 'string', default: resolve(import.meta.dirname, '../dist') },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
   },
 });
-if (!opts.sirrd) {
-  console.error('usage: node e2e/run.mjs --sirrd PATH [--dist DIR] [--chromium PATH]');
+if (!opts.sirrd || !opts.sirr) {
+  console.error('usage: node e2e/run.mjs --sirrd PATH --sirr PATH [--dist DIR] [--chromium PATH]');
   process.exit(2);
 }
 
-const EN_TITLE = 'This server was built without the web client core';
-const AR_TITLE = 'بُني هذا الخادم بدون نواة عميل الويب';
+// The first screen of a browser not linked yet.
+const EN_TITLE = 'Link this browser to your account';
+const AR_TITLE = 'اربط هذا المتصفح بحسابك';
+const MS_TITLE = 'Pautkan pelayar ini ke akaun anda';
+const ALICE = '+15550000001';
+const BOB = '+15550000002';
 
 function freePort() {
   return new Promise((ok, fail) => {
@@ -138,6 +146,36 @@ async function axe(label) {
   assert(result.passes.length > 0, `${label}: axe checked nothing`);
 }
 
+const homes = mkdtempSync(join(tmpdir(), 'sirr-e2e-homes-'));
+
+/** Runs the CLI as `who` (its own home directory); resolves with stdout, rejects with stderr. */
+function sirr(who, ...args) {
+  return new Promise((ok, fail) => {
+    execFile(opts.sirr, ['--home', join(homes, who), ...args], { timeout: 90_000, env: { ...process.env, NO_COLOR: '1' } },
+      (error, stdout, stderr) => {
+        if (error) fail(new Error(`sirr ${args.join(' ')} (${who}): ${error.message}\n${stderr}`));
+        else ok(stdout);
+      });
+  });
+}
+
+/** Decodes a PNG screenshot of a QR code: the browser turns it into pixels, jsQR reads them. */
+async function readQr(png) {
+  const pixels = await page.evaluate(async (b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const g = canvas.getContext('2d');
+    g.drawImage(bitmap, 0, 0);
+    const { data } = g.getImageData(0, 0, bitmap.width, bitmap.height);
+    let s = '';
+    for (let i = 0; i < data.length; i += 8192) s += String.fromCharCode(...data.subarray(i, i + 8192));
+    return { width: bitmap.width, height: bitmap.height, data: btoa(s) };
+  }, png.toString('base64'));
+  const rgba = new Uint8ClampedArray(Buffer.from(pixels.data, 'base64'));
+  return jsQR(rgba, pixels.width, pixels.height)?.data ?? null;
+}
+
 const checks = [
   ['the page loads with the security headers', async () => {
     const response = await page.goto(server.base + '/', { waitUntil: 'load' });
@@ -153,12 +191,10 @@ const checks = [
     assert(h['referrer-policy'] === 'no-referrer', 'no Referrer-Policy');
     assert(h['cache-control'] === 'no-cache', `index.html Cache-Control: ${h['cache-control']}`);
   }],
-  ['a core module without open() is no core: the honest screen shows, in English', async () => {
-    await page.waitForSelector('h1');
-    assert((await h1()) === EN_TITLE, `h1 is ${await h1()}`);
+  ['the core opens: a browser not linked yet is asked to link, in English', async () => {
+    await page.waitForFunction((t) => document.querySelector('h1')?.textContent === t, EN_TITLE);
     const d = await html();
     assert(d.lang === 'en' && d.dir === 'ltr' && d.bodyDirection === 'ltr', JSON.stringify(d));
-    // The module is served (scripts/build-wasm), but exports no open() yet: absent, not an error.
     const probe = await fetch(server.base + '/pkg/sirr_web.js', { method: 'HEAD' });
     assert(probe.status === 200, `/pkg/sirr_web.js gave ${probe.status} (run scripts/build-wasm --contract)`);
     assert((probe.headers.get('content-type') ?? '').includes('javascript'), 'sirr_web.js is not JavaScript');
@@ -307,7 +343,7 @@ const checks = [
     await tabTo('button[data-lang=ms]');
     await page.keyboard.press('Space');
     await page.waitForFunction(() => document.documentElement.lang === 'ms');
-    assert((await h1()) === 'Pelayan ini dibina tanpa teras klien web', `h1 is ${await h1()}`);
+    assert((await h1()) === MS_TITLE, `h1 is ${await h1()}`);
     assert((await html()).dir === 'ltr', 'Malay is not ltr');
   }],
   ['the manifest is served with its content type and its icons exist', async () => {
@@ -340,6 +376,124 @@ const checks = [
     const r = await page.request.get(server.base + '/sw.js');
     assert(r.headers()['cache-control'] === 'no-cache', `sw.js Cache-Control: ${r.headers()['cache-control']}`);
   }],
+  ['back to English from the keyboard', async () => {
+    await tabTo('button[data-lang=en]');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((t) => document.querySelector('h1')?.textContent === t, EN_TITLE);
+  }],
+  ['two people register with the CLI and talk before the browser is linked', async () => {
+    await sirr('alice', 'register', '--server', server.base, '--phone', ALICE, '--code', '000000', '--name', 'phone');
+    await sirr('bob', 'register', '--server', server.base, '--phone', BOB, '--code', '000000', '--name', 'phone');
+    await sirr('alice', 'send', BOB, 'before the link');
+    const got = await sirr('bob', 'recv', '--wait', '10');
+    assert(got.includes('before the link'), `bob got: ${got}`);
+  }],
+  ['linking: the QR code read off a screenshot is the code shown, and the CLI approves it', async () => {
+    await page.fill('#device-name', 'e2e browser');
+    await page.click('form button[type=submit]');
+    const img = page.locator('img.qr');
+    await img.waitFor();
+    const shown = await page.inputValue('#link-code');
+    assert(/^sirr-link:[A-Za-z0-9_-]{100,}$/.test(shown), `link code: ${shown}`);
+    const read = await readQr(await img.screenshot());
+    assert(read === shown, `the QR code reads ${read}, the page shows ${shown}`);
+    await axe('link code');
+    await sirr('alice', 'device', 'approve', read);
+    await page.locator('.messenger').waitFor({ timeout: 30_000 });
+    const devices = await sirr('alice', 'devices');
+    assert(devices.includes('e2e browser'), `alice's devices: ${devices}`);
+  }],
+  ['a message from the CLI reaches the web chat the browser was added to', async () => {
+    await sirr('bob', 'send', ALICE, 'hello web');
+    const row = page.locator('button.conversation', { hasText: BOB });
+    await row.waitFor({ timeout: 20_000 });
+    await row.click();
+    await page.locator('.chat article.message.in', { hasText: 'hello web' }).waitFor({ timeout: 20_000 });
+    await axe('chat');
+  }],
+  ['the web replies with Enter; bob and alice\'s phone both get it', async () => {
+    await page.fill('#composer', 'hello from the browser');
+    await page.press('#composer', 'Enter');
+    const mine = page.locator('.chat article.message.out', { hasText: 'hello from the browser' });
+    await mine.waitFor({ timeout: 20_000 });
+    assert((await mine.locator('[data-state]').getAttribute('data-state')) === 'sent', 'not marked sent');
+    assert((await page.inputValue('#composer')) === '', 'the composer was not cleared');
+    const bob = await sirr('bob', 'recv', '--wait', '10');
+    assert(bob.includes('hello from the browser'), `bob got: ${bob}`);
+    const alice = await sirr('alice', 'recv', '--wait', '10');
+    assert(alice.includes('hello from the browser'), `alice's phone got: ${alice}`);
+  }],
+  ['an Arabic message is laid out right to left inside the English interface', async () => {
+    await sirr('bob', 'send', ALICE, 'مرحبا من بوب');
+    const text = page.locator('.chat article.message.in p.text', { hasText: 'مرحبا من بوب' });
+    await text.waitFor({ timeout: 20_000 });
+    const dir = await text.evaluate((e) => getComputedStyle(e).direction);
+    assert(dir === 'rtl', `computed direction ${dir}`);
+    assert((await html()).dir === 'ltr', 'the page itself turned rtl');
+  }],
+  ['a reload keeps the history on this device', async () => {
+    await page.reload({ waitUntil: 'load' });
+    const row = page.locator('button.conversation', { hasText: BOB });
+    await row.waitFor({ timeout: 20_000 });
+    await row.click();
+    for (const t of ['hello web', 'hello from the browser', 'مرحبا من بوب']) {
+      await page.locator('.chat article.message', { hasText: t }).waitFor({ timeout: 10_000 });
+    }
+  }],
+  ['a second tab is told the core is open elsewhere', async () => {
+    const second = await context.newPage();
+    try {
+      await second.goto(server.base + '/', { waitUntil: 'load' });
+      const alert = second.locator('[data-error=locked]');
+      await alert.waitFor({ timeout: 20_000 });
+      assert((await alert.textContent()) === 'Sirr is already open in another tab', await alert.textContent());
+    } finally {
+      await second.close();
+    }
+  }],
+  ['a group made on the CLI: the browser is in it, reads it and writes to it', async () => {
+    await sirr('alice', 'group', 'create', 'friends', BOB);
+    await sirr('bob', 'recv', '--wait', '10');
+    await sirr('bob', 'group', 'send', 'friends', 'hello friends');
+    const row = page.locator('button.conversation', { hasText: 'friends' });
+    await row.waitFor({ timeout: 20_000 });
+    await row.click();
+    await page.locator('.chat article.message.in', { hasText: 'hello friends' }).waitFor({ timeout: 20_000 });
+    await page.fill('#composer', 'the browser writes to the group');
+    await page.press('#composer', 'Enter');
+    await page.locator('.chat article.message.out', { hasText: 'the browser writes' }).waitFor({ timeout: 20_000 });
+    const bob = await sirr('bob', 'recv', '--wait', '10');
+    assert(bob.includes('the browser writes to the group'), `bob got: ${bob}`);
+  }],
+  ['the browser approves a new CLI device of the account from its settings', async () => {
+    const link = spawn(opts.sirr, ['--home', join(homes, 'alice-laptop'), 'device', 'link', '--server', server.base,
+      '--name', 'laptop'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    link.stdout.on('data', (d) => (out += d));
+    link.stderr.on('data', (d) => (out += d));
+    const exited = new Promise((ok) => link.once('exit', ok));
+    try {
+      const deadline = Date.now() + 20_000;
+      let code;
+      while (!(code = /sirr device approve (sirr-link:\S+)/.exec(out)?.[1])) {
+        assert(Date.now() < deadline, `no link code from the CLI: ${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await page.click('nav.tabs button:nth-child(2)');
+      await page.fill('#approve-code', code);
+      await page.click('#approve-code ~ button[type=submit]');
+      const status = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 60_000))]);
+      assert(status === 0, `sirr device link ended with ${status}: ${out}`);
+      await page.locator('ul.devices', { hasText: 'laptop' }).waitFor({ timeout: 20_000 });
+      await axe('settings');
+    } finally {
+      link.kill();
+    }
+    await sirr('bob', 'send', ALICE, 'to every device of alice');
+    const laptop = await sirr('alice-laptop', 'recv', '--wait', '10');
+    assert(laptop.includes('to every device of alice'), `the new laptop got: ${laptop}`);
+    await page.click('nav.tabs button:nth-child(1)');
+  }],
   ['no CSP violation, no page error, no request off 127.0.0.1', async () => {
     const reported = await page.evaluate(() => window.__cspViolations ?? []);
     assert(reported.length === 0 && violations.length === 0, `CSP violations: ${[...reported, ...violations]}`);
@@ -369,5 +523,6 @@ try {
     console.log(`sirrd's log: ${server.logPath}`);
   }
   await server.stop();
+  if (!failed) rmSync(homes, { recursive: true, force: true });
 }
 console.log(`e2e: ${passed} passed, ${failed} failed`);

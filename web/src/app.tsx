@@ -37,7 +37,7 @@ export function App({ initialLang, load }: AppProps) {
   let screen;
   if (result === null) screen = <p class="loading">{i18n.t('app.loading')}</p>;
   else if (result.status === 'absent') screen = <NoCore />;
-  else if (result.status === 'failed') screen = <Failed detail={`${result.error.code}: ${result.error.message}`} />;
+  else if (result.status === 'failed') screen = <Failed code={result.error.code} detail={`${result.error.code}: ${result.error.message}`} />;
   else screen = <Signed core={result.core} />;
   return <I18nContext.Provider value={i18n}>{screen}</I18nContext.Provider>;
 }

@@ -12,6 +12,8 @@
 // - Times are milliseconds since the Unix epoch (UTC), as `Date.now()` gives.
 // - Phone numbers are E.164 strings (`+15550000001`).
 
+import type { RawCore } from './wasmCore';
+
 export type ConversationId = string;
 export type MessageId = string;
 export type DeviceId = string;
@@ -55,7 +57,8 @@ export type DeliveryState = 'sending' | 'sent' | 'delivered' | 'read' | 'failed'
 export interface Message {
   id: MessageId;
   conversation: ConversationId;
-  direction: 'in' | 'out';
+  /** `notice`: something to know that nobody typed (an undecryptable message, new keys). */
+  direction: 'in' | 'out' | 'notice';
   /** Sender's phone number (E.164); for `out`, the account's own. */
   from: string;
   /** Display name of the sender if known. */
@@ -89,6 +92,8 @@ export type CoreEvent =
   | { kind: 'keyChange'; conversation: ConversationId; phone: string }
   /** A pending `startLink` was approved on another device: this browser is now signed in. */
   | { kind: 'linkApproved'; identity: Identity }
+  /** A pending `startLink` ended without approval (it expired, or the server refused it). */
+  | { kind: 'linkFailed'; error: CoreError }
   /** A conversation's title, members, timer or unread count changed. */
   | { kind: 'conversation'; conversation: ConversationSummary };
 
@@ -157,12 +162,14 @@ export type CoreErrorCode =
   | 'not_found' // no such conversation, device, or account for that number
   | 'invalid_phone' // not an E.164 number
   | 'invalid_code' // a link code that is malformed, unknown or expired
+  | 'invalid' // a request the core refused as it stands (`message` says what)
   | 'blocked' // the contact is blocked, or this account is banned or throttled
   | 'not_member' // not (or no longer) a member of that group
   | 'too_large' // the message is larger than the server accepts
   | 'untrusted_device' // a recipient device was never approved by its account
   | 'storage' // the browser's storage failed or is full
   | 'locked' // another tab holds the core's storage
+  | 'unsupported' // this build of the core does not do that yet
   | 'internal'; // a bug; `message` has detail for a report
 
 export class CoreError extends Error {
@@ -267,9 +274,10 @@ export interface SirrCore {
 
 /**
  * What `/pkg/sirr_web.js` must export. `default` is wasm-bindgen's initialiser (`--target web`);
- * `open` builds the core against the server at `origin` (the page's own).
+ * `openCore` opens the core against the server at `origin` (the page's own), which
+ * `adaptCore` (wasmCore.ts) turns into a `SirrCore`.
  */
 export interface CoreModule {
   default: (input?: unknown) => Promise<unknown>;
-  open: (options: { origin: string }) => Promise<SirrCore>;
+  openCore: (origin: string) => Promise<RawCore>;
 }

@@ -1,6 +1,7 @@
 // Loads the client core (wasm) built from `sirr-client`, when this server ships it.
 import type { CoreModule, SirrCore } from './core';
 import { CoreError } from './core';
+import { adaptCore, takeTabLock, toCoreError } from './wasmCore';
 
 /** Where sirrd serves the core's wasm-bindgen module (from `web/dist/pkg/`). */
 export const CORE_MODULE_URL = '/pkg/sirr_web.js';
@@ -26,12 +27,11 @@ export async function loadCore(url: string = CORE_MODULE_URL): Promise<LoadResul
   if (!probe.ok || !type.includes('javascript')) return { status: 'absent' };
   try {
     const mod = (await import(/* @vite-ignore */ url)) as Partial<CoreModule>;
-    // A core that does not export `open` yet (crates/web while it is being built) is no core.
-    if (typeof mod.open !== 'function' || typeof mod.default !== 'function') return { status: 'absent' };
+    if (typeof mod.openCore !== 'function' || typeof mod.default !== 'function') return { status: 'absent' };
+    await takeTabLock();
     await mod.default();
-    return { status: 'ready', core: await mod.open({ origin: location.origin }) };
+    return { status: 'ready', core: adaptCore(await mod.openCore(location.origin)) };
   } catch (e) {
-    const error = e instanceof CoreError ? e : new CoreError('internal', String(e));
-    return { status: 'failed', error };
+    return { status: 'failed', error: toCoreError(e) };
   }
 }

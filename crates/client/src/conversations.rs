@@ -767,7 +767,7 @@ impl Client {
     /// Its id is random, like a group's, so the server cannot work out who talks to whom from
     /// the two account ids. If both sides create one at the same time, each also joins the
     /// other's; both then write in the one with the lower id (and still read both).
-    pub(crate) async fn open_direct(&mut self, to: &Phone) -> Result<ConversationId> {
+    pub async fn open_direct(&mut self, to: &Phone) -> Result<ConversationId> {
         let account = self.account_of(to).await?;
         for id in self.state.direct_conversations(&to.to_string()).await? {
             if Conversation::load(&self.keys.store, id.0)?.is_some_and(|c| c.is_active() && c.epoch() > 0) {

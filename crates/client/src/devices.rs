@@ -421,6 +421,11 @@ impl PendingLink {
         &self.code
     }
 
+    /// How long the server keeps this link pending, from when it was requested.
+    pub fn expires_in(&self) -> Duration {
+        self.expires_in
+    }
+
     /// Wait for approval, then set up this home directory as the new device.
     pub async fn finish(self) -> Result<Client> {
         // The server answers at the approval or the link's expiry, not sooner: wait as long

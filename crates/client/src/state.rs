@@ -588,11 +588,39 @@ impl State {
 
     /// The newest `limit` messages of a conversation, oldest first (they are not marked shown).
     pub async fn history(&self, conversation: ConversationId, limit: usize) -> Result<Vec<StoredMessage>> {
+        self.history_page(conversation, limit, None).await
+    }
+
+    /// Up to `limit` messages of a conversation strictly older than `before` (by arrival), or
+    /// the newest ones when `before` is `None`, oldest first; for paging back through a long
+    /// history without reading it all. A `before` this device does not hold gives nothing.
+    pub async fn history_page(
+        &self,
+        conversation: ConversationId,
+        limit: usize,
+        before: Option<&MessageId>,
+    ) -> Result<Vec<StoredMessage>> {
+        let range = match before {
+            None => KeyRange::prefix(&conversation.0),
+            Some(id) => {
+                let Some(v) = self.store.get(Table::Messages, &id.0).await? else {
+                    return Ok(Vec::new());
+                };
+                let m: MessageRecord = decode("message", &v)?;
+                if m.conversation != conversation.0 {
+                    return Ok(Vec::new());
+                }
+                KeyRange {
+                    start: std::ops::Bound::Included(conversation.0.to_vec()),
+                    end: std::ops::Bound::Excluded(m.by_conversation_key()),
+                }
+            }
+        };
         let ids = self
             .store
             .scan(
                 Table::MessagesByConversation,
-                KeyRange::prefix(&conversation.0),
+                range,
                 Direction::Reverse,
                 Some(limit),
             )
@@ -605,6 +633,19 @@ impl State {
             }
         }
         Ok(out)
+    }
+
+    /// One stored message, if this device holds it.
+    pub async fn message(&self, id: &MessageId) -> Result<Option<StoredMessage>> {
+        let Some(v) = self.store.get(Table::Messages, &id.0).await? else {
+            return Ok(None);
+        };
+        let m: MessageRecord = decode("message", &v)?;
+        let group = self
+            .conversation(ConversationId(m.conversation))
+            .await?
+            .and_then(|c| c.name);
+        Ok(Some(stored(&id.0, m, group)))
     }
 
     pub async fn sealed(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -1023,6 +1064,26 @@ mod tests {
         let history = s.history(ConversationId([9; 16]), 2).await.unwrap();
         let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, ["second", "third"], "the newest two, oldest first");
+        let older = s
+            .history_page(ConversationId([9; 16]), 10, Some(&MessageId([0x00; 16])))
+            .await
+            .unwrap();
+        let texts: Vec<&str> = older.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["first", "second"], "strictly older than `third`");
+        let none = s
+            .history_page(ConversationId([8; 16]), 10, Some(&MessageId([0x00; 16])))
+            .await
+            .unwrap();
+        assert!(
+            none.is_empty(),
+            "`before` from another conversation pages nothing"
+        );
+        let one = s.message(&MessageId([0x01; 16])).await.unwrap().unwrap();
+        assert_eq!(
+            (one.text.as_str(), one.group.as_deref()),
+            ("second", Some("team"))
+        );
+        assert!(s.message(&MessageId([0x77; 16])).await.unwrap().is_none());
 
         let own = [(MessageId([0x42; 16]), message("typed", 200, None), [9; 16])];
         s.store_messages(&own).await.unwrap();

@@ -31,3 +31,8 @@ pub(crate) fn describe(e: &JsValue) -> (String, String) {
     }
     (String::new(), e.as_string().unwrap_or_else(|| format!("{e:?}")))
 }
+
+/// A warning on the console (no secrets: callers pass error descriptions only).
+pub(crate) fn warn(message: &str) {
+    web_sys::console::warn_1(&JsValue::from_str(message));
+}

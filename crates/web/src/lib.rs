@@ -6,12 +6,15 @@
 //! - [`browser_platform`]: `Date.now`/`setTimeout`, `spawn_local`, and the browser's
 //!   `WebSocket` as sirr-client's `Clock`, `Spawner` and `Connector`.
 //!
-//! This increment exports no `open()`: the web client's loader treats a module without it as
-//! absent and keeps showing its honest "no core" screen until the core is complete.
+//! - [`WasmCore`] (`openCore` in JavaScript): the `SirrCore` of `web/src/core.ts` over
+//!   sirr-client, which the TypeScript adapter (`web/src/wasmCore.ts`) wraps; [`view`] turns
+//!   the client's records into the shapes the UI reads.
 //!
 //! Everything is compiled only for `wasm32`; natively this crate is empty, so the workspace's
 //! native checks stay free of JS bindings.
 
+#[cfg(target_arch = "wasm32")]
+mod api;
 #[cfg(all(target_arch = "wasm32", feature = "contract"))]
 mod contract;
 #[cfg(target_arch = "wasm32")]
@@ -20,7 +23,11 @@ mod idb;
 mod js;
 #[cfg(target_arch = "wasm32")]
 mod platform;
+#[cfg(target_arch = "wasm32")]
+pub mod view;
 
+#[cfg(target_arch = "wasm32")]
+pub use api::{WasmCore, open_core};
 #[cfg(target_arch = "wasm32")]
 pub use idb::IdbStore;
 #[cfg(target_arch = "wasm32")]

@@ -87,6 +87,8 @@ export const ar: Catalogue = {
   'error.too_large': 'الرسالة كبيرة جدًا',
   'error.untrusted_device': 'أحد أجهزة المستلم لم يوافق عليه حسابه',
   'error.storage': 'تعطّل تخزين هذا المتصفح أو امتلأ',
+  'error.invalid': 'لم يُقبل هذا الطلب',
+  'error.unsupported': 'هذه الميزة غير متاحة في هذا الإصدار بعد',
   'error.locked': 'سر مفتوح بالفعل في علامة تبويب أخرى',
   'error.internal': 'خطأ داخلي',
 };

@@ -86,6 +86,8 @@ export const en = {
   'error.too_large': 'the message is too large',
   'error.untrusted_device': 'one of the recipient’s devices was not approved by their account',
   'error.storage': 'this browser’s storage failed or is full',
+  'error.invalid': 'that was not accepted',
+  'error.unsupported': 'this is not available in this version yet',
   'error.locked': 'Sirr is already open in another tab',
   'error.internal': 'an internal error',
 } as const;

@@ -87,6 +87,8 @@ export const ms: Catalogue = {
   'error.too_large': 'mesej terlalu besar',
   'error.untrusted_device': 'salah satu peranti penerima tidak diluluskan oleh akaunnya',
   'error.storage': 'storan pelayar ini gagal atau penuh',
+  'error.invalid': 'permintaan itu tidak diterima',
+  'error.unsupported': 'ciri ini belum tersedia dalam versi ini',
   'error.locked': 'Sirr sudah dibuka dalam tab lain',
   'error.internal': 'ralat dalaman',
 };

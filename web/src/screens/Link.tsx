@@ -18,6 +18,17 @@ export function Link({ core }: { core: SirrCore }) {
 
   // A pending link is cancelled when this screen goes away without approval.
   useEffect(() => () => void core.cancelLink(), [core]);
+  // A link that expired (or was refused) is said so; the person can start again.
+  useEffect(
+    () =>
+      core.onEvent((ev) => {
+        if (ev.kind !== 'linkFailed') return;
+        setLink(null);
+        setCopied(false);
+        setError(t(`error.${ev.error.code}`));
+      }),
+    [core, t],
+  );
 
   const start = async (e: Event) => {
     e.preventDefault();
@@ -60,7 +71,7 @@ export function Link({ core }: { core: SirrCore }) {
         <section aria-label={t('link.code')}>
           <img class="qr" src={svgDataUrl(qrSvg(link.code))} alt={t('link.qrLabel')} width={240} height={240} />
           <p>{t('link.instructions')}</p>
-          <pre class="command" dir="ltr">
+          <pre class="command" dir="ltr" tabIndex={0}>
             <code data-testid="link-command">{command}</code>
           </pre>
           <label for="link-code">{t('link.code')}</label>

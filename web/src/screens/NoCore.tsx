@@ -1,3 +1,4 @@
+import type { CoreErrorCode } from '../core';
 import { LangSwitcher } from '../components/LangSwitcher';
 import { useI18n } from '../i18n';
 
@@ -13,11 +14,15 @@ export function NoCore() {
   );
 }
 
-export function Failed({ detail }: { detail: string }) {
+/** The core did not start: why, in the person's language (e.g. open in another tab), then detail. */
+export function Failed({ code, detail }: { code: CoreErrorCode; detail: string }) {
   const { t } = useI18n();
   return (
     <main class="notice" aria-labelledby="failed-title">
       <h1 id="failed-title">{t('failed.title')}</h1>
+      <p role="alert" data-error={code}>
+        {t(`error.${code}`)}
+      </p>
       <p>{t('failed.body')}</p>
       <pre dir="ltr">{detail}</pre>
       <button type="button" onClick={() => location.reload()}>
