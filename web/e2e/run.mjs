@@ -1,22 +1,20 @@
 // End-to-end tests of the web client in Chromium against a real sirrd on 127.0.0.1.
 //
 //   node e2e/run.mjs --sirrd PATH/TO/sirrd --sirr PATH/TO/sirr [--dist web/dist]
-//                    [--chromium /usr/bin/chromium]
+//                    [--chromium /usr/bin/chromium] [--screenshots DIR]
 //
 // Starts sirrd (development mode, its own temporary data directory, random free ports,
 // --web-dir DIST), then runs each check below in order in one browser and prints one line per
 // check and a closing "e2e: N passed, N failed"; exits 1 if any failed. The browser is the
 // system Chromium (Playwright cannot download its own here). The people the web client talks
 // to are the real CLI (`sirr`), each with its own home directory.
-import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, createWriteStream } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AxeBuilder } from '@axe-core/playwright';
-import jsQR from 'jsqr';
 import { chromium } from 'playwright-core';
+import { cli, readQrScreenshot, startCliLink, startSirrd } from './lib.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -24,6 +22,8 @@ const { values: opts } = parseArgs({
     sirr: { type: 'string' },
     dist: { type: 'string', default: resolve(import.meta.dirname, '../dist') },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
+    // Also saves screenshots of the main screens there (docs/web/ holds the README's).
+    screenshots: { type: 'string' },
   },
 });
 if (!opts.sirrd || !opts.sirr) {
@@ -38,63 +38,11 @@ const MS_TITLE = 'Pautkan pelayar ini ke akaun anda';
 const ALICE = '+15550000001';
 const BOB = '+15550000002';
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
-
 function assert(cond, message) {
   if (!cond) throw new Error(message);
 }
 
-async function startSirrd() {
-  const [port, admin] = [await freePort(), await freePort()];
-  const data = mkdtempSync(join(tmpdir(), 'sirr-e2e-'));
-  const logPath = join(data, 'sirrd.log');
-  const log = createWriteStream(logPath);
-  const child = spawn(
-    opts.sirrd,
-    ['--dev', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`,
-      '--data', join(data, 'data'), '--web-dir', resolve(opts.dist)],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SIRR_LOG: 'info', NO_COLOR: '1' } },
-  );
-  child.stderr.pipe(log);
-  let exited = null;
-  child.once('exit', (code) => (exited = code));
-  const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (exited !== null) throw new Error(`sirrd exited with ${exited} before listening; log: ${logPath}`);
-    try {
-      if ((await fetch(`${base}/health`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`sirrd did not answer /health in 30 s; log: ${logPath}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    base,
-    logPath,
-    stop: async () => {
-      if (exited === null) {
-        const done = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await done;
-      }
-      log.end();
-      if (process.exitCode !== 1) rmSync(data, { recursive: true, force: true });
-    },
-  };
-}
-
-const server = await startSirrd();
+const server = await startSirrd(opts);
 const browser = await chromium.launch({ executablePath: opts.chromium, args: ['--no-sandbox'] });
 const context = await browser.newContext({ locale: 'en-US' });
 const page = await context.newPage();
@@ -147,34 +95,11 @@ async function axe(label) {
 }
 
 const homes = mkdtempSync(join(tmpdir(), 'sirr-e2e-homes-'));
-
-/** Runs the CLI as `who` (its own home directory); resolves with stdout, rejects with stderr. */
-function sirr(who, ...args) {
-  return new Promise((ok, fail) => {
-    execFile(opts.sirr, ['--home', join(homes, who), ...args], { timeout: 90_000, env: { ...process.env, NO_COLOR: '1' } },
-      (error, stdout, stderr) => {
-        if (error) fail(new Error(`sirr ${args.join(' ')} (${who}): ${error.message}\n${stderr}`));
-        else ok(stdout);
-      });
-  });
-}
-
-/** Decodes a PNG screenshot of a QR code: the browser turns it into pixels, jsQR reads them. */
-async function readQr(png) {
-  const pixels = await page.evaluate(async (b64) => {
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
-    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-    const g = canvas.getContext('2d');
-    g.drawImage(bitmap, 0, 0);
-    const { data } = g.getImageData(0, 0, bitmap.width, bitmap.height);
-    let s = '';
-    for (let i = 0; i < data.length; i += 8192) s += String.fromCharCode(...data.subarray(i, i + 8192));
-    return { width: bitmap.width, height: bitmap.height, data: btoa(s) };
-  }, png.toString('base64'));
-  const rgba = new Uint8ClampedArray(Buffer.from(pixels.data, 'base64'));
-  return jsQR(rgba, pixels.width, pixels.height)?.data ?? null;
-}
+const sirr = cli(opts.sirr, homes);
+const readQr = (png) => readQrScreenshot(page, png);
+const shot = async (name) => {
+  if (opts.screenshots) await page.screenshot({ path: join(opts.screenshots, `${name}.png`) });
+};
 
 const checks = [
   ['the page loads with the security headers', async () => {
@@ -338,7 +263,10 @@ const checks = [
     await page.waitForFunction((t) => document.querySelector('h1')?.textContent === t, AR_TITLE);
     assert((await html()).dir === 'rtl', 'not rtl after reload');
   }],
-  ['axe finds no serious or critical violation (Arabic)', () => axe('ar')],
+  ['axe finds no serious or critical violation (Arabic)', async () => {
+    await axe('ar');
+    await shot('link-ar');
+  }],
   ['Malay is chosen with Space', async () => {
     await tabTo('button[data-lang=ms]');
     await page.keyboard.press('Space');
@@ -398,6 +326,7 @@ const checks = [
     const read = await readQr(await img.screenshot());
     assert(read === shown, `the QR code reads ${read}, the page shows ${shown}`);
     await axe('link code');
+    await shot('link-code');
     await sirr('alice', 'device', 'approve', read);
     await page.locator('.messenger').waitFor({ timeout: 30_000 });
     const devices = await sirr('alice', 'devices');
@@ -430,6 +359,7 @@ const checks = [
     const dir = await text.evaluate((e) => getComputedStyle(e).direction);
     assert(dir === 'rtl', `computed direction ${dir}`);
     assert((await html()).dir === 'ltr', 'the page itself turned rtl');
+    await shot('chat');
   }],
   ['a reload keeps the history on this device', async () => {
     await page.reload({ waitUntil: 'load' });
@@ -439,6 +369,23 @@ const checks = [
     for (const t of ['hello web', 'hello from the browser', 'مرحبا من بوب']) {
       await page.locator('.chat article.message', { hasText: t }).waitFor({ timeout: 10_000 });
     }
+  }],
+  ['written while the server is down, a text waits, then arrives once when it is back', async () => {
+    await server.down();
+    await page.locator('[data-testid=banner]').waitFor({ timeout: 20_000 });
+    await page.fill('#composer', 'written while the server was down');
+    await page.press('#composer', 'Enter');
+    const mine = page.locator('.chat article.message.out', { hasText: 'written while the server was down' });
+    await mine.waitFor({ timeout: 20_000 });
+    assert((await mine.locator('[data-state]').getAttribute('data-state')) === 'sending', 'not shown as waiting');
+    await server.up();
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('.chat article.message.out')].find((e) => e.textContent.includes('written while'))
+        ?.querySelector('[data-state]')?.getAttribute('data-state') === 'sent', undefined, { timeout: 30_000 });
+    assert(await page.locator('[data-testid=banner]').count() === 0, 'still shown as disconnected');
+    const bob = await sirr('bob', 'recv', '--wait', '10');
+    const copies = bob.split('written while the server was down').length - 1;
+    assert(copies === 1, `bob got it ${copies} times: ${bob}`);
   }],
   ['a second tab is told the core is open elsewhere', async () => {
     const second = await context.newPage();
@@ -453,7 +400,8 @@ const checks = [
   }],
   ['a group made on the CLI: the browser is in it, reads it and writes to it', async () => {
     await sirr('alice', 'group', 'create', 'friends', BOB);
-    await sirr('bob', 'recv', '--wait', '10');
+    // Bob's device joins (the Welcome is queued for it); no text arrives, so this waits it out.
+    await sirr('bob', 'recv', '--wait', '3');
     await sirr('bob', 'group', 'send', 'friends', 'hello friends');
     const row = page.locator('button.conversation', { hasText: 'friends' });
     await row.waitFor({ timeout: 20_000 });
@@ -464,28 +412,19 @@ const checks = [
     await page.locator('.chat article.message.out', { hasText: 'the browser writes' }).waitFor({ timeout: 20_000 });
     const bob = await sirr('bob', 'recv', '--wait', '10');
     assert(bob.includes('the browser writes to the group'), `bob got: ${bob}`);
+    await shot('group');
   }],
   ['the browser approves a new CLI device of the account from its settings', async () => {
-    const link = spawn(opts.sirr, ['--home', join(homes, 'alice-laptop'), 'device', 'link', '--server', server.base,
-      '--name', 'laptop'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    link.stdout.on('data', (d) => (out += d));
-    link.stderr.on('data', (d) => (out += d));
-    const exited = new Promise((ok) => link.once('exit', ok));
+    const link = await startCliLink(opts.sirr, homes, 'alice-laptop', server.base, 'laptop');
     try {
-      const deadline = Date.now() + 20_000;
-      let code;
-      while (!(code = /sirr device approve (sirr-link:\S+)/.exec(out)?.[1])) {
-        assert(Date.now() < deadline, `no link code from the CLI: ${out}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
       await page.click('nav.tabs button:nth-child(2)');
-      await page.fill('#approve-code', code);
+      await page.fill('#approve-code', link.code);
       await page.click('#approve-code ~ button[type=submit]');
-      const status = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 60_000))]);
-      assert(status === 0, `sirr device link ended with ${status}: ${out}`);
+      const status = await Promise.race([link.exited, new Promise((r) => setTimeout(() => r('timeout'), 60_000))]);
+      assert(status === 0, `sirr device link ended with ${status}: ${link.output()}`);
       await page.locator('ul.devices', { hasText: 'laptop' }).waitFor({ timeout: 20_000 });
       await axe('settings');
+      await shot('settings');
     } finally {
       link.kill();
     }

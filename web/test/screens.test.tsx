@@ -6,6 +6,7 @@ import { Chat, Composer, MessageList, MessageRow } from '../src/screens/Chat';
 import { ConversationList } from '../src/screens/ConversationList';
 import { Link } from '../src/screens/Link';
 import jsQR from 'jsqr';
+import { CoreError } from '../src/core';
 import { FakeCore, message } from './fakeCore';
 import { key, mount, settle, type } from './render';
 
@@ -157,6 +158,19 @@ describe('link', () => {
     const img = root.querySelector('img.qr') as HTMLImageElement;
     expect(img.alt).toBe('QR code of the link code');
     expect(decodeURIComponent(img.src.split(',')[1] ?? '')).toBe(qrSvg('sirr-link:TESTCODE'));
+  });
+
+  it('a link that fails says why and offers to start again', async () => {
+    const core = new FakeCore();
+    const root = await mount(<Link core={core} />);
+    const form = root.querySelector('form') as HTMLFormElement;
+    await act(() => void form.dispatchEvent(new Event('submit', { bubbles: true, cancelable: true })));
+    await settle();
+    expect(root.querySelector('img.qr')).not.toBeNull();
+    await act(() => core.emit({ kind: 'linkFailed', error: new CoreError('invalid_code', 'expired') }));
+    expect(root.querySelector('img.qr')).toBeNull();
+    expect(root.querySelector('[role=alert]')?.textContent).toBe('the link code is wrong or has expired');
+    expect(root.querySelector('form')).not.toBeNull();
   });
 
   it('draws a QR code that a reader decodes back to the code', () => {

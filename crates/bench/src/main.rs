@@ -7,6 +7,7 @@
 
 mod compare;
 mod connections;
+mod fill;
 mod groups;
 mod harness;
 mod peer;
@@ -58,6 +59,8 @@ enum Scenario {
     /// Mixed load (connect, send, drop, reconnect, sign up), then checks that every
     /// acknowledged message arrived exactly once; exits non-zero otherwise
     Soak(soak::Args),
+    /// Send a backlog of texts from a CLI home to a number (for client-side benchmarks)
+    Fill(fill::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -173,6 +176,11 @@ fn main() -> anyhow::Result<()> {
                         load(s.load_average),
                     );
                 }
+                serde_json::to_value(&r)?
+            }
+            Scenario::Fill(a) => {
+                let r = fill::run(a).await?;
+                println!("sent {} texts in {:.1} s ({:.0}/s)", r.sent, r.seconds, r.per_s);
                 serde_json::to_value(&r)?
             }
             Scenario::Soak(a) => {

@@ -29,6 +29,7 @@ pub mod export;
 mod keys;
 #[cfg(feature = "native")]
 pub mod native;
+pub mod outbox;
 pub mod platform;
 mod privacy;
 mod receive;

@@ -176,11 +176,11 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(v).map_err(|e| ClientError::State(format!("encoding a stored record: {e}")))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T> {
     postcard::from_bytes(b)
         .map_err(|_| ClientError::State(format!("corrupt {what} record in the local store")))
 }

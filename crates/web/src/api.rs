@@ -25,7 +25,8 @@ use js_sys::{Function, Promise};
 use serde::Serialize;
 use serde_json::json;
 use sirr_client::export::{Lang, Local};
-use sirr_client::state::State;
+use sirr_client::outbox::Queued;
+use sirr_client::state::{ConversationRow, State, StoredMessage};
 use sirr_client::store::Store;
 use sirr_client::{Chat, Client, ClientError, Platform};
 use sirr_proto::{ConversationId, DeviceId, MessageId, Phone, Purpose};
@@ -63,6 +64,8 @@ struct Inner {
     listener: RefCell<Option<Function>>,
     connection: Cell<&'static str>,
     running: Cell<bool>,
+    /// The account's number once linked (for messages still waiting in the outbox).
+    phone: RefCell<String>,
 }
 
 /// `SirrCore` for one tab. Create it with [`open_core`].
@@ -91,6 +94,7 @@ pub async fn open_core(origin: String) -> Result<WasmCore, JsValue> {
         None
     };
     let linked = client.is_some();
+    let phone = client.as_ref().map(|c| c.identity().phone).unwrap_or_default();
     let inner = Rc::new(Inner {
         reader: State::in_store(store.clone()).await.map_err(client_error)?,
         platform,
@@ -101,6 +105,7 @@ pub async fn open_core(origin: String) -> Result<WasmCore, JsValue> {
         listener: RefCell::new(None),
         connection: Cell::new("offline"),
         running: Cell::new(false),
+        phone: RefCell::new(phone),
     });
     if linked {
         start_receiving(inner.clone());
@@ -200,7 +205,18 @@ impl WasmCore {
                 .history_page(id, limit.min(1_000) as usize, before.as_ref())
                 .await
                 .map_err(|e| view::error(&e))?;
-            Ok(page.iter().map(view::message).collect::<Vec<_>>())
+            let mut out: Vec<_> = page.iter().map(view::message).collect();
+            // What still waits to be sent is the newest of all.
+            if before.is_none() {
+                let queued = inner.reader.queued().await.map_err(|e| view::error(&e))?;
+                out.extend(
+                    queued
+                        .iter()
+                        .filter(|q| q.conversation == id)
+                        .map(|q| inner.queued_view(q)),
+                );
+            }
+            Ok(out)
         })
     }
 
@@ -239,28 +255,39 @@ impl WasmCore {
     }
 
     /// Encrypts and sends `text`; resolves with the stored message once the server holds it.
+    /// While the server cannot be reached the text waits in the outbox instead (state
+    /// `sending`, id `queued-N`), and a `receipt` event says when it was sent.
     pub fn send(&self, conversation: String, text: String) -> Promise {
         self.call(async move |inner| {
             let id = conversation_id(&conversation)?;
             let row = inner.row(id).await?;
-            let sent = inner
-                .with(async |c| {
-                    let mid = match (&row.name, &row.peer) {
-                        (Some(group), _) => c.group_send(group, &text).await?,
-                        (None, Some(peer)) => {
-                            let peer = Phone::parse(peer)
-                                .map_err(|e| ClientError::State(format!("stored peer: {e}")))?;
-                            c.send_text(&peer, &text).await?
-                        }
-                        (None, None) => return Err(ClientError::State("a chat with nobody".into())),
-                    };
-                    // Typed here: the receive loop does not announce it again.
-                    c.state().mark_printed(&mid).await?;
-                    c.state().message(&mid).await
-                })
-                .await?;
-            let sent = sent.ok_or_else(|| ErrorView::new("internal", "the sent message was not stored"))?;
-            Ok(view::message(&sent))
+            // Behind texts already waiting, in the order they were written.
+            let waiting = !inner
+                .reader
+                .queued()
+                .await
+                .map_err(|e| view::error(&e))?
+                .is_empty();
+            let sent = if waiting {
+                Err(ErrorView::new(
+                    "offline",
+                    "texts written earlier are still waiting",
+                ))
+            } else {
+                inner.with(async |c| send_in(c, &row, &text).await).await
+            };
+            match sent {
+                Ok(m) => Ok(view::message(&m)),
+                Err(e) if e.code == "offline" => {
+                    let q = inner
+                        .reader
+                        .queue_text(id, &text, inner.now_ms())
+                        .await
+                        .map_err(|e| view::error(&e))?;
+                    Ok(inner.queued_view(&q))
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 
@@ -547,6 +574,19 @@ impl Inner {
         }
     }
 
+    fn queued_view(&self, q: &Queued) -> view::MessageView {
+        view::MessageView {
+            id: queued_id(q.id),
+            conversation: q.conversation.to_string(),
+            direction: "out",
+            from: self.phone.borrow().clone(),
+            text: q.text.clone(),
+            time: q.written_at,
+            state: Some("sending"),
+            expires_at: None,
+        }
+    }
+
     fn cancel_link(&self) {
         if let Some(h) = self.link.borrow_mut().take() {
             h.abort();
@@ -559,6 +599,7 @@ impl Inner {
             crate::js::warn(&format!("could not keep this device's name: {e}"));
         }
         let identity = self.identity_of(&client).await;
+        *self.phone.borrow_mut() = identity.phone.clone();
         *self.client.lock().await = Some(client);
         self.emit(&json!({ "kind": "linkApproved", "identity": identity }));
         start_receiving(self.clone());
@@ -578,7 +619,7 @@ impl Inner {
         }
     }
 
-    async fn row(&self, id: ConversationId) -> Result<sirr_client::state::ConversationRow, ErrorView> {
+    async fn row(&self, id: ConversationId) -> Result<ConversationRow, ErrorView> {
         self.reader
             .conversation(id)
             .await
@@ -608,10 +649,7 @@ impl Inner {
         self.summary_of(&row).await
     }
 
-    async fn summary_of(
-        &self,
-        row: &sirr_client::state::ConversationRow,
-    ) -> Result<view::SummaryView, ErrorView> {
+    async fn summary_of(&self, row: &ConversationRow) -> Result<view::SummaryView, ErrorView> {
         let err = |e: ClientError| view::error(&e);
         let newest = self.reader.history(row.id, 1).await.map_err(err)?;
         let read = self.read_up_to(row.id).await?;
@@ -674,6 +712,11 @@ async fn receive_turn(inner: &Inner, client: &mut Client, connected: &mut bool) 
         *connected = true;
         inner.set_connection("connected");
     }
+    if let Err(e) = flush_outbox(inner, client).await {
+        client.disconnect().await;
+        *connected = false;
+        return Err(e);
+    }
     let received = client.receive(RECEIVE_WAIT).await;
     // Whatever was stored before a failure is announced all the same.
     let new = client.take_unread().await?;
@@ -686,6 +729,57 @@ async fn receive_turn(inner: &Inner, client: &mut Client, connected: &mut bool) 
         return Err(e);
     }
     Ok(())
+}
+
+/// Sends `text` in the conversation `row` and returns it as stored (marked shown: it was typed
+/// here, so the receive loop does not announce it again).
+async fn send_in(c: &mut Client, row: &ConversationRow, text: &str) -> sirr_client::Result<StoredMessage> {
+    let mid = match (&row.name, &row.peer) {
+        (Some(group), _) => c.group_send(group, text).await?,
+        (None, Some(peer)) => {
+            let peer = Phone::parse(peer).map_err(|e| ClientError::State(format!("stored peer: {e}")))?;
+            c.send_text(&peer, text).await?
+        }
+        (None, None) => return Err(ClientError::State("a chat with nobody".into())),
+    };
+    c.state().mark_printed(&mid).await?;
+    c.state()
+        .message(&mid)
+        .await?
+        .ok_or_else(|| ClientError::State("the sent message was not stored".into()))
+}
+
+/// Sends what waits in the outbox, oldest first, each announced with a `receipt`. Stops at
+/// the first failure to reach the server (the rest wait for the next connection); a text the
+/// server refuses for another reason leaves the queue as `failed`.
+async fn flush_outbox(inner: &Inner, client: &mut Client) -> sirr_client::Result<()> {
+    for q in client.state().queued().await? {
+        let row = client.state().conversation(q.conversation).await?;
+        let sent = match &row {
+            Some(row) => send_in(client, row, &q.text).await,
+            None => Err(ClientError::State("the conversation is gone".into())),
+        };
+        let state = match sent {
+            Ok(_) => "sent",
+            Err(e) if view::error(&e).code == "offline" => return Err(e),
+            Err(e) => {
+                crate::js::warn(&format!("sirr: a queued message was refused: {e}"));
+                "failed"
+            }
+        };
+        client.state().unqueue(q.id).await?;
+        inner.emit(&json!({
+            "kind": "receipt",
+            "conversation": q.conversation.to_string(),
+            "message": queued_id(q.id),
+            "state": state,
+        }));
+    }
+    Ok(())
+}
+
+fn queued_id(id: u64) -> String {
+    format!("queued-{id}")
 }
 
 fn consent(c: &sirr_proto::ConsentState) -> serde_json::Value {
