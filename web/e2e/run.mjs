@@ -352,6 +352,20 @@ const checks = [
     const alice = await sirr('alice', 'recv', '--wait', '10');
     assert(alice.includes('hello from the browser'), `alice's phone got: ${alice}`);
   }],
+  ['the safety number the browser shows is the one alice\'s phone shows, and its QR code reads the same', async () => {
+    await page.click('.chat-details summary');
+    await page.click('.chat-details button');
+    const shown = page.locator('[data-testid=safety-number]');
+    await shown.waitFor({ timeout: 20_000 });
+    const digits = (await shown.textContent()).trim();
+    assert(/^\d{5}( \d{5}){11}$/.test(digits), `safety number: ${digits}`);
+    const phone = (await sirr('alice', 'safety', BOB)).trim();
+    assert(phone === digits, `alice's phone shows ${phone}, the browser ${digits}`);
+    const read = await readQr(await page.locator('.chat-details img.qr').screenshot());
+    assert(read === digits.replace(/ /g, ''), `the QR code reads ${read}`);
+    await axe('safety number');
+    await page.click('.chat-details summary');
+  }],
   ['an Arabic message is laid out right to left inside the English interface', async () => {
     await sirr('bob', 'send', ALICE, 'مرحبا من بوب');
     const text = page.locator('.chat article.message.in p.text', { hasText: 'مرحبا من بوب' });
@@ -413,6 +427,23 @@ const checks = [
     const bob = await sirr('bob', 'recv', '--wait', '10');
     assert(bob.includes('the browser writes to the group'), `bob got: ${bob}`);
     await shot('group');
+  }],
+  ['a group made in the browser: bob writes to it, then the browser removes him', async () => {
+    await page.click('.new-group summary');
+    await page.fill('#new-group-name', 'from the web');
+    await page.fill('#new-group-members', BOB);
+    await page.click('.new-group button[type=submit]');
+    await page.locator('.chat h2', { hasText: 'from the web' }).waitFor({ timeout: 30_000 });
+    await sirr('bob', 'recv', '--wait', '3');
+    await sirr('bob', 'group', 'send', 'from the web', 'bob in the web group');
+    await page.locator('.chat article.message.in', { hasText: 'bob in the web group' }).waitFor({ timeout: 20_000 });
+    await page.click('.chat-details summary');
+    await page.locator('ul.members', { hasText: BOB }).waitFor({ timeout: 10_000 });
+    await page.click(`ul.members button:has-text("${BOB}")`);
+    await page.waitForFunction((b) => !document.querySelector('ul.members')?.textContent.includes(b), BOB, { timeout: 20_000 });
+    const bob = await sirr('bob', 'recv', '--wait', '5');
+    assert(/removed/.test(bob), `bob was not told he was removed: ${bob}`);
+    await page.click('.chat-details summary');
   }],
   ['the browser approves a new CLI device of the account from its settings', async () => {
     const link = await startCliLink(opts.sirr, homes, 'alice-laptop', server.base, 'laptop');

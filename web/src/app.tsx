@@ -81,6 +81,15 @@ export function Messenger({ core }: { core: SirrCore }) {
       throw new Error(isCoreError(err) ? t(`error.${err.code}`) : String(err), { cause: err });
     }
   };
+  const createGroup = async (name: string, members: string[]) => {
+    try {
+      const c = await core.createGroup(name, members);
+      await list.reload();
+      setSelected(c.id);
+    } catch (err) {
+      throw new Error(isCoreError(err) ? t(`error.${err.code}`) : String(err), { cause: err });
+    }
+  };
   const current = conversations.find((c) => c.id === selected);
 
   return (
@@ -98,9 +107,10 @@ export function Messenger({ core }: { core: SirrCore }) {
             conversations={conversations}
             onSelect={setSelected}
             onOpenDirect={openDirect}
+            onCreateGroup={createGroup}
             {...(selected ? { selected } : {})}
           />
-          {current ? <Chat core={core} conversation={current} /> : <NoChat />}
+          {current ? <Chat core={core} conversation={current} onChanged={() => void list.reload()} /> : <NoChat />}
         </div>
       )}
     </div>

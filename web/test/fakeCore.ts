@@ -63,13 +63,13 @@ export class FakeCore implements SirrCore {
     return Promise.resolve(m);
   }
   createGroup = () => Promise.reject(new CoreError('internal', 'not in this double'));
-  members = () => Promise.resolve([]);
-  addMembers = () => Promise.resolve();
-  removeMembers = () => Promise.resolve();
-  renameGroup = () => Promise.resolve();
+  members: SirrCore['members'] = () => Promise.resolve([]);
+  addMembers: SirrCore['addMembers'] = () => Promise.resolve();
+  removeMembers: SirrCore['removeMembers'] = () => Promise.resolve();
+  renameGroup: SirrCore['renameGroup'] = () => Promise.resolve();
   leaveGroup = () => Promise.resolve();
   setTimer = () => Promise.resolve();
-  safetyNumber = () => Promise.resolve('00000 '.repeat(12).trim());
+  safetyNumber: SirrCore['safetyNumber'] = () => Promise.resolve('00000 '.repeat(12).trim());
   block = () => Promise.resolve();
   unblock = () => Promise.resolve();
   report = () => Promise.resolve();

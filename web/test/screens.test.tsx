@@ -4,6 +4,7 @@ import { App, Messenger } from '../src/app';
 import { qrMatrix, qrSvg, QUIET } from '../src/components/qr';
 import { Chat, Composer, MessageList, MessageRow } from '../src/screens/Chat';
 import { ConversationList } from '../src/screens/ConversationList';
+import { ChatDetails } from '../src/screens/ChatDetails';
 import { Link } from '../src/screens/Link';
 import jsQR from 'jsqr';
 import { CoreError } from '../src/core';
@@ -189,5 +190,47 @@ describe('link', () => {
         }
     }
     expect(jsQR(rgba, px, px)?.data).toBe(code);
+  });
+});
+
+describe('chat details', () => {
+  it('a direct chat shows its safety number as digits and as a QR code, on request', async () => {
+    const core = new FakeCore();
+    core.safetyNumber = () => Promise.resolve('12345 67890 '.repeat(6).trim());
+    const root = await mount(<ChatDetails core={core} conversation={conv()} />);
+    expect(root.querySelector('[data-testid=safety-number]')).toBeNull();
+    const show = [...root.querySelectorAll('button')].find((b) => b.textContent === 'Show the safety number') as HTMLButtonElement;
+    await act(() => show.click());
+    await settle();
+    expect(root.querySelector('[data-testid=safety-number]')?.textContent).toBe('12345 67890 '.repeat(6).trim());
+    const img = root.querySelector('img.qr') as HTMLImageElement;
+    expect(decodeURIComponent(img.src.split(',')[1] ?? '')).toBe(qrSvg('1234567890'.repeat(6)));
+  });
+
+  it('a group lists its members and adds, removes and renames through the core', async () => {
+    const core = new FakeCore();
+    const calls: string[] = [];
+    core.members = () => Promise.resolve([{ phone: '+15550000002' }]);
+    core.addMembers = (_c: string, phones: string[]) => (calls.push(`add ${phones.join()}`), Promise.resolve());
+    core.removeMembers = (_c: string, phones: string[]) => (calls.push(`remove ${phones.join()}`), Promise.resolve());
+    core.renameGroup = (_c: string, name: string) => (calls.push(`rename ${name}`), Promise.resolve());
+    let changed = 0;
+    const root = await mount(
+      <ChatDetails core={core} conversation={conv({ kind: 'group', title: 'team' })} onChanged={() => changed++} />,
+    );
+    await settle();
+    expect(root.querySelector('ul.members')?.textContent).toContain('+15550000002');
+    const remove = [...root.querySelectorAll('ul.members button')][0] as HTMLButtonElement;
+    await act(() => remove.click());
+    await settle();
+    await type(root.querySelector('#add-member') as HTMLInputElement, '+15550000003');
+    const [addForm, renameForm] = [...root.querySelectorAll('form')] as HTMLFormElement[];
+    await act(() => void addForm?.dispatchEvent(new Event('submit', { bubbles: true, cancelable: true })));
+    await settle();
+    await type(root.querySelector('#group-name') as HTMLInputElement, 'the team');
+    await act(() => void renameForm?.dispatchEvent(new Event('submit', { bubbles: true, cancelable: true })));
+    await settle();
+    expect(calls).toEqual(['remove +15550000002', 'add +15550000003', 'rename the team']);
+    expect(changed).toBe(3);
   });
 });

@@ -4,6 +4,7 @@ import { VirtualList } from '../components/VirtualList';
 import type { ConversationSummary, CoreEvent, Message, SirrCore } from '../core';
 import { isCoreError } from '../core';
 import { useI18n } from '../i18n';
+import { ChatDetails } from './ChatDetails';
 
 /** Messages fetched per page; older pages load as the reader scrolls up. */
 export const PAGE = 100;
@@ -106,8 +107,17 @@ export function Composer({ onSend }: { onSend: (text: string) => Promise<void> }
   );
 }
 
-/** An open conversation: its messages (newest at the bottom) and the composer. */
-export function Chat({ core, conversation }: { core: SirrCore; conversation: ConversationSummary }) {
+/** An open conversation: its details, its messages (newest at the bottom) and the composer. */
+export function Chat({
+  core,
+  conversation,
+  onChanged,
+}: {
+  core: SirrCore;
+  conversation: ConversationSummary;
+  /** The conversation changed (renamed, left, members): the list should reload. */
+  onChanged?: () => void;
+}) {
   const { t } = useI18n();
   const [messages, setMessages] = useState<Message[]>([]);
   const [error, setError] = useState<string | null>(null);
@@ -179,6 +189,7 @@ export function Chat({ core, conversation }: { core: SirrCore; conversation: Con
       <h2 id="chat-title" dir="auto">
         {conversation.title}
       </h2>
+      <ChatDetails core={core} conversation={conversation} {...(onChanged ? { onChanged } : {})} />
       {keyChanged && (
         <p class="warning" role="alert">
           {t('chat.keyChanged', { phone: keyChanged })}

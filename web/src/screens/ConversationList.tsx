@@ -9,6 +9,8 @@ export interface ConversationListProps {
   onSelect: (id: ConversationId) => void;
   /** Opens (or creates) the direct chat with a number; rejects with a message to show. */
   onOpenDirect: (phone: string) => Promise<void>;
+  /** Creates a group with these members' numbers and opens it; rejects with a message to show. */
+  onCreateGroup?: (name: string, members: string[]) => Promise<void>;
 }
 
 /** The chats, newest first: title, last message, time and unread count. */
@@ -49,6 +51,7 @@ export function ConversationList(props: ConversationListProps) {
           </p>
         )}
       </form>
+      {props.onCreateGroup && <NewGroup onCreate={props.onCreateGroup} />}
       {props.conversations.length === 0 ? (
         <p>{t('conv.empty')}</p>
       ) : (
@@ -86,5 +89,37 @@ export function ConversationList(props: ConversationListProps) {
         </ul>
       )}
     </nav>
+  );
+}
+
+/** A new group: its name and its members' numbers, in a disclosure closed by default. */
+function NewGroup({ onCreate }: { onCreate: (name: string, members: string[]) => Promise<void> }) {
+  const { t } = useI18n();
+  const [name, setName] = useState('');
+  const [members, setMembers] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const create = async (e: Event) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      await onCreate(name.trim(), members.split(/[\s,]+/).filter(Boolean));
+      setName('');
+      setMembers('');
+    } catch (err) {
+      setError(String(err instanceof Error ? err.message : err));
+    }
+  };
+  return (
+    <details class="new-group">
+      <summary>{t('conv.newGroup')}</summary>
+      <form onSubmit={(e) => void create(e)}>
+        <label for="new-group-name">{t('conv.groupName')}</label>
+        <input id="new-group-name" dir="auto" required maxLength={64} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        <label for="new-group-members">{t('conv.groupMembers')}</label>
+        <input id="new-group-members" dir="ltr" required value={members} onInput={(e) => setMembers(e.currentTarget.value)} />
+        <button type="submit">{t('conv.create')}</button>
+        {error && <p role="alert">{error}</p>}
+      </form>
+    </details>
   );
 }
