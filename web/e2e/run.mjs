@@ -366,6 +366,26 @@ const checks = [
     await axe('safety number');
     await page.click('.chat-details summary');
   }],
+  ['read receipts, with both accounts\' consent: bob reading a browser message shows it read', async () => {
+    await sirr('alice', 'consent', 'set', 'read-receipts', 'on');
+    await sirr('bob', 'consent', 'set', 'read-receipts', 'on');
+    await page.fill('#composer', 'please read this');
+    await page.press('#composer', 'Enter');
+    const state = () =>
+      page.evaluate(() => [...document.querySelectorAll('.chat article.message.out')]
+        .find((e) => e.textContent.includes('please read this'))?.querySelector('[data-state]')?.getAttribute('data-state'));
+    const until = async (want) => {
+      const deadline = Date.now() + 20_000;
+      while ((await state()) !== want) {
+        assert(Date.now() < deadline, `never shown ${want} (state ${await state()})`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    await until('sent');
+    const bob = await sirr('bob', 'recv', '--wait', '10');
+    assert(bob.includes('please read this'), `bob got: ${bob}`);
+    await until('read');
+  }],
   ['an Arabic message is laid out right to left inside the English interface', async () => {
     await sirr('bob', 'send', ALICE, 'مرحبا من بوب');
     const text = page.locator('.chat article.message.in p.text', { hasText: 'مرحبا من بوب' });

@@ -205,7 +205,7 @@ impl WasmCore {
                 .history_page(id, limit.min(1_000) as usize, before.as_ref())
                 .await
                 .map_err(|e| view::error(&e))?;
-            let mut out: Vec<_> = page.iter().map(view::message).collect();
+            let mut out = view::page(&page);
             // What still waits to be sent is the newest of all.
             if before.is_none() {
                 let queued = inner.reader.queued().await.map_err(|e| view::error(&e))?;
@@ -232,13 +232,29 @@ impl WasmCore {
                 .map_err(|e| view::error(&e))?
                 .ok_or_else(|| ErrorView::new("not_found", "no such message on this device"))?;
             let read = inner.read_up_to(id).await?;
-            if m.received_at > read {
-                let key = format!("{READ_PREFIX}{id}");
-                inner
-                    .reader
-                    .set(&key, &m.received_at.to_be_bytes())
-                    .await
-                    .map_err(|e| view::error(&e))?;
+            if m.received_at <= read {
+                return Ok(());
+            }
+            // The newly read incoming messages, for the read receipts.
+            let recent = inner
+                .reader
+                .history(id, UNREAD_WINDOW)
+                .await
+                .map_err(|e| view::error(&e))?;
+            let newly: Vec<StoredMessage> = recent
+                .into_iter()
+                .filter(|r| r.direction == "in" && r.received_at > read && r.received_at <= m.received_at)
+                .collect();
+            let key = format!("{READ_PREFIX}{id}");
+            inner
+                .reader
+                .set(&key, &m.received_at.to_be_bytes())
+                .await
+                .map_err(|e| view::error(&e))?;
+            // Sent only with the account's consent (the client asks the server); a receipt
+            // that cannot go now is not retried: being read is not worth a queue.
+            if let Err(e) = inner.with(async |c| c.send_read_receipts(&newly).await).await {
+                crate::js::warn(&format!("sirr: read receipts not sent: {}", e.message));
             }
             Ok(())
         })
@@ -651,7 +667,9 @@ impl Inner {
 
     async fn summary_of(&self, row: &ConversationRow) -> Result<view::SummaryView, ErrorView> {
         let err = |e: ClientError| view::error(&e);
-        let newest = self.reader.history(row.id, 1).await.map_err(err)?;
+        // A few rows: the newest may be receipts, which are not shown.
+        let newest = self.reader.history(row.id, 8).await.map_err(err)?;
+        let last = view::last_shown(&newest);
         let read = self.read_up_to(row.id).await?;
         // Only a conversation with something new is read further back.
         let unread = match newest.last() {
@@ -662,7 +680,7 @@ impl Inner {
             _ => 0,
         };
         let timer = self.reader.timer(row.id).await.map_err(err)?;
-        Ok(view::summary(row, newest.last(), unread, timer))
+        Ok(view::summary(row, last, unread, timer))
     }
 }
 
@@ -721,7 +739,19 @@ async fn receive_turn(inner: &Inner, client: &mut Client, connected: &mut bool) 
     // Whatever was stored before a failure is announced all the same.
     let new = client.take_unread().await?;
     for m in &new {
-        inner.emit(&json!({ "kind": "message", "message": view::message(m) }));
+        match view::read_ids(m) {
+            Some(ids) => {
+                for id in ids {
+                    inner.emit(&json!({
+                        "kind": "receipt",
+                        "conversation": m.conversation,
+                        "message": id,
+                        "state": "read",
+                    }));
+                }
+            }
+            None => inner.emit(&json!({ "kind": "message", "message": view::message(m) })),
+        }
     }
     if let Err(e) = received {
         client.disconnect().await;

@@ -23,7 +23,7 @@ mod idb;
 mod js;
 #[cfg(target_arch = "wasm32")]
 mod platform;
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", test))]
 pub mod view;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,7 +1,6 @@
 //! What the UI sees: sirr-client's records turned into the plain shapes of `web/src/core.ts`
 //! (`Message`, `ConversationSummary`, `CoreError`, ...), as JSON the TypeScript adapter parses.
-//! Pure functions only: no store, no network.
-#![cfg(target_arch = "wasm32")]
+//! Pure functions only: no store, no network (so they are unit-tested natively too).
 
 use serde::Serialize;
 use sirr_client::ClientError;
@@ -34,6 +33,33 @@ pub struct MessageView {
     pub expires_at: Option<u64>,
 }
 
+/// Read receipts are stored as rows of their own (`direction: "read"`, the ids in `text`):
+/// the ids of the messages `m` says were read, if it is one.
+pub fn read_ids(m: &StoredMessage) -> Option<impl Iterator<Item = &str>> {
+    (m.direction == "read").then(|| m.text.split_whitespace())
+}
+
+/// A page of stored rows as the UI shows it: receipts are not messages, they mark the
+/// outgoing messages of the page they name as `read`.
+pub fn page(rows: &[StoredMessage]) -> Vec<MessageView> {
+    let read: std::collections::HashSet<&str> = rows.iter().filter_map(read_ids).flatten().collect();
+    rows.iter()
+        .filter(|m| m.direction != "read")
+        .map(|m| {
+            let mut v = message(m);
+            if v.direction == "out" && read.contains(m.message_id.as_str()) {
+                v.state = Some("read");
+            }
+            v
+        })
+        .collect()
+}
+
+/// The newest row of `recent` (oldest first) that is a message, not a receipt.
+pub fn last_shown(recent: &[StoredMessage]) -> Option<&StoredMessage> {
+    recent.iter().rev().find(|m| m.direction != "read")
+}
+
 pub fn message(m: &StoredMessage) -> MessageView {
     let direction = match m.direction.as_str() {
         "in" => "in",
@@ -48,7 +74,8 @@ pub fn message(m: &StoredMessage) -> MessageView {
         text: m.text.clone(),
         time: m.sent_at,
         // Stored outgoing messages were accepted by the server (send_text returns after that);
-        // delivery and read receipts are not tracked yet.
+        // `page` and the receipt events mark them read. Delivery to a device is not reported
+        // to senders by the protocol.
         state: (direction == "out").then_some("sent"),
         expires_at: m.expires_at,
     }
@@ -149,4 +176,83 @@ pub fn error(e: &ClientError) -> ErrorView {
         _ => "internal",
     };
     ErrorView::new(code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, direction: &str, text: &str, received_at: u64) -> StoredMessage {
+        StoredMessage {
+            message_id: id.into(),
+            conversation: "c".into(),
+            direction: direction.into(),
+            from: "+15550000002".into(),
+            to: "+15550000001".into(),
+            from_device: 1,
+            text: text.into(),
+            group: None,
+            sent_at: received_at,
+            received_at,
+            verified: true,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn receipts_mark_the_messages_they_name_and_are_not_shown() {
+        let rows = [
+            row("a", "out", "one", 1),
+            row("b", "out", "two", 2),
+            row("c", "in", "three", 3),
+            row("r", "read", "a", 4),
+            row("n", "weird", "a notice", 5),
+        ];
+        let shown = page(&rows);
+        let ids: Vec<&str> = shown.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c", "n"]);
+        let states: Vec<Option<&str>> = shown.iter().map(|m| m.state).collect();
+        assert_eq!(states, [Some("read"), Some("sent"), None, None]);
+        assert_eq!(shown[3].direction, "notice");
+        assert_eq!(last_shown(&rows).map(|m| m.message_id.as_str()), Some("n"));
+        assert_eq!(last_shown(&rows[..4]).map(|m| m.message_id.as_str()), Some("c"));
+    }
+
+    #[test]
+    fn unread_counts_incoming_messages_after_the_mark_only() {
+        let rows = [
+            row("a", "in", "x", 5),
+            row("b", "out", "y", 6),
+            row("c", "in", "z", 7),
+            row("r", "read", "b", 8),
+        ];
+        assert_eq!(unread(&rows, 0), 2);
+        assert_eq!(unread(&rows, 5), 1);
+        assert_eq!(unread(&rows, 7), 0);
+    }
+
+    #[test]
+    fn client_errors_keep_their_meaning_for_the_ui() {
+        let server = |code| {
+            ClientError::Server(sirr_proto::ErrorBody {
+                code,
+                message: "m".into(),
+                retry_after_ms: Some(250),
+                devices: Vec::new(),
+                epoch: None,
+                challenge: None,
+            })
+        };
+        let limited = error(&server(ErrorCode::RateLimited));
+        assert_eq!(
+            (limited.code, limited.retry_after_ms),
+            ("rate_limited", Some(250))
+        );
+        assert_eq!(error(&server(ErrorCode::NotMember)).code, "not_member");
+        assert_eq!(error(&server(ErrorCode::LinkExpired)).code, "invalid_code");
+        assert_eq!(error(&ClientError::Connection("reset".into())).code, "offline");
+        assert_eq!(error(&ClientError::State("not connected".into())).code, "offline");
+        assert_eq!(error(&ClientError::NotOnSirr("+1".into())).code, "not_found");
+        assert_eq!(error(&ClientError::Invalid("no".into())).code, "invalid");
+    }
 }
