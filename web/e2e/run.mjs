@@ -364,6 +364,14 @@ const checks = [
     const read = await readQr(await page.locator('.chat-details img.qr').screenshot());
     assert(read === digits.replace(/ /g, ''), `the QR code reads ${read}`);
     await axe('safety number');
+    // Disappearing messages for both sides, then off again.
+    await page.selectOption('#timer', '86400');
+    const on = await sirr('bob', 'recv', '--wait', '10');
+    assert(on.includes('messages now disappear 86400 s after they arrive'), `bob got: ${on}`);
+    await page.waitForFunction(() => document.querySelector('#timer')?.value === '86400', undefined, { timeout: 10_000 });
+    await page.selectOption('#timer', '0');
+    const off = await sirr('bob', 'recv', '--wait', '10');
+    assert(off.includes('disappearing messages are off'), `bob got: ${off}`);
     await page.click('.chat-details summary');
   }],
   ['read receipts, with both accounts\' consent: bob reading a browser message shows it read', async () => {

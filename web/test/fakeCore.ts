@@ -68,9 +68,9 @@ export class FakeCore implements SirrCore {
   removeMembers: SirrCore['removeMembers'] = () => Promise.resolve();
   renameGroup: SirrCore['renameGroup'] = () => Promise.resolve();
   leaveGroup = () => Promise.resolve();
-  setTimer = () => Promise.resolve();
+  setTimer: SirrCore['setTimer'] = () => Promise.resolve();
   safetyNumber: SirrCore['safetyNumber'] = () => Promise.resolve('00000 '.repeat(12).trim());
-  block = () => Promise.resolve();
+  block: SirrCore['block'] = () => Promise.resolve();
   unblock = () => Promise.resolve();
   report = () => Promise.resolve();
   devices = (): Promise<Device[]> =>

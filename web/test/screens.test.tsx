@@ -233,4 +233,26 @@ describe('chat details', () => {
     expect(calls).toEqual(['remove +15550000002', 'add +15550000003', 'rename the team']);
     expect(changed).toBe(3);
   });
+
+  it('sets the disappearing-message timer and blocks a contact through the core', async () => {
+    const core = new FakeCore();
+    const calls: string[] = [];
+    core.setTimer = (_c: string, seconds: number) => (calls.push(`timer ${seconds}`), Promise.resolve());
+    core.block = (phone: string) => (calls.push(`block ${phone}`), Promise.resolve());
+    let changed = 0;
+    const root = await mount(<ChatDetails core={core} conversation={conv({ timerSeconds: 3600 })} onChanged={() => changed++} />);
+    const select = root.querySelector('#timer') as HTMLSelectElement;
+    expect(select.value).toBe('3600');
+    await act(() => {
+      select.value = '604800';
+      select.dispatchEvent(new Event('change', { bubbles: true }));
+    });
+    await settle();
+    const block = [...root.querySelectorAll('button')].find((b) => b.textContent === 'Block +15550000002') as HTMLButtonElement;
+    await act(() => block.click());
+    await settle();
+    expect(calls).toEqual(['timer 604800', 'block +15550000002']);
+    expect(changed).toBe(1);
+    expect(root.querySelector('[role=status]')?.textContent).toContain('is blocked');
+  });
 });

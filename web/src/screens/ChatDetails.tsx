@@ -15,6 +15,8 @@ export function ChatDetails(props: { core: SirrCore; conversation: ConversationS
     <details class="chat-details">
       <summary>{t('details.title')}</summary>
       {props.conversation.kind === 'direct' ? <Safety {...props} /> : <Group {...props} />}
+      <Timer {...props} />
+      {props.conversation.kind === 'direct' && <Block {...props} />}
     </details>
   );
 }
@@ -127,6 +129,57 @@ function Group({ core, conversation, onChanged }: { core: SirrCore; conversation
         {t('details.leave')}
       </button>
       {status && <p role="alert">{status}</p>}
+    </section>
+  );
+}
+
+/** Disappearing messages: the choices people use, applied for everyone in the chat. */
+export const TIMER_CHOICES = [0, 3600, 86_400, 604_800] as const;
+
+function Timer({ core, conversation, onChanged }: { core: SirrCore; conversation: ConversationSummary; onChanged?: () => void }) {
+  const { t } = useI18n();
+  const { status, explain } = useExplain();
+  const current = conversation.timerSeconds ?? 0;
+  const set = async (seconds: number) => {
+    try {
+      await core.setTimer(conversation.id, seconds);
+      onChanged?.();
+    } catch (err) {
+      explain(err);
+    }
+  };
+  return (
+    <section aria-label={t('details.timer')}>
+      <label for="timer">{t('details.timer')}</label>
+      <select id="timer" value={String(current)} onChange={(e) => void set(Number(e.currentTarget.value))}>
+        {TIMER_CHOICES.map((s) => (
+          <option key={s} value={String(s)}>
+            {t(`details.timer.${s}`)}
+          </option>
+        ))}
+      </select>
+      {status && <p role="alert">{status}</p>}
+    </section>
+  );
+}
+
+function Block({ core, conversation }: { core: SirrCore; conversation: ConversationSummary }) {
+  const { t } = useI18n();
+  const { status, setStatus, explain } = useExplain();
+  const block = async () => {
+    try {
+      await core.block(conversation.title);
+      setStatus(t('details.blocked', { phone: conversation.title }));
+    } catch (err) {
+      explain(err);
+    }
+  };
+  return (
+    <section aria-label={t('details.block', { phone: conversation.title })}>
+      <button type="button" class="danger" onClick={() => void block()}>
+        {t('details.block', { phone: conversation.title })}
+      </button>
+      {status && <p role="status">{status}</p>}
     </section>
   );
 }
