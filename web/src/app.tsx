@@ -62,7 +62,7 @@ export function Messenger({ core }: { core: SirrCore }) {
   const [view, setView] = useState<'chats' | 'settings'>('chats');
   const [connection, setConnection] = useState<ConnectionState>(core.connection());
   const { t } = useI18n();
-  const list = useMemo(() => ({ reload: () => core.conversations().then(setConversations) }), [core]);
+  const list = useMemo(() => ({ reload: coalesce(() => core.conversations().then(setConversations)) }), [core]);
 
   useEffect(() => {
     void list.reload();
@@ -134,4 +134,36 @@ function Tabs({ view, onView }: { view: 'chats' | 'settings'; onView: (v: 'chats
 function NoChat() {
   const { t } = useI18n();
   return <p class="no-chat">{t('chat.none')}</p>;
+}
+
+/**
+ * `run` at most once at a time: calls while it runs are folded into one more run after it
+ * (a burst of 1,000 incoming messages reloads the list a few times, not 1,000 times at once).
+ * Every caller's promise settles once the run that covers its call has finished.
+ */
+export function coalesce(run: () => Promise<unknown>): () => Promise<void> {
+  let current: Promise<void> | null = null;
+  let next: Promise<void> | null = null;
+  const start = (): Promise<void> => {
+    current = run()
+      .then(() => undefined)
+      .finally(() => {
+        current = null;
+      });
+    return current;
+  };
+  return () => {
+    if (!current) return start();
+    next ??= current.then(
+      () => {
+        next = null;
+        return start();
+      },
+      () => {
+        next = null;
+        return start();
+      },
+    );
+    return next;
+  };
 }

@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { act } from 'preact/test-utils';
-import { App, Messenger } from '../src/app';
+import { App, coalesce, Messenger } from '../src/app';
 import { qrMatrix, qrSvg, QUIET } from '../src/components/qr';
 import { Chat, Composer, MessageList, MessageRow } from '../src/screens/Chat';
 import { ConversationList } from '../src/screens/ConversationList';
@@ -254,5 +254,29 @@ describe('chat details', () => {
     expect(calls).toEqual(['timer 604800', 'block +15550000002']);
     expect(changed).toBe(1);
     expect(root.querySelector('[role=status]')?.textContent).toContain('is blocked');
+  });
+});
+
+describe('coalesce', () => {
+  it('runs a burst of calls as one run now and one after, and every caller waits for its run', async () => {
+    let runs = 0;
+    let release: () => void = () => {};
+    const reload = coalesce(() => {
+      runs++;
+      return new Promise<void>((r) => (release = r));
+    });
+    const first = reload();
+    const burst = Array.from({ length: 100 }, () => reload());
+    expect(runs).toBe(1);
+    release();
+    await first;
+    await vi.waitFor(() => expect(runs).toBe(2));
+    release();
+    await Promise.all(burst);
+    expect(runs).toBe(2);
+    const later = reload();
+    expect(runs).toBe(3);
+    release();
+    await later;
   });
 });
