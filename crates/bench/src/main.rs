@@ -180,7 +180,10 @@ fn main() -> anyhow::Result<()> {
             }
             Scenario::Fill(a) => {
                 let r = fill::run(a).await?;
-                println!("sent {} texts in {:.1} s ({:.0}/s)", r.sent, r.seconds, r.per_s);
+                println!(
+                    "sent {} texts in {:.1} s ({:.0}/s; {} sent again after the server asked to slow down)",
+                    r.sent, r.seconds, r.per_s, r.retries
+                );
                 serde_json::to_value(&r)?
             }
             Scenario::Soak(a) => {
