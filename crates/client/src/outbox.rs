@@ -101,7 +101,7 @@ mod tests {
             .collect();
         assert_eq!(texts, ["first", "second"]);
         again.unqueue(a.id).await.unwrap();
-        assert_eq!(again.queued().await.unwrap(), [b.clone()]);
+        assert_eq!(again.queued().await.unwrap(), std::slice::from_ref(&b));
         let c2 = again.queue_text(c, "third", 12).await.unwrap();
         assert_eq!(c2.id, 3, "ids keep growing after the oldest left");
         assert!(
