@@ -66,6 +66,8 @@ export async function startSirrd(opts) {
   return {
     base,
     logPath,
+    /** sirrd's data directory (its database and files). */
+    dataDir: join(data, 'data'),
     up,
     down,
     /** Stops sirrd; its data directory is removed unless `keep()` says to keep it (a failure). */

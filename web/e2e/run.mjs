@@ -8,7 +8,8 @@
 // check and a closing "e2e: N passed, N failed"; exits 1 if any failed. The browser is the
 // system Chromium (Playwright cannot download its own here). The people the web client talks
 // to are the real CLI (`sirr`), each with its own home directory.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -412,6 +413,18 @@ const checks = [
       await page.locator('.chat article.message', { hasText: t }).waitFor({ timeout: 10_000 });
     }
   }],
+  ['offline, the app and its history still open from this device', async () => {
+    await context.setOffline(true);
+    try {
+      await page.reload({ waitUntil: 'load' });
+      await page.locator('[data-testid=banner]').waitFor({ timeout: 20_000 });
+      await page.locator('button.conversation', { hasText: BOB }).click({ timeout: 20_000 });
+      await page.locator('.chat article.message', { hasText: 'hello from the browser' }).waitFor({ timeout: 10_000 });
+    } finally {
+      await context.setOffline(false);
+    }
+    await page.locator('[data-testid=banner]').waitFor({ state: 'detached', timeout: 30_000 });
+  }],
   ['written while the server is down, a text waits, then arrives once when it is back', async () => {
     await server.down();
     await page.locator('[data-testid=banner]').waitFor({ timeout: 20_000 });
@@ -491,6 +504,59 @@ const checks = [
     const laptop = await sirr('alice-laptop', 'recv', '--wait', '10');
     assert(laptop.includes('to every device of alice'), `the new laptop got: ${laptop}`);
     await page.click('nav.tabs button:nth-child(1)');
+  }],
+  ['in the Arabic interface the whole app is right to left, and so is an Arabic message', async () => {
+    await page.click('nav.tabs button:nth-child(2)');
+    await page.click('button[data-lang=ar]');
+    await page.waitForFunction(() => document.documentElement.dir === 'rtl');
+    await page.click('nav.tabs button:nth-child(1)');
+    const row = page.locator('button.conversation', { hasText: BOB });
+    await row.click();
+    const text = page.locator('.chat article.message.in p.text', { hasText: 'مرحبا من بوب' });
+    await text.waitFor({ timeout: 10_000 });
+    assert((await text.evaluate((e) => getComputedStyle(e).direction)) === 'rtl', 'the Arabic message is not rtl');
+    const d = await html();
+    assert(d.lang === 'ar' && d.bodyDirection === 'rtl', JSON.stringify(d));
+    // Phone numbers stay left to right inside the right-to-left page.
+    const phone = await page.locator('button.conversation bdi', { hasText: BOB }).first().evaluate((e) => getComputedStyle(e).direction);
+    assert(phone === 'ltr', `a phone number is laid out ${phone}`);
+    const title = await page.locator('.chat h2 bdi').evaluate((e) => getComputedStyle(e).direction);
+    assert(title === 'ltr', `the chat's title number is laid out ${title}`);
+    await axe('chat (Arabic)');
+    await shot('chat-ar');
+    await page.click('nav.tabs button:nth-child(2)');
+    await page.click('button[data-lang=en]');
+    await page.waitForFunction(() => document.documentElement.dir === 'ltr');
+    await page.click('nav.tabs button:nth-child(1)');
+  }],
+  ['a canary typed in the browser never reaches the server in the clear (its files and its log)', async () => {
+    const canary = `canary-${randomBytes(12).toString('hex')}`;
+    await page.locator('button.conversation', { hasText: BOB }).click();
+    await page.fill('#composer', canary);
+    await page.press('#composer', 'Enter');
+    const bob = await sirr('bob', 'recv', '--wait', '10');
+    assert(bob.includes(canary), `bob did not get the canary: ${bob}`);
+    const needles = [canary, Buffer.from(canary).toString('hex'), Buffer.from(canary).toString('base64').slice(0, 20)];
+    const files = [];
+    const walk = (dir) => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else files.push(p);
+      }
+    };
+    walk(server.dataDir);
+    files.push(server.logPath);
+    assert(files.length > 1, `nothing to search: ${files}`);
+    for (const f of files) {
+      const bytes = readFileSync(f);
+      for (const n of needles) assert(!bytes.includes(Buffer.from(n)), `${f} holds the canary (${n})`);
+    }
+    // The search finds the canary where it is: in a file that holds it.
+    const control = join(homes, 'canary-control');
+    writeFileSync(control, `before ${canary} after`);
+    assert(readFileSync(control).includes(Buffer.from(needles[0])), 'the search does not find a canary that is there');
+    assert(files.some((f) => f.endsWith('.db') || f.includes('sqlite')) , `no database among ${files}`);
   }],
   ['no CSP violation, no page error, no request off 127.0.0.1', async () => {
     const reported = await page.evaluate(() => window.__cspViolations ?? []);

@@ -17,14 +17,17 @@ export type LoadResult =
  * a core that failed to start.
  */
 export async function loadCore(url: string = CORE_MODULE_URL): Promise<LoadResult> {
-  let probe: Response;
+  let probe: Response | null = null;
   try {
     probe = await fetch(url, { method: 'HEAD', cache: 'no-store' });
   } catch {
-    return { status: 'failed', error: new CoreError('offline', 'the server is unreachable') };
+    // Offline: the service worker may still hold the core (it caches the app shell), and the
+    // history is on this device; only a core that does not load either is an error.
   }
-  const type = probe.headers.get('content-type') ?? '';
-  if (!probe.ok || !type.includes('javascript')) return { status: 'absent' };
+  if (probe) {
+    const type = probe.headers.get('content-type') ?? '';
+    if (!probe.ok || !type.includes('javascript')) return { status: 'absent' };
+  }
   try {
     const mod = (await import(/* @vite-ignore */ url)) as Partial<CoreModule>;
     if (typeof mod.openCore !== 'function' || typeof mod.default !== 'function') return { status: 'absent' };
@@ -32,6 +35,7 @@ export async function loadCore(url: string = CORE_MODULE_URL): Promise<LoadResul
     await mod.default();
     return { status: 'ready', core: adaptCore(await mod.openCore(location.origin)) };
   } catch (e) {
+    if (!probe) return { status: 'failed', error: new CoreError('offline', 'the server is unreachable') };
     return { status: 'failed', error: toCoreError(e) };
   }
 }

@@ -187,7 +187,11 @@ export function Chat({
   return (
     <section class="chat" aria-labelledby="chat-title">
       <h2 id="chat-title" dir="auto">
-        {conversation.title}
+        {conversation.kind === 'direct' && conversation.title.startsWith('+') ? (
+          <bdi dir="ltr">{conversation.title}</bdi>
+        ) : (
+          conversation.title
+        )}
       </h2>
       <ChatDetails core={core} conversation={conversation} {...(onChanged ? { onChanged } : {})} />
       {keyChanged && (
