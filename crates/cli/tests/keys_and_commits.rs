@@ -215,6 +215,10 @@ async fn links_are_used_once_and_unknown_ones_expire() {
     };
     assert_eq!(expires_in, 600);
     let waiter = tokio::spawn(async move { fresh.request(Request::AwaitLink { link_id, secret }).await });
+    // An approval finding no device waiting spends the link (one use, by design), and the two
+    // requests travel on different connections: let the wait reach the server first, as a
+    // person scanning a code always does. (Without this the test raced under load.)
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let r = ca
         .request(Request::ApproveLink {
             link_id,
